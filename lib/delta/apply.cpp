@@ -1,0 +1,361 @@
+#include "delta/apply.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include "delta/rdiff.hpp"
+#include "fs/tree.hpp"
+#include "util/text.hpp"
+
+namespace cm::delta {
+
+namespace {
+
+constexpr size_t kBuf = 256 * 1024;
+
+std::string dirname_of(const std::string& p) {
+  size_t slash = p.rfind('/');
+  return slash == std::string::npos ? std::string() : p.substr(0, slash);
+}
+
+std::string basename_of(const std::string& p) {
+  size_t slash = p.rfind('/');
+  return slash == std::string::npos ? p : p.substr(slash + 1);
+}
+
+std::string temp_name() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  static const char chars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::string s = ".cm-tmp.";
+  for (int i = 0; i < 12; i++)
+    s += chars[rng() % 36];
+  return s;
+}
+
+// Hashes what passes through on its way to a descriptor.
+class HashingFdWriter : public Writer {
+ public:
+  HashingFdWriter(int fd, std::string name) : w_(fd, std::move(name)) {}
+  Status write(const void* p, size_t n) override {
+    h_.update(p, n);
+    size_ += n;
+    return w_.write(p, n);
+  }
+  Status flush() override { return w_.flush(); }
+  Digest digest() { return h_.finish(); }
+  uint64_t size() const { return size_; }
+
+ private:
+  FdWriter w_;
+  Sha256 h_;
+  uint64_t size_ = 0;
+};
+
+// A regular file opened beneath a root, as an fs::File for the patcher.
+class PlainFile : public fs::File {
+ public:
+  PlainFile(Fd fd, std::string name) : fd_(std::move(fd)), name_(std::move(name)) {}
+  Result<size_t> read(void* buf, size_t n) override {
+    ssize_t got = ::read(fd_.get(), buf, n);
+    if (got < 0)
+      return sys_error("cannot read", name_, errno);
+    return static_cast<size_t>(got);
+  }
+  Result<size_t> pread(void* buf, size_t n, uint64_t off) override {
+    ssize_t got = ::pread(fd_.get(), buf, n, static_cast<off_t>(off));
+    if (got < 0)
+      return sys_error("cannot read", name_, errno);
+    return static_cast<size_t>(got);
+  }
+  Result<fs::Stat> stat() override { return Error("not supported"); }
+  const std::string& name() const override { return name_; }
+  int fd() const { return fd_.get(); }
+
+ private:
+  Fd fd_;
+  std::string name_;
+};
+
+// Limits a reader to exactly n bytes (the entry's data).
+class Exactly : public Reader {
+ public:
+  Exactly(Reader& in, uint64_t n) : in_(in), left_(n) {}
+  Result<size_t> read(void* buf, size_t n) override {
+    if (left_ == 0)
+      return size_t{0};
+    CM_ASSIGN(size_t got, in_.read(buf, static_cast<size_t>(std::min<uint64_t>(n, left_))));
+    if (got == 0)
+      return Error("'" + in_.name() + "': data ends early", kExitBadInput);
+    left_ -= got;
+    return got;
+  }
+  const std::string& name() const override { return in_.name(); }
+
+ private:
+  Reader& in_;
+  uint64_t left_;
+};
+
+Status pump(Reader& in, Writer& out) {
+  std::vector<char> buf(kBuf);
+  for (;;) {
+    CM_ASSIGN(size_t got, in.read(buf.data(), buf.size()));
+    if (got == 0)
+      return {};
+    CM_TRY(out.write(buf.data(), got));
+  }
+}
+
+}  // namespace
+
+std::string Applier::where(const std::string& rel) const { return name_ + "/" + rel; }
+
+Status Applier::apply(const Entry& e, Reader* data) {
+  CM_TRY(validate(e));
+  std::string parent = dirname_of(e.path);
+  std::string name = basename_of(e.path);
+  int pfd = fs::open_beneath(target_, parent, O_RDONLY | O_DIRECTORY);
+  if (pfd < 0)
+    return sys_error("cannot open directory", where(parent.empty() ? "." : parent), errno);
+  Fd dir(pfd);
+
+  switch (e.op) {
+    case Op::Mkdir: {
+      if (::mkdirat(dir.get(), name.c_str(), 0700) != 0 && errno != EEXIST)
+        return sys_error("cannot create directory", where(e.path), errno);
+      struct stat st;
+      if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
+        return Error("'" + where(e.path) + "' exists and is not a directory");
+      if (::fchmodat(dir.get(), name.c_str(), e.mode, 0) != 0)
+        return sys_error("cannot set the mode of", where(e.path), errno);
+      return {};
+    }
+    case Op::File: {
+      if (data == nullptr)
+        return Error("no data for " + where(e.path));
+      Exactly content(*data, e.data_size);
+      return make_file(dir.get(), name, e, [&](Writer& w) { return pump(content, w); }, "file");
+    }
+    case Op::Patch:
+      if (data == nullptr)
+        return Error("no data for " + where(e.path));
+      return patch(dir.get(), name, e, *data);
+    case Op::Copy:
+      return copy(dir.get(), name, e);
+    case Op::Symlink: {
+      std::string tmp = temp_name();
+      if (::symlinkat(e.target.c_str(), dir.get(), tmp.c_str()) != 0)
+        return sys_error("cannot create symlink", where(e.path), errno);
+      if (::renameat(dir.get(), tmp.c_str(), dir.get(), name.c_str()) != 0) {
+        int err = errno;
+        ::unlinkat(dir.get(), tmp.c_str(), 0);
+        return sys_error("cannot create symlink", where(e.path), err);
+      }
+      return {};
+    }
+    case Op::Delete: {
+      int flags = e.old_type == fs::Type::Directory ? AT_REMOVEDIR : 0;
+      if (::unlinkat(dir.get(), name.c_str(), flags) != 0 && errno != ENOENT)
+        return sys_error("cannot remove", where(e.path), errno);
+      return {};
+    }
+    case Op::Chmod:
+      return chmod(dir.get(), name, e);
+  }
+  return Error("unknown operation");
+}
+
+Status Applier::make_file(int dir, const std::string& name, const Entry& e,
+                          const std::function<Status(Writer&)>& fill, const char* what) {
+  std::string tmp = temp_name();
+  int fd = ::openat(dir, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0)
+    return sys_error("cannot create a file in", where(dirname_of(e.path)), errno);
+  Fd out(fd);
+  HashingFdWriter w(out.get(), where(e.path));
+  Status s = fill(w);
+  if (s.ok())
+    s = w.flush();
+  if (s.ok() && (w.size() != e.size || w.digest() != e.hash))
+    s = Error("'" + where(e.path) + "': the " + what + " does not have the expected content (sha256)",
+              kExitBadInput);
+  if (s.ok() && ::fchmod(out.get(), e.mode) != 0)
+    s = sys_error("cannot set the mode of", where(e.path), errno);
+  if (s.ok()) {
+    struct timespec times[2];
+    times[0].tv_sec = 0;
+    times[0].tv_nsec = UTIME_OMIT;
+    times[1].tv_sec = e.mtime_ns / 1000000000;
+    times[1].tv_nsec = e.mtime_ns % 1000000000;
+    if (times[1].tv_nsec < 0) {
+      times[1].tv_nsec += 1000000000;
+      times[1].tv_sec -= 1;
+    }
+    if (::futimens(out.get(), times) != 0)
+      s = sys_error("cannot set the time of", where(e.path), errno);
+  }
+  if (s.ok() && opt_.fsync && ::fsync(out.get()) != 0)
+    s = sys_error("cannot write", where(e.path), errno);
+  if (s.ok() && ::renameat(dir, tmp.c_str(), dir, name.c_str()) != 0)
+    s = sys_error("cannot replace", where(e.path), errno);
+  if (!s.ok()) {
+    ::unlinkat(dir, tmp.c_str(), 0);
+    return s;
+  }
+  written_ += w.size();
+  return {};
+}
+
+Status Applier::patch(int dir, const std::string& name, const Entry& e, Reader& delta) {
+  int bfd = fs::open_beneath(base_, e.source, O_RDONLY);
+  if (bfd < 0)
+    return sys_error("cannot open the basis", e.source, errno);
+  PlainFile basis(Fd(bfd), e.source);
+  // Patching the wrong basis gives garbage silently: check it first.
+  CM_ASSIGN(HashedSize hs, sha256_stream(basis));
+  if (hs.digest != e.source_hash)
+    return Error("basis '" + e.source + "' for '" + where(e.path) +
+                     "' does not have the expected content (sha256): the delta was made against another version",
+                 kExitFailure);
+  Exactly in(delta, e.data_size);
+  return make_file(
+      dir, name, e,
+      [&](Writer& w) -> Status {
+        CM_TRY(apply_delta(basis, in, w));
+        // librsync may stop before the end of the delta; keep the stream in step.
+        StringWriter ignore;
+        CM_TRY(pump(in, ignore));
+        if (!ignore.data().empty())
+          return Error("'" + where(e.path) + "': trailing bytes after the delta", kExitBadInput);
+        return {};
+      },
+      "patched file");
+}
+
+Status Applier::copy(int dir, const std::string& name, const Entry& e) {
+  int root = e.source_new ? target_ : base_;
+  int sfd = fs::open_beneath(root, e.source, O_RDONLY);
+  if (sfd < 0)
+    return sys_error("cannot open the copy source", e.source, errno);
+  PlainFile src(Fd(sfd), e.source);
+  return make_file(dir, name, e, [&](Writer& w) { return pump(src, w); }, "copy");
+}
+
+Status Applier::chmod(int dir, const std::string& name, const Entry& e) {
+  struct stat st;
+  if (::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return sys_error("cannot change the mode of", where(e.path), errno);
+  if (S_ISDIR(st.st_mode) || (S_ISREG(st.st_mode) && st.st_nlink == 1)) {
+    if (::fchmodat(dir, name.c_str(), e.mode, 0) != 0)
+      return sys_error("cannot change the mode of", where(e.path), errno);
+    return {};
+  }
+  if (!S_ISREG(st.st_mode))
+    return Error("'" + where(e.path) + "' is not a file or directory; cannot change its mode");
+  // A hard link shares its mode with BASE: give the target its own copy.
+  int fd = ::openat(dir, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0)
+    return sys_error("cannot open", where(e.path), errno);
+  PlainFile src(Fd(fd), where(e.path));
+  CM_ASSIGN(HashedSize hs, sha256_stream(src));
+  if (::lseek(src.fd(), 0, SEEK_SET) < 0)
+    return sys_error("cannot read", where(e.path), errno);
+  Entry copy = e;
+  copy.size = hs.size;
+  copy.hash = hs.digest;
+  copy.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  return make_file(dir, name, copy, [&](Writer& w) { return pump(src, w); }, "file");
+}
+
+// ---- clone
+
+namespace {
+
+Status clone_dir(int from, int to, const std::string& rel, const std::string& base_name) {
+  int dfd = ::dup(from);
+  if (dfd < 0)
+    return sys_error("cannot read directory", base_name + "/" + rel, errno);
+  DIR* d = ::fdopendir(dfd);
+  if (d == nullptr) {
+    ::close(dfd);
+    return sys_error("cannot read directory", base_name + "/" + rel, errno);
+  }
+  std::vector<std::string> names;
+  for (;;) {
+    errno = 0;
+    struct dirent* de = ::readdir(d);
+    if (de == nullptr)
+      break;
+    if (std::strcmp(de->d_name, ".") != 0 && std::strcmp(de->d_name, "..") != 0)
+      names.emplace_back(de->d_name);
+  }
+  int err = errno;
+  ::closedir(d);
+  if (err != 0)
+    return sys_error("cannot read directory", base_name + "/" + rel, err);
+  for (const std::string& n : names) {
+    std::string path = rel.empty() ? n : rel + "/" + n;
+    struct stat st;
+    if (::fstatat(from, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+      return sys_error("cannot stat", base_name + "/" + path, errno);
+    if (S_ISDIR(st.st_mode)) {
+      if (::mkdirat(to, n.c_str(), 0700) != 0)
+        return sys_error("cannot create directory", path, errno);
+      Fd sub_from(::openat(from, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      Fd sub_to(::openat(to, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!sub_from.valid() || !sub_to.valid())
+        return sys_error("cannot open directory", path, errno);
+      CM_TRY(clone_dir(sub_from.get(), sub_to.get(), path, base_name));
+      if (::fchmod(sub_to.get(), st.st_mode & 07777) != 0)
+        return sys_error("cannot set the mode of", path, errno);
+    } else if (S_ISREG(st.st_mode)) {
+      if (::linkat(from, n.c_str(), to, n.c_str(), 0) == 0)
+        continue;
+      if (errno != EXDEV && errno != EPERM && errno != EMLINK)
+        return sys_error("cannot link", path, errno);
+      Fd in(::openat(from, n.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+      Fd out(::openat(to, n.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, st.st_mode & 07777));
+      if (!in.valid() || !out.valid())
+        return sys_error("cannot copy", path, errno);
+      std::vector<char> buf(kBuf);
+      for (;;) {
+        ssize_t got = ::read(in.get(), buf.data(), buf.size());
+        if (got < 0)
+          return sys_error("cannot read", base_name + "/" + path, errno);
+        if (got == 0)
+          break;
+        FdWriter w(out.get(), path);
+        CM_TRY(w.write(buf.data(), static_cast<size_t>(got)));
+        CM_TRY(w.flush());
+      }
+      struct timespec times[2] = {st.st_atim, st.st_mtim};
+      ::futimens(out.get(), times);
+      ::fchmod(out.get(), st.st_mode & 07777);
+    } else if (S_ISLNK(st.st_mode)) {
+      std::string target(4096, '\0');
+      ssize_t len = ::readlinkat(from, n.c_str(), target.data(), target.size());
+      if (len < 0)
+        return sys_error("cannot read symlink", base_name + "/" + path, errno);
+      target.resize(static_cast<size_t>(len));
+      if (::symlinkat(target.c_str(), to, n.c_str()) != 0)
+        return sys_error("cannot create symlink", path, errno);
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Status clone_tree(int base_dir, int target_dir, const std::string& base_name) {
+  return clone_dir(base_dir, target_dir, "", base_name);
+}
+
+}  // namespace cm::delta

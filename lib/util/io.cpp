@@ -1,0 +1,206 @@
+#include "util/io.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace cm {
+
+Error sys_error(std::string_view what, std::string_view path, int err) {
+  std::string m(what);
+  m += " '";
+  m += path == "-" ? std::string_view("-") : path;
+  m += "': ";
+  m += std::strerror(err);
+  return Error(std::move(m), kExitFailure);
+}
+
+Fd& Fd::operator=(Fd&& o) noexcept {
+  if (this != &o)
+    reset(o.release());
+  return *this;
+}
+
+Fd::~Fd() { reset(); }
+
+void Fd::reset(int fd) {
+  if (fd_ >= 0)
+    ::close(fd_);
+  fd_ = fd;
+}
+
+Status read_exact(Reader& r, void* buf, size_t n) {
+  auto* p = static_cast<char*>(buf);
+  while (n > 0) {
+    CM_ASSIGN(size_t got, r.read(p, n));
+    if (got == 0)
+      return Error("unexpected end of input in '" + r.name() + "'", kExitBadInput);
+    p += got;
+    n -= got;
+  }
+  return {};
+}
+
+Result<std::string> read_all(Reader& r, size_t limit) {
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    CM_ASSIGN(size_t got, r.read(buf, sizeof buf));
+    if (got == 0)
+      return out;
+    if (out.size() + got > limit)
+      return Error("'" + r.name() + "' is larger than " + std::to_string(limit) + " bytes",
+                   kExitBadInput);
+    out.append(buf, got);
+  }
+}
+
+Result<size_t> FdReader::read(void* buf, size_t n) {
+  for (;;) {
+    ssize_t got = ::read(fd(), buf, n);
+    if (got >= 0)
+      return static_cast<size_t>(got);
+    if (errno != EINTR)
+      return sys_error("cannot read", name_, errno);
+  }
+}
+
+Result<size_t> StringReader::read(void* buf, size_t n) {
+  size_t k = std::min(n, data_.size() - pos_);
+  std::memcpy(buf, data_.data() + pos_, k);
+  pos_ += k;
+  return k;
+}
+
+namespace {
+constexpr size_t kWriteBuffer = 256 * 1024;
+
+Status write_all(int fd, const char* p, size_t n, const std::string& name) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return sys_error("cannot write", name, errno);
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return {};
+}
+}  // namespace
+
+FdWriter::FdWriter(int borrowed, std::string name) : fd_(borrowed), name_(std::move(name)) {
+  buf_.reserve(kWriteBuffer);
+}
+
+Status FdWriter::write(const void* buf, size_t n) {
+  const char* p = static_cast<const char*>(buf);
+  if (buf_.size() + n <= kWriteBuffer) {
+    buf_.append(p, n);
+    return {};
+  }
+  CM_TRY(flush());
+  if (n >= kWriteBuffer)
+    return write_all(fd_, p, n, name_);
+  buf_.append(p, n);
+  return {};
+}
+
+Status FdWriter::flush() {
+  if (buf_.empty())
+    return {};
+  Status s = write_all(fd_, buf_.data(), buf_.size(), name_);
+  buf_.clear();
+  return s;
+}
+
+Result<std::unique_ptr<FdReader>> open_input(const std::string& path) {
+  if (path == "-")
+    return std::make_unique<FdReader>(0, "standard input");
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return sys_error("cannot open", path, errno);
+  struct stat st;
+  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return sys_error("cannot read", path, EISDIR);
+  }
+  return std::make_unique<FdReader>(Fd(fd), path);
+}
+
+namespace {
+// Creates "DIR/.NAME.XXXXXX" beside path.
+Result<std::pair<Fd, std::string>> make_temp_beside(const std::string& path) {
+  auto slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  std::string tmpl = dir + "." + base + ".tmp.XXXXXX";
+  int fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
+  if (fd < 0)
+    return sys_error("cannot create a temporary file for", path, errno);
+  return std::make_pair(Fd(fd), tmpl);
+}
+
+mode_t current_umask() {
+  mode_t m = ::umask(0);
+  ::umask(m);
+  return m;
+}
+}  // namespace
+
+Result<std::unique_ptr<Output>> Output::open(const std::string& path) {
+  std::unique_ptr<Output> out(new Output());
+  out->path_ = path;
+  if (path == "-") {
+    out->writer_ = std::make_unique<FdWriter>(1, "standard output");
+    return out;
+  }
+  CM_ASSIGN(auto tmp, make_temp_beside(path));
+  out->fd_ = std::move(tmp.first);
+  out->tmp_ = std::move(tmp.second);
+  out->writer_ = std::make_unique<FdWriter>(out->fd_.get(), path);
+  return out;
+}
+
+Output::~Output() {
+  if (!committed_ && !tmp_.empty())
+    ::unlink(tmp_.c_str());
+}
+
+Status Output::commit() {
+  CM_TRY(writer_->flush());
+  if (path_ == "-") {
+    committed_ = true;
+    return {};
+  }
+  if (::fchmod(fd_.get(), 0666 & ~current_umask()) != 0)
+    return sys_error("cannot set the mode of", path_, errno);
+  if (::fsync(fd_.get()) != 0)
+    return sys_error("cannot write", path_, errno);
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0)
+    return sys_error("cannot rename a temporary file to", path_, errno);
+  committed_ = true;
+  return {};
+}
+
+Status write_file_atomic(const std::string& path, std::string_view data, unsigned mode) {
+  CM_ASSIGN(auto tmp, make_temp_beside(path));
+  Fd fd = std::move(tmp.first);
+  const std::string& name = tmp.second;
+  Status s = write_all(fd.get(), data.data(), data.size(), path);
+  if (s.ok() && ::fchmod(fd.get(), mode) != 0)
+    s = sys_error("cannot set the mode of", path, errno);
+  if (s.ok() && ::fsync(fd.get()) != 0)
+    s = sys_error("cannot write", path, errno);
+  if (s.ok() && ::rename(name.c_str(), path.c_str()) != 0)
+    s = sys_error("cannot rename a temporary file to", path, errno);
+  if (!s.ok())
+    ::unlink(name.c_str());
+  return s;
+}
+
+}  // namespace cm

@@ -1,0 +1,162 @@
+// Byte streams over file descriptors and memory, and the one place where
+// "-" means standard input or output.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "util/result.hpp"
+
+namespace cm {
+
+// "what 'path': strerror(err)", the shape of every system error message.
+Error sys_error(std::string_view what, std::string_view path, int err);
+
+// Owns a file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd();
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() {
+    int f = fd_;
+    fd_ = -1;
+    return f;
+  }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+class Reader {
+ public:
+  virtual ~Reader() = default;
+  // Reads up to n bytes; returns 0 only at end of input.
+  virtual Result<size_t> read(void* buf, size_t n) = 0;
+  // Name for error messages ("-" is shown as "standard input").
+  virtual const std::string& name() const = 0;
+};
+
+class Writer {
+ public:
+  virtual ~Writer() = default;
+  virtual Status write(const void* buf, size_t n) = 0;
+  virtual Status flush() { return {}; }
+  Status write(std::string_view s) { return write(s.data(), s.size()); }
+};
+
+// Reads exactly n bytes or fails ("unexpected end of input").
+Status read_exact(Reader& r, void* buf, size_t n);
+// Reads until end of input or until more than `limit` bytes arrived.
+Result<std::string> read_all(Reader& r, size_t limit);
+
+class FdReader : public Reader {
+ public:
+  FdReader(Fd fd, std::string name) : fd_(std::move(fd)), name_(std::move(name)) {}
+  FdReader(int borrowed, std::string name) : borrowed_(borrowed), name_(std::move(name)) {}
+  Result<size_t> read(void* buf, size_t n) override;
+  const std::string& name() const override { return name_; }
+  int fd() const { return fd_.valid() ? fd_.get() : borrowed_; }
+
+ private:
+  Fd fd_;
+  int borrowed_ = -1;
+  std::string name_;
+};
+
+class StringReader : public Reader {
+ public:
+  explicit StringReader(std::string data, std::string name = "<memory>")
+      : data_(std::move(data)), name_(std::move(name)) {}
+  Result<size_t> read(void* buf, size_t n) override;
+  const std::string& name() const override { return name_; }
+
+ private:
+  std::string data_;
+  size_t pos_ = 0;
+  std::string name_;
+};
+
+// Buffered writer to a descriptor; EPIPE and ENOSPC come back as errors.
+class FdWriter : public Writer {
+ public:
+  FdWriter(int borrowed, std::string name);
+  ~FdWriter() override = default;
+  Status write(const void* buf, size_t n) override;
+  Status flush() override;
+  const std::string& name() const { return name_; }
+
+ private:
+  int fd_;
+  std::string name_;
+  std::string buf_;
+};
+
+class StringWriter : public Writer {
+ public:
+  Status write(const void* buf, size_t n) override {
+    data_.append(static_cast<const char*>(buf), n);
+    return {};
+  }
+  std::string& data() { return data_; }
+
+ private:
+  std::string data_;
+};
+
+// Counts the bytes that pass through to another writer.
+class CountingWriter : public Writer {
+ public:
+  explicit CountingWriter(Writer& inner) : inner_(inner) {}
+  Status write(const void* buf, size_t n) override {
+    count_ += n;
+    return inner_.write(buf, n);
+  }
+  Status flush() override { return inner_.flush(); }
+  uint64_t count() const { return count_; }
+
+ private:
+  Writer& inner_;
+  uint64_t count_ = 0;
+};
+
+// Input named on a command line: "-" is standard input.
+Result<std::unique_ptr<FdReader>> open_input(const std::string& path);
+
+// Output named on a command line: "-" is standard output; anything else is
+// written to a temporary file beside it and renamed into place by commit(),
+// so a failed run never leaves a file that looks complete.
+class Output {
+ public:
+  static Result<std::unique_ptr<Output>> open(const std::string& path);
+  ~Output();
+  Writer& writer() { return *writer_; }
+  // Flushes, fsyncs and renames into place (files); flushes (stdout).
+  Status commit();
+  const std::string& path() const { return path_; }
+  bool is_stdout() const { return path_ == "-"; }
+
+ private:
+  Output() = default;
+  std::string path_;
+  std::string tmp_;
+  Fd fd_;
+  std::unique_ptr<FdWriter> writer_;
+  bool committed_ = false;
+};
+
+// Writes a whole file atomically (temporary file + fsync + rename).
+Status write_file_atomic(const std::string& path, std::string_view data, unsigned mode = 0644);
+
+}  // namespace cm

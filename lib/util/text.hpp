@@ -1,0 +1,32 @@
+// Text helpers for showing arbitrary file names to people and to JSON.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace cm {
+
+bool is_valid_utf8(std::string_view s);
+
+// A name as a person should see it: unchanged when it is printable UTF-8
+// without quotes or backslashes, otherwise C-quoted in double quotes with
+// \n, \t, \\, \" and \ooo escapes (like git and ls --quoting-style=c).
+std::string quote_path(std::string_view s);
+
+// Sets j[key] to the name when it is valid UTF-8, or j[key + "_base64"] to
+// its bytes otherwise, so JSON output is lossless for any file name.
+void json_set_bytes(nlohmann::json& j, const std::string& key, std::string_view s);
+
+std::string base64_encode(std::string_view s);
+
+// "1.5 MiB", "12 KiB", "100 B".
+std::string human_bytes(uint64_t n);
+// "1,234,567"
+std::string with_commas(uint64_t n);
+// Octal permission bits, "0644".
+std::string mode_string(uint32_t mode);
+
+}  // namespace cm

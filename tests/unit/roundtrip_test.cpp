@@ -1,0 +1,105 @@
+// Property: for random trees BASE and NEW, cloning BASE and applying the
+// delta table yields NEW exactly (contents, modes, symlinks), and BASE is
+// left untouched even though the clone shares its files' inodes.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "delta/apply.hpp"
+#include "delta/delta.hpp"
+#include "support.hpp"
+
+using namespace cm;
+using namespace cm::delta;
+using namespace cm::test;
+
+namespace {
+
+Status apply_table(const std::string& table, const std::string& base, const std::string& target) {
+  Fd bfd(::open(base.c_str(), O_RDONLY | O_DIRECTORY));
+  Fd tfd(::open(target.c_str(), O_RDONLY | O_DIRECTORY));
+  CM_TRY(clone_tree(bfd.get(), tfd.get(), base));
+  StringReader in(table);
+  TableReader reader(in, "table");
+  CM_TRY(reader.open());
+  Applier applier(bfd.get(), tfd.get(), target);
+  EntryData data(reader, "table");
+  for (;;) {
+    CM_ASSIGN(auto e, reader.next());
+    if (!e)
+      return {};
+    CM_TRY(applier.apply(*e, &data));
+  }
+}
+
+std::string make_table(const std::string& base, const std::string& next, Stats* stats = nullptr) {
+  auto b = fs::open_disk_tree(base);
+  auto n = fs::open_disk_tree(next);
+  EXPECT_TRUE(b.ok() && n.ok());
+  StringWriter out;
+  TableWriter w(out);
+  auto r = compute(**b, **n, Options{}, &w, {});
+  EXPECT_TRUE(r.ok()) << r.error().message;
+  if (stats != nullptr && r.ok())
+    *stats = *r;
+  return out.data();
+}
+
+}  // namespace
+
+class RoundTrip : public ::testing::TestWithParam<int> {};
+
+TEST_P(RoundTrip, ApplyingTheTableGivesTheNewTree) {
+  TempDir tmp;
+  std::string base = tmp / "base", next = tmp / "next", target = tmp / "target";
+  make_dir(base);
+  make_dir(next);
+  make_dir(target);
+  RandomTree rt(static_cast<uint64_t>(GetParam()));
+  rt.make(base, 60);
+  copy_tree(base, next);
+  rt.mutate(next, 25);
+  std::string before = tree_listing(base);
+
+  std::string table = make_table(base, next);
+  Status s = apply_table(table, base, target);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  auto diff = tree_diff(next, target);
+  EXPECT_TRUE(diff.empty()) << diff.front();
+  EXPECT_EQ(tree_listing(base), before) << "BASE was modified";
+}
+
+INSTANTIATE_TEST_SUITE_P(RandomTrees, RoundTrip, ::testing::Range(1, 41));
+
+TEST(RoundTripFixed, EmptyBaseIsAFullCopy) {
+  TempDir tmp;
+  make_dir(tmp / "base");
+  make_dir(tmp / "next");
+  make_dir(tmp / "target");
+  RandomTree rt(99);
+  rt.make(tmp / "next", 80);
+  Stats st;
+  std::string table = make_table(tmp / "base", tmp / "next", &st);
+  ASSERT_TRUE(apply_table(table, tmp / "base", tmp / "target").ok());
+  EXPECT_TRUE(tree_diff(tmp / "next", tmp / "target").empty());
+  EXPECT_EQ(st.files_deleted, 0u);
+}
+
+TEST(RoundTripFixed, PatchAgainstAWrongBasisIsRefused) {
+  TempDir tmp;
+  make_dir(tmp / "base");
+  make_dir(tmp / "next");
+  make_dir(tmp / "target");
+  RandomTree rt(7);
+  std::string page = rt.random_content(50000);
+  page.resize(50000, 'p');
+  write_file(tmp / "base/page", page);
+  page[100] = '!';
+  write_file(tmp / "next/page", page);
+  set_mtime(tmp / "next/page", 1700000000);
+  std::string table = make_table(tmp / "base", tmp / "next");
+  write_file(tmp / "base/page", page + "different basis");
+  Status s = apply_table(table, tmp / "base", tmp / "target");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("expected content"), std::string::npos);
+}

@@ -1,0 +1,50 @@
+#include <gtest/gtest.h>
+
+#include "util/wire.hpp"
+
+using namespace cm;
+
+TEST(Wire, VarintRoundTrip) {
+  for (uint64_t v : {0ull, 1ull, 127ull, 128ull, 300ull, 1ull << 35, ~0ull}) {
+    std::string s;
+    ByteWriter(s).varint(v);
+    ByteReader r(s);
+    EXPECT_EQ(r.varint(), v);
+    EXPECT_TRUE(r.ok());
+    EXPECT_TRUE(r.at_end());
+  }
+}
+
+TEST(Wire, SignedVarintRoundTrip) {
+  for (int64_t v : {int64_t{0}, int64_t{-1}, int64_t{1}, INT64_MIN, INT64_MAX, int64_t{-1234567890123}}) {
+    std::string s;
+    ByteWriter(s).svarint(v);
+    ByteReader r(s);
+    EXPECT_EQ(r.svarint(), v);
+    EXPECT_TRUE(r.ok());
+  }
+}
+
+TEST(Wire, RejectsOverlongAndOverflowingVarints) {
+  ByteReader overlong(std::string_view("\x80\x00", 2));
+  overlong.varint();
+  EXPECT_FALSE(overlong.ok());
+  ByteReader overflow(std::string_view("\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", 10));
+  overflow.varint();
+  EXPECT_FALSE(overflow.ok());
+  ByteReader truncated(std::string_view("\x80", 1));
+  truncated.varint();
+  EXPECT_FALSE(truncated.ok());
+  EXPECT_STREQ(truncated.problem(), "truncated");
+}
+
+TEST(Wire, BytesRespectBound) {
+  std::string s;
+  ByteWriter(s).bytes("hello");
+  ByteReader ok(s);
+  EXPECT_EQ(ok.bytes(5), "hello");
+  ByteReader tight(s);
+  tight.bytes(4);
+  EXPECT_FALSE(tight.ok());
+  EXPECT_STREQ(tight.problem(), "length field too large");
+}
