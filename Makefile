@@ -27,35 +27,41 @@ deps:
 	@scripts/deps.sh all
 
 $(BUILD)/CMakeCache.txt:
+	@scripts/deps.sh build
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: deps
+test:
+	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory build
 	@scripts/run-tests.sh $(BUILD) $(CTEST_ARGS)
 
-demo: deps
+demo:
+	@scripts/deps.sh build
 	@$(MAKE) --no-print-directory build
 	@scripts/demo.sh $(BUILD)
 
 $(ASAN)/CMakeCache.txt:
+	@scripts/deps.sh test
 	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DCM_SANITIZE=ON
 
-asan: deps $(ASAN)/CMakeCache.txt
+asan: $(ASAN)/CMakeCache.txt
 	cmake --build $(ASAN) -j $(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		scripts/run-tests.sh $(ASAN) $(CTEST_ARGS)
 
 $(FUZZ)/CMakeCache.txt:
+	@scripts/deps.sh test
 	CXX=clang++ cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCM_FUZZ=ON -DCM_TESTS=OFF
 
-fuzz: deps $(FUZZ)/CMakeCache.txt
+fuzz: $(FUZZ)/CMakeCache.txt
 	cmake --build $(FUZZ) -j $(JOBS)
 	@scripts/run-fuzz.sh $(FUZZ) $(FUZZ_SECONDS)
 
-bench: deps
+bench:
+	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory build
 	@for b in bench/*.sh; do echo "== $$b"; CM_BIN=$(CURDIR)/$(BUILD) $$b || exit 1; done
 

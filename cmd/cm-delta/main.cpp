@@ -16,24 +16,24 @@ using namespace cm;
 namespace {
 
 void diff_options(po::options_description& d) {
-  d.add_options()                                                                        //
+  d.add_options()  //
       ("output,o", po::value<std::string>()->value_name("FILE"),
-       "write the table to FILE (default: standard output)")                             //
-      ("dry-run,n", "compare and print the summary, write no table")                     //
-      ("stat", "print a summary: counts and bytes to send against the new tree")         //
-      ("checksum,c", "compare every file by content, not size and mtime first")          //
-      ("whole-file,W", "send changed files whole, never as deltas")                      //
+       "write the table to FILE (default: standard output)")                      //
+      ("dry-run,n", "compare and print the summary, write no table")              //
+      ("stat", "print a summary: counts and bytes to send against the new tree")  //
+      ("checksum,c", "compare every file by content, not size and mtime first")   //
+      ("whole-file,W", "send changed files whole, never as deltas")               //
       ("include", po::value<std::vector<std::string>>()->value_name("PATTERN"),
-       "include paths matching PATTERN (rsync rules; first match wins)")                 //
+       "include paths matching PATTERN (rsync rules; first match wins)")  //
       ("exclude", po::value<std::vector<std::string>>()->value_name("PATTERN"),
-       "exclude paths matching PATTERN")                                                 //
+       "exclude paths matching PATTERN")  //
       ("include-from", po::value<std::vector<std::string>>()->value_name("FILE"),
-       "read include patterns from FILE")                                                //
+       "read include patterns from FILE")  //
       ("exclude-from", po::value<std::vector<std::string>>()->value_name("FILE"),
-       "read exclude patterns from FILE")                                                //
+       "read exclude patterns from FILE")  //
       ("manifest", po::value<std::string>()->value_name("FILE"),
-       "the shadow's hash cache (default: SHADOW.cm-manifest beside it)")                //
-      ("no-manifest", "neither read nor write a hash cache")                             //
+       "the shadow's hash cache (default: SHADOW.cm-manifest beside it)")  //
+      ("no-manifest", "neither read nor write a hash cache")               //
       ("block-size", po::value<size_t>()->value_name("N"),
        "librsync block length in bytes (default: chosen by file size)");
 }
@@ -107,6 +107,11 @@ Status run_diff(cli::Context& ctx) {
     progress.done();
     ctx.diag.warning(m);
   };
+  if (ctx.diag.verbosity() == cli::Verbosity::Verbose)
+    cb.entry = [&](const delta::Entry& e) {
+      progress.done();
+      ctx.diag.verbose(delta::describe(e));
+    };
   cb.progress = [&](const delta::Progress& p) {
     progress.update([&] {
       std::string s = ctx.diag.program() + ": " + p.phase + " " + std::to_string(p.scanned) + " entries";

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -14,7 +15,9 @@ void Diag::line(const std::string& prefix, const std::string& msg) const {
   std::fputs(out.c_str(), stderr);
 }
 
-void Diag::error(const std::string& msg) const { line("", msg); }
+void Diag::error(const std::string& msg) const {
+  line("", msg);
+}
 
 void Diag::warning(const std::string& msg) const {
   warnings_++;
@@ -67,13 +70,10 @@ void print_help(const Program& p, const Command* c, const po::options_descriptio
   if (c == nullptr) {
     out << usage_lines(p) << "\n" << p.purpose << "\n\nCommands:\n";
     for (const Command& cmd : p.commands)
-      out << "  " << (cmd.name.empty() ? std::string("(default)") : cmd.name) << "\t"
-          << cmd.summary << "\n";
-    out << "\nRun '" << p.name << " COMMAND --help' for a command's options; see " << p.name
-        << "(1).\n";
+      out << "  " << (cmd.name.empty() ? std::string("(default)") : cmd.name) << "\t" << cmd.summary << "\n";
+    out << "\nRun '" << p.name << " COMMAND --help' for a command's options; see " << p.name << "(1).\n";
   } else {
-    out << "usage: " << p.name << (c->name.empty() ? "" : " " + c->name) << " " << c->synopsis
-        << "\n\n"
+    out << "usage: " << p.name << (c->name.empty() ? "" : " " + c->name) << " " << c->synopsis << "\n\n"
         << c->summary << "\n\n"
         << own << "\n"
         << common_options(*c) << "\nSee " << p.name << "(1) and cm(7).\n";
@@ -95,6 +95,13 @@ int usage_error(const Diag& diag, const Program& p, const std::string& msg) {
 }
 
 int run_command(const Program& p, const Command& c, Diag& diag, std::vector<std::string> argv) {
+  // "--" ends the options: what follows is positional even if it starts
+  // with a dash (Boost does not know this convention).
+  std::vector<std::string> after;
+  if (auto dd = std::find(argv.begin(), argv.end(), "--"); dd != argv.end()) {
+    after.assign(dd + 1, argv.end());
+    argv.erase(dd, argv.end());
+  }
   po::options_description own("Options");
   if (c.options)
     c.options(own);
@@ -108,12 +115,12 @@ int run_command(const Program& p, const Command& c, Diag& diag, std::vector<std:
 
   Context ctx{diag, {}, {}, {}, false, false};
   try {
-    po::parsed_options parsed = po::command_line_parser(argv)
-                                    .options(all)
-                                    .positional(pos)
-                                    .style(po::command_line_style::default_style &
-                                           ~po::command_line_style::allow_guessing)
-                                    .run();
+    po::parsed_options parsed =
+        po::command_line_parser(argv)
+            .options(all)
+            .positional(pos)
+            .style(po::command_line_style::default_style & ~po::command_line_style::allow_guessing)
+            .run();
     po::store(parsed, ctx.vm);
     po::notify(ctx.vm);
     for (const po::option& o : parsed.options)
@@ -140,11 +147,13 @@ int run_command(const Program& p, const Command& c, Diag& diag, std::vector<std:
   ctx.progress = ::isatty(2) && diag.verbosity() != Verbosity::Quiet;
   if (ctx.vm.count("cm-args"))
     ctx.args = ctx.vm["cm-args"].as<std::vector<std::string>>();
+  ctx.args.insert(ctx.args.end(), after.begin(), after.end());
   if (ctx.args.size() < c.min_args || ctx.args.size() > c.max_args) {
     std::string want = c.name.empty() ? p.name : p.name + " " + c.name;
     return usage_error(diag, p,
-                       ctx.args.size() < c.min_args ? "missing arguments; usage: " + want + " " + c.synopsis
-                                                    : "too many arguments; usage: " + want + " " + c.synopsis);
+                       ctx.args.size() < c.min_args
+                           ? "missing arguments; usage: " + want + " " + c.synopsis
+                           : "too many arguments; usage: " + want + " " + c.synopsis);
   }
   Status s = c.run(ctx);
   if (s.ok())

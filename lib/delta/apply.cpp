@@ -116,7 +116,9 @@ Status pump(Reader& in, Writer& out) {
 
 }  // namespace
 
-std::string Applier::where(const std::string& rel) const { return name_ + "/" + rel; }
+std::string Applier::where(const std::string& rel) const {
+  return name_ + "/" + rel;
+}
 
 Status Applier::apply(const Entry& e, Reader* data) {
   CM_TRY(validate(e));
@@ -142,14 +144,14 @@ Status Applier::apply(const Entry& e, Reader* data) {
       if (data == nullptr)
         return Error("no data for " + where(e.path));
       Exactly content(*data, e.data_size);
-      return make_file(dir.get(), name, e, [&](Writer& w) { return pump(content, w); }, "file");
+      return make_file(
+          dir.get(), name, e, [&](Writer& w) { return pump(content, w); }, "file");
     }
     case Op::Patch:
       if (data == nullptr)
         return Error("no data for " + where(e.path));
       return patch(dir.get(), name, e, *data);
-    case Op::Copy:
-      return copy(dir.get(), name, e);
+    case Op::Copy: return copy(dir.get(), name, e);
     case Op::Symlink: {
       std::string tmp = temp_name();
       if (::symlinkat(e.target.c_str(), dir.get(), tmp.c_str()) != 0)
@@ -167,8 +169,7 @@ Status Applier::apply(const Entry& e, Reader* data) {
         return sys_error("cannot remove", where(e.path), errno);
       return {};
     }
-    case Op::Chmod:
-      return chmod(dir.get(), name, e);
+    case Op::Chmod: return chmod(dir.get(), name, e);
   }
   return Error("unknown operation");
 }
@@ -222,9 +223,10 @@ Status Applier::patch(int dir, const std::string& name, const Entry& e, Reader& 
   // Patching the wrong basis gives garbage silently: check it first.
   CM_ASSIGN(HashedSize hs, sha256_stream(basis));
   if (hs.digest != e.source_hash)
-    return Error("basis '" + e.source + "' for '" + where(e.path) +
-                     "' does not have the expected content (sha256): the delta was made against another version",
-                 kExitFailure);
+    return Error(
+        "basis '" + e.source + "' for '" + where(e.path) +
+            "' does not have the expected content (sha256): the delta was made against another version",
+        kExitFailure);
   Exactly in(delta, e.data_size);
   return make_file(
       dir, name, e,
@@ -246,7 +248,8 @@ Status Applier::copy(int dir, const std::string& name, const Entry& e) {
   if (sfd < 0)
     return sys_error("cannot open the copy source", e.source, errno);
   PlainFile src(Fd(sfd), e.source);
-  return make_file(dir, name, e, [&](Writer& w) { return pump(src, w); }, "copy");
+  return make_file(
+      dir, name, e, [&](Writer& w) { return pump(src, w); }, "copy");
 }
 
 Status Applier::chmod(int dir, const std::string& name, const Entry& e) {
@@ -272,7 +275,8 @@ Status Applier::chmod(int dir, const std::string& name, const Entry& e) {
   copy.size = hs.size;
   copy.hash = hs.digest;
   copy.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-  return make_file(dir, name, copy, [&](Writer& w) { return pump(src, w); }, "file");
+  return make_file(
+      dir, name, copy, [&](Writer& w) { return pump(src, w); }, "file");
 }
 
 // ---- clone
@@ -322,7 +326,8 @@ Status clone_dir(int from, int to, const std::string& rel, const std::string& ba
       if (errno != EXDEV && errno != EPERM && errno != EMLINK)
         return sys_error("cannot link", path, errno);
       Fd in(::openat(from, n.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-      Fd out(::openat(to, n.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, st.st_mode & 07777));
+      Fd out(
+          ::openat(to, n.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, st.st_mode & 07777));
       if (!in.valid() || !out.valid())
         return sys_error("cannot copy", path, errno);
       std::vector<char> buf(kBuf);

@@ -71,7 +71,9 @@ bool worth_delta(uint64_t new_size, uint64_t basis_size) {
 
 // "About half": a delta larger than half the file saves too little to be
 // worth the patching work and the risk that comes with a basis.
-uint64_t delta_limit(uint64_t new_size) { return new_size / 2; }
+uint64_t delta_limit(uint64_t new_size) {
+  return new_size / 2;
+}
 
 // ---- compare and emit
 
@@ -184,6 +186,8 @@ class Differ {
 
   Status emit(const Entry& e) {
     stats_.entries++;
+    if (cb_.entry)
+      cb_.entry(e);
     if (out_ != nullptr)
       return out_->add(e);
     return {};
@@ -211,10 +215,8 @@ class Differ {
         e.target = n.link;
         return emit(e);
       }
-      case fs::Type::Regular:
-        return file(it.base, n);
-      case fs::Type::Special:
-        break;
+      case fs::Type::Regular: return file(it.base, n);
+      case fs::Type::Special: break;
     }
     return {};
   }
@@ -362,8 +364,7 @@ class Differ {
     int basis = base_idx;
     if (basis < 0 && !opt_.whole_file && n.st.size >= kMinDeltaSize)
       basis = find_similar(n);
-    if (basis >= 0 && !opt_.whole_file &&
-        worth_delta(n.st.size, b_[static_cast<size_t>(basis)].st.size)) {
+    if (basis >= 0 && !opt_.whole_file && worth_delta(n.st.size, b_[static_cast<size_t>(basis)].st.size)) {
       CM_ASSIGN(bool sent, patch(e, basis, n));
       if (sent)
         return {};
@@ -376,11 +377,31 @@ class Differ {
     return emit(e);
   }
 
-  // Tries a librsync delta; false when it would be too large.
+  // Tries a delta against a basis; false when none is small enough. A
+  // positional comparison goes first: it is exact and fast for in-place
+  // edits and appends. librsync's block matcher goes next, for content
+  // that moved; the smaller delta wins.
   Result<bool> patch(Entry& e, int basis_idx, const Node& n) {
     const Node& b = b_[static_cast<size_t>(basis_idx)];
-    CM_ASSIGN(auto bf, base_.open(b.path));
-    CM_TRY(check_same(base_, b, *bf));
+    uint64_t limit = delta_limit(n.st.size);
+    CM_ASSIGN(auto bf, open_checked(base_, b));
+    CM_ASSIGN(auto nf, open_checked(next_, n));
+    spill_.clear();
+    CM_ASSIGN(PositionalResult pos, positional_delta(*bf, *nf, spill_, limit));
+    stats_.hashed_bytes += pos.basis_size + pos.next_size;
+    if (pos.fits) {
+      CM_TRY(check_same(base_, b, *bf));
+      CM_TRY(check_same(next_, n, *nf));
+      if (pos.basis_size != b.st.size)
+        return changed(base_, b.path);
+      if (pos.next_size != n.st.size || pos.next_hash != e.hash)
+        return changed(next_, n.path);
+      learn_base_hash(basis_idx, pos.basis_hash);
+      if (spill_.size() <= n.st.size / 32)
+        return send_patch(e, b.path, pos.basis_hash, spill_);
+    }
+
+    CM_ASSIGN(bf, open_checked(base_, b));
     Digest bh;
     uint64_t bsize = 0;
     size_t block = opt_.block_len != 0 ? opt_.block_len : choose_block_len(b.st.size);
@@ -391,30 +412,42 @@ class Differ {
       return changed(base_, b.path);
     learn_base_hash(basis_idx, bh);
 
-    CM_ASSIGN(auto nf, next_.open(n.path));
-    CM_TRY(check_same(next_, n, *nf));
-    spill_.clear();
+    CM_ASSIGN(nf, open_checked(next_, n));
+    spill2_.clear();
     Digest nh;
     uint64_t nsize = 0;
-    CM_ASSIGN(bool fits, make_delta(sig, *nf, spill_, delta_limit(n.st.size), &nh, &nsize));
+    uint64_t limit2 = pos.fits ? spill_.size() - 1 : limit;
+    CM_ASSIGN(bool fits, make_delta(sig, *nf, spill2_, limit2, &nh, &nsize));
     stats_.hashed_bytes += nsize;
-    if (!fits)
-      return false;
-    CM_TRY(check_same(next_, n, *nf));
-    if (nsize != n.st.size || nh != e.hash)
-      return changed(next_, n.path);
+    if (fits) {
+      CM_TRY(check_same(next_, n, *nf));
+      if (nsize != n.st.size || nh != e.hash)
+        return changed(next_, n.path);
+      return send_patch(e, b.path, bh, spill2_);
+    }
+    if (pos.fits)
+      return send_patch(e, b.path, bh, spill_);
+    return false;
+  }
+
+  Result<std::unique_ptr<fs::File>> open_checked(fs::Tree& t, const Node& node) {
+    CM_ASSIGN(auto f, t.open(node.path));
+    CM_TRY(check_same(t, node, *f));
+    return f;
+  }
+
+  Result<bool> send_patch(Entry& e, const std::string& basis, const Digest& basis_hash, SpillBuffer& delta) {
     e.op = Op::Patch;
-    e.source = b.path;
-    e.source_hash = bh;
-    e.data_size = spill_.size();
+    e.source = basis;
+    e.source_hash = basis_hash;
+    e.data_size = delta.size();
     stats_.sent_patch++;
     stats_.data_bytes += e.data_size;
     CM_TRY(emit(e));
     if (out_ != nullptr) {
       TableData d(*out_);
-      CM_TRY(spill_.replay(d));
+      CM_TRY(delta.replay(d));
     }
-    spill_.clear();
     return true;
   }
 
@@ -475,7 +508,7 @@ class Differ {
   std::unordered_map<uint64_t, std::vector<int>> base_by_size_;
   std::unordered_map<std::string, std::vector<int>> similar_;
   std::unordered_map<Digest, std::string, DigestHash> made_;
-  SpillBuffer spill_;
+  SpillBuffer spill_, spill2_;
 };
 
 }  // namespace
@@ -497,8 +530,9 @@ std::string summary_text(const Stats& s) {
   t += "; modes changed: " + std::to_string(s.mode_changes) + "\n";
   t += "sent as: " + std::to_string(s.sent_whole) + " whole, " + std::to_string(s.sent_patch) + " delta, " +
        std::to_string(s.sent_copy) + " copy of an existing file\n";
-  double pct = s.new_tree_bytes == 0 ? 0.0 : 100.0 * static_cast<double>(s.data_bytes) /
-                                                 static_cast<double>(s.new_tree_bytes);
+  double pct = s.new_tree_bytes == 0
+                   ? 0.0
+                   : 100.0 * static_cast<double>(s.data_bytes) / static_cast<double>(s.new_tree_bytes);
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.2f%%", pct);
   t += "data: " + with_commas(s.data_bytes) + " bytes to send of " + with_commas(s.new_tree_bytes) +

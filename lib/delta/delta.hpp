@@ -53,6 +53,7 @@ struct Progress {
 struct Callbacks {
   std::function<void(const std::string&)> warning;
   std::function<void(const Progress&)> progress;
+  std::function<void(const Entry&)> entry;  // each entry, as it is decided
 };
 
 // One tree entry as the scan saw it.

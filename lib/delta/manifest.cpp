@@ -18,9 +18,7 @@ constexpr size_t kMinEntryBytes = 1 + 1 + 1 + 1 + 1 + 32;
 }  // namespace
 
 Result<Manifest> Manifest::parse(std::string_view bytes, const std::string& name) {
-  auto bad = [&](const std::string& why) {
-    return Error("'" + name + "': " + why, kExitBadInput);
-  };
+  auto bad = [&](const std::string& why) { return Error("'" + name + "': " + why, kExitBadInput); };
   if (bytes.size() < sizeof kManifestMagic + 2 + 32 ||
       std::memcmp(bytes.data(), kManifestMagic, sizeof kManifestMagic) != 0)
     return bad("not a cm manifest");
@@ -114,7 +112,9 @@ std::string Manifest::serialize() const {
   return out;
 }
 
-Status Manifest::save(const std::string& path) const { return write_file_atomic(path, serialize(), 0644); }
+Status Manifest::save(const std::string& path) const {
+  return write_file_atomic(path, serialize(), 0644);
+}
 
 }  // namespace cm::delta
 

@@ -276,3 +276,241 @@ void SpillBuffer::clear() {
 }
 
 }  // namespace cm::delta
+
+namespace cm::delta {
+
+namespace {
+void put_be(std::string& s, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; i--)
+    s.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+// librsync's integer widths: 1, 2, 4 or 8 bytes, as index 0..3.
+int width_index(uint64_t v) {
+  if (v <= 0xFF)
+    return 0;
+  if (v <= 0xFFFF)
+    return 1;
+  if (v <= 0xFFFFFFFFu)
+    return 2;
+  return 3;
+}
+constexpr int kWidths[4] = {1, 2, 4, 8};
+}  // namespace
+
+Status DeltaEncoder::put(const std::string& s) {
+  size_ += s.size();
+  return out_.write(s);
+}
+
+Status DeltaEncoder::header() {
+  std::string s;
+  put_be(s, RS_DELTA_MAGIC, 4);
+  return put(s);
+}
+
+Status DeltaEncoder::literal(const char* p, size_t n) {
+  while (n > 0) {
+    size_t k = std::min<size_t>(n, 1 << 20);
+    std::string s;
+    if (k <= 64) {
+      s.push_back(static_cast<char>(k));  // RS_OP_LITERAL_1 .. _64
+    } else {
+      int w = width_index(k);
+      s.push_back(static_cast<char>(0x41 + w));  // RS_OP_LITERAL_N1 ..
+      put_be(s, k, kWidths[w]);
+    }
+    CM_TRY(put(s));
+    size_ += k;
+    CM_TRY(out_.write(p, k));
+    p += k;
+    n -= k;
+  }
+  return {};
+}
+
+Status DeltaEncoder::copy(uint64_t pos, uint64_t len) {
+  if (len == 0)
+    return {};
+  int wp = width_index(pos), wl = width_index(len);
+  std::string s;
+  s.push_back(static_cast<char>(0x45 + 4 * wp + wl));  // RS_OP_COPY_Nx_Ny
+  put_be(s, pos, kWidths[wp]);
+  put_be(s, len, kWidths[wl]);
+  return put(s);
+}
+
+Status DeltaEncoder::end() {
+  return put(std::string(1, '\0'));
+}
+
+namespace {
+
+// Reads up to n bytes, fewer only at the end of input.
+Result<size_t> read_full(Reader& r, char* buf, size_t n) {
+  size_t have = 0;
+  while (have < n) {
+    CM_ASSIGN(size_t got, r.read(buf + have, n - have));
+    if (got == 0)
+      break;
+    have += got;
+  }
+  return have;
+}
+
+class PositionalDiff {
+ public:
+  PositionalDiff(DeltaEncoder& enc, uint64_t limit) : enc_(enc), limit_(limit) {}
+
+  // Feeds the next stretch of both files at the same offsets; whole equal
+  // pages are found with memcmp, the rest byte by byte.
+  Status feed(const char* next, const char* basis, size_t n) {
+    constexpr size_t kPage = 4096;
+    for (size_t off = 0; off < n;) {
+      size_t k = std::min(kPage, n - off);
+      if (std::memcmp(next + off, basis + off, k) == 0) {
+        CM_TRY(equal(next + off, k));
+      } else {
+        for (size_t i = 0; i < k;) {
+          size_t j = i;
+          bool eq = next[off + i] == basis[off + i];
+          while (j < k && (next[off + j] == basis[off + j]) == eq)
+            j++;
+          CM_TRY(eq ? equal(next + off + i, j - i) : differ(next + off + i, j - i));
+          i = j;
+        }
+      }
+      off += k;
+    }
+    return {};
+  }
+
+  // Bytes of the new file beyond the basis's end.
+  Status extra(const char* p, size_t n) { return differ(p, n); }
+
+  Status finish() {
+    // A pending equal run is shorter than kMinCopy: it ends the literal.
+    lit_.append(eq_bytes_);
+    eq_run_ = 0;
+    eq_bytes_.clear();
+    CM_TRY(flush_literal());
+    CM_TRY(flush_copy());
+    return enc_.end();
+  }
+
+  bool over() const { return over_; }
+  uint64_t scanned() const { return pos_; }
+
+ private:
+  Status equal(const char* p, size_t n) {
+    // Equal bytes either extend the copy, or wait to see whether the run
+    // gets long enough to be worth a COPY after a literal.
+    if (lit_.empty() && eq_run_ == 0) {
+      copy_len_ += n;
+    } else {
+      size_t room = eq_run_ < kMinCopy ? kMinCopy - eq_run_ : 0;
+      eq_bytes_.append(p, std::min(n, room));
+      eq_run_ += n;
+      if (eq_run_ >= kMinCopy) {
+        CM_TRY(flush_literal());
+        copy_start_ = pos_ + n - eq_run_;
+        copy_len_ = eq_run_;
+        eq_run_ = 0;
+        eq_bytes_.clear();
+      }
+    }
+    pos_ += n;
+    return {};
+  }
+
+  Status differ(const char* p, size_t n) {
+    if (eq_run_ > 0) {  // a short equal gap: it stays in the literal
+      lit_.append(eq_bytes_);
+      eq_run_ = 0;
+      eq_bytes_.clear();
+    }
+    if (copy_len_ > 0)
+      CM_TRY(flush_copy());
+    lit_.append(p, n);
+    literal_total_ += n;
+    pos_ += n;
+    if (enc_.size() + lit_.size() > limit_ || (pos_ > (1u << 20) && literal_total_ > pos_ / 4))
+      over_ = true;
+    if (lit_.size() >= (1u << 20))
+      CM_TRY(flush_literal());
+    return {};
+  }
+
+  Status flush_literal() {
+    if (lit_.empty())
+      return {};
+    CM_TRY(enc_.literal(lit_.data(), lit_.size()));
+    lit_.clear();
+    copy_start_ = pos_;
+    return {};
+  }
+
+  Status flush_copy() {
+    if (copy_len_ > 0)
+      CM_TRY(enc_.copy(copy_start_, copy_len_));
+    copy_start_ += copy_len_;
+    copy_len_ = 0;
+    return {};
+  }
+
+  DeltaEncoder& enc_;
+  uint64_t limit_;
+  uint64_t pos_ = 0;         // bytes of the new file seen
+  uint64_t copy_start_ = 0;  // basis offset of the pending copy
+  uint64_t copy_len_ = 0;
+  std::string lit_;       // pending literal
+  uint64_t eq_run_ = 0;   // equal bytes seen after the literal
+  std::string eq_bytes_;  // the first kMinCopy of them
+  uint64_t literal_total_ = 0;
+  bool over_ = false;
+};
+
+}  // namespace
+
+Result<PositionalResult> positional_delta(Reader& basis, Reader& next, Writer& out, uint64_t limit) {
+  PositionalResult res;
+  DeltaEncoder enc(out);
+  CM_TRY(enc.header());
+  PositionalDiff diff(enc, limit);
+  std::vector<char> nb(kBuf), bb(kBuf);
+  Sha256 hn, hb;
+  bool basis_done = false;
+  for (;;) {
+    CM_ASSIGN(size_t n, read_full(next, nb.data(), nb.size()));
+    size_t b = 0;
+    if (!basis_done) {
+      CM_ASSIGN(b, read_full(basis, bb.data(), bb.size()));
+      basis_done = b < bb.size();
+      hb.update(bb.data(), b);
+      res.basis_size += b;
+    }
+    hn.update(nb.data(), n);
+    res.next_size += n;
+    size_t common = std::min(n, b);
+    CM_TRY(diff.feed(nb.data(), bb.data(), common));
+    if (n > common)
+      CM_TRY(diff.extra(nb.data() + common, n - common));
+    if (diff.over())
+      return res;  // fits = false
+    if (n < nb.size())
+      break;
+  }
+  // The rest of the basis, for its hash.
+  while (!basis_done) {
+    CM_ASSIGN(size_t b, read_full(basis, bb.data(), bb.size()));
+    basis_done = b < bb.size();
+    hb.update(bb.data(), b);
+    res.basis_size += b;
+  }
+  CM_TRY(diff.finish());
+  res.fits = enc.size() <= limit;
+  res.basis_hash = hb.finish();
+  res.next_hash = hn.finish();
+  return res;
+}
+
+}  // namespace cm::delta

@@ -47,6 +47,40 @@ Result<Signature> make_signature(Reader& basis, size_t block_len, Digest* hash =
 Result<bool> make_delta(const Signature& sig, Reader& next, Writer& out, uint64_t limit,
                         Digest* hash = nullptr, uint64_t* size = nullptr);
 
+// A delta in librsync's format made by comparing the two files byte by
+// byte at the same offsets, for in-place edits and appends (database and
+// disk images, sparse files, logs). librsync's block matcher does poorly
+// there: a run of identical blocks (zeros) matches the same basis block
+// again and again, so every block becomes its own COPY command (5 bytes per
+// 4 KiB block: 1.3 MB for an unchanged 1 GiB of zeros). Equal runs shorter
+// than kMinCopy bytes stay inside literals. Returns false (early) when the
+// delta would exceed `limit` or when, past the first MiB, more than a
+// quarter of what was compared differs. Reads both files to their end and
+// returns their hashes and sizes.
+inline constexpr size_t kMinCopy = 16;
+struct PositionalResult {
+  bool fits = false;
+  Digest basis_hash{}, next_hash{};
+  uint64_t basis_size = 0, next_size = 0;
+};
+Result<PositionalResult> positional_delta(Reader& basis, Reader& next, Writer& out, uint64_t limit);
+
+// Writes librsync's delta format: "rs\x02\x36", LITERAL and COPY commands, END.
+class DeltaEncoder {
+ public:
+  explicit DeltaEncoder(Writer& out) : out_(out) {}
+  Status header();
+  Status literal(const char* p, size_t n);
+  Status copy(uint64_t pos, uint64_t len);
+  Status end();
+  uint64_t size() const { return size_; }
+
+ private:
+  Status put(const std::string& s);
+  Writer& out_;
+  uint64_t size_ = 0;
+};
+
 // Applies a librsync delta to a basis read with pread().
 Status apply_delta(fs::File& basis, Reader& delta, Writer& out);
 

@@ -4,9 +4,15 @@ namespace cm::delta {
 
 namespace {
 
-bool alnum(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool run_char(char c) { return alnum(c) || c == '-' || c == '_'; }
-bool digit(char c) { return c >= '0' && c <= '9'; }
+bool alnum(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+bool run_char(char c) {
+  return alnum(c) || c == '-' || c == '_';
+}
+bool digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 // A run of [A-Za-z0-9_-] that looks generated: at least four characters,
 // with a digit or with both letter cases.

@@ -23,10 +23,16 @@ const char* op_name(Op op) {
 
 namespace {
 
-bool known_op(uint8_t v) { return v >= 1 && v <= 7; }
+bool known_op(uint8_t v) {
+  return v >= 1 && v <= 7;
+}
 
-bool has_mode(Op op) { return op == Op::Mkdir || op == Op::File || op == Op::Patch || op == Op::Copy || op == Op::Chmod; }
-bool has_content(Op op) { return op == Op::File || op == Op::Patch || op == Op::Copy; }
+bool has_mode(Op op) {
+  return op == Op::Mkdir || op == Op::File || op == Op::Patch || op == Op::Copy || op == Op::Chmod;
+}
+bool has_content(Op op) {
+  return op == Op::File || op == Op::Patch || op == Op::Copy;
+}
 
 void encode(const Entry& e, std::string& out) {
   ByteWriter w(out);
@@ -49,14 +55,9 @@ void encode(const Entry& e, std::string& out) {
       w.u8(e.source_new ? 1 : 0);
       w.bytes(e.source);
       break;
-    case Op::Symlink:
-      w.bytes(e.target);
-      break;
-    case Op::Delete:
-      w.u8(static_cast<uint8_t>(e.old_type));
-      break;
-    default:
-      break;
+    case Op::Symlink: w.bytes(e.target); break;
+    case Op::Delete: w.u8(static_cast<uint8_t>(e.old_type)); break;
+    default: break;
   }
 }
 
@@ -95,9 +96,7 @@ bool decode(std::string_view payload, Entry& e, std::string& why) {
       e.source = std::string(r.bytes(4096));
       break;
     }
-    case Op::Symlink:
-      e.target = std::string(r.bytes(kMaxSymlinkTarget));
-      break;
+    case Op::Symlink: e.target = std::string(r.bytes(kMaxSymlinkTarget)); break;
     case Op::Delete: {
       uint8_t t = r.u8();
       if (t > static_cast<uint8_t>(fs::Type::Symlink))
@@ -105,8 +104,7 @@ bool decode(std::string_view payload, Entry& e, std::string& why) {
       e.old_type = static_cast<fs::Type>(t);
       break;
     }
-    default:
-      break;
+    default: break;
   }
   if (e.op == Op::File)
     e.data_size = e.size;
@@ -129,8 +127,7 @@ Status validate(const Entry& e) {
   if (has_mode(e.op) && e.mode > 07777)
     return Error("mode out of range for " + quote_path(e.path), kExitBadInput);
   if ((e.op == Op::Patch || e.op == Op::Copy) && !fs::is_safe_relative_path(e.source))
-    return Error("unsafe source path " + quote_path(e.source) + " for " + quote_path(e.path),
-                 kExitBadInput);
+    return Error("unsafe source path " + quote_path(e.source) + " for " + quote_path(e.path), kExitBadInput);
   if (e.op == Op::Symlink &&
       (e.target.empty() || e.target.size() > kMaxSymlinkTarget || e.target.find('\0') != std::string::npos))
     return Error("bad symlink target for " + quote_path(e.path), kExitBadInput);
@@ -234,9 +231,11 @@ Status TableReader::fill(size_t n) {
 }
 
 Status TableReader::open() {
-  CM_TRY(fill(sizeof kMagic + 1));
-  if (std::memcmp(buf_.data(), kMagic, sizeof kMagic) != 0)
+  Status enough = fill(sizeof kMagic + 1);
+  size_t have = std::min(buf_.size(), sizeof kMagic);
+  if (std::memcmp(buf_.data(), kMagic, have) != 0)
     return bad("not a cm delta table (bad magic)");
+  CM_TRY(enough);
   hash_.update(buf_.data(), sizeof kMagic);
   pos_ = sizeof kMagic;
   // The version is a varint; fill enough for the longest one.
@@ -333,8 +332,8 @@ Result<std::optional<Entry>> TableReader::next() {
     return std::optional<Entry>();
   }
   if (kind != 'E')
-    return bad(std::string("unexpected frame '") + (kind >= 0x20 && kind < 0x7f ? std::string(1, kind) : "?") +
-               "' where an entry was expected");
+    return bad(std::string("unexpected frame '") +
+               (kind >= 0x20 && kind < 0x7f ? std::string(1, kind) : "?") + "' where an entry was expected");
   if (len == 0 || len > kMaxEntryFrame)
     return bad("entry frame of impossible length " + std::to_string(len));
   CM_TRY(fill(len));
@@ -385,9 +384,7 @@ std::string describe(const Entry& e) {
   s.resize(8, ' ');
   switch (e.op) {
     case Op::Mkdir:
-    case Op::Chmod:
-      s += mode_string(e.mode) + " " + quote_path(e.path);
-      break;
+    case Op::Chmod: s += mode_string(e.mode) + " " + quote_path(e.path); break;
     case Op::File:
       s += mode_string(e.mode) + " " + quote_path(e.path) + " (" + human_bytes(e.size) + ")";
       break;
@@ -399,12 +396,8 @@ std::string describe(const Entry& e) {
       s += mode_string(e.mode) + " " + quote_path(e.path) + " (" + human_bytes(e.size) + ", same as " +
            (e.source_new ? "new " : "") + quote_path(e.source) + ")";
       break;
-    case Op::Symlink:
-      s += "     " + quote_path(e.path) + " -> " + quote_path(e.target);
-      break;
-    case Op::Delete:
-      s += "     " + quote_path(e.path) + " (" + fs::type_name(e.old_type) + ")";
-      break;
+    case Op::Symlink: s += "     " + quote_path(e.path) + " -> " + quote_path(e.target); break;
+    case Op::Delete: s += "     " + quote_path(e.path) + " (" + fs::type_name(e.old_type) + ")"; break;
   }
   return s;
 }
@@ -433,14 +426,9 @@ nlohmann::json to_json(const Entry& e) {
       json_set_bytes(j, "source", e.source);
       j["source_tree"] = e.source_new ? "new" : "base";
       break;
-    case Op::Symlink:
-      json_set_bytes(j, "target", e.target);
-      break;
-    case Op::Delete:
-      j["type"] = fs::type_name(e.old_type);
-      break;
-    default:
-      break;
+    case Op::Symlink: json_set_bytes(j, "target", e.target); break;
+    case Op::Delete: j["type"] = fs::type_name(e.old_type); break;
+    default: break;
   }
   return j;
 }

@@ -49,16 +49,16 @@ const char* op_name(Op op);
 struct Entry {
   Op op = Op::File;
   std::string path;
-  uint32_t mode = 0;      // mkdir, file, patch, copy, chmod
-  int64_t mtime_ns = 0;   // file, patch, copy
-  uint64_t size = 0;      // file, patch, copy: size of the resulting file
-  Digest hash{};          // file, patch, copy: SHA-256 of the resulting file
-  std::string source;     // patch: the basis in BASE; copy: where the content is
-  Digest source_hash{};   // patch: SHA-256 the basis must have
-  bool source_new = false;  // copy: source is a NEW path made by an earlier entry
-  std::string target;     // symlink
+  uint32_t mode = 0;                      // mkdir, file, patch, copy, chmod
+  int64_t mtime_ns = 0;                   // file, patch, copy
+  uint64_t size = 0;                      // file, patch, copy: size of the resulting file
+  Digest hash{};                          // file, patch, copy: SHA-256 of the resulting file
+  std::string source;                     // patch: the basis in BASE; copy: where the content is
+  Digest source_hash{};                   // patch: SHA-256 the basis must have
+  bool source_new = false;                // copy: source is a NEW path made by an earlier entry
+  std::string target;                     // symlink
   fs::Type old_type = fs::Type::Regular;  // delete
-  uint64_t data_size = 0;  // file: == size; patch: length of the delta
+  uint64_t data_size = 0;                 // file: == size; patch: length of the delta
 
   bool has_data() const { return op == Op::File || op == Op::Patch; }
 };
@@ -115,8 +115,8 @@ class TableReader {
   Sha256 hash_;
   Trailer trailer_;
   Trailer seen_;
-  uint64_t data_left_ = 0;    // of the current entry
-  uint64_t frame_left_ = 0;   // of the current data frame
+  uint64_t data_left_ = 0;   // of the current entry
+  uint64_t frame_left_ = 0;  // of the current data frame
   bool done_ = false;
 };
 

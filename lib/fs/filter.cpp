@@ -98,7 +98,9 @@ bool match(std::string_view p, std::string_view t) {
 
 }  // namespace
 
-bool wildmatch(std::string_view pattern, std::string_view text) { return match(pattern, text); }
+bool wildmatch(std::string_view pattern, std::string_view text) {
+  return match(pattern, text);
+}
 
 void Filter::add(bool include, std::string_view pattern) {
   if (pattern.size() >= 2 && (pattern[0] == '+' || pattern[0] == '-') && pattern[1] == ' ') {
@@ -114,8 +116,8 @@ void Filter::add(bool include, std::string_view pattern) {
     r.dir_only = true;
     r.pattern.pop_back();
   }
-  r.whole_path = r.anchored || r.pattern.find('/') != std::string::npos ||
-                 r.pattern.find("**") != std::string::npos;
+  r.whole_path =
+      r.anchored || r.pattern.find('/') != std::string::npos || r.pattern.find("**") != std::string::npos;
   rules_.push_back(std::move(r));
 }
 

@@ -12,7 +12,9 @@ Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
     throw std::bad_alloc();
 }
 
-Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
+Sha256::~Sha256() {
+  EVP_MD_CTX_free(ctx_);
+}
 
 void Sha256::update(const void* data, size_t n) {
   if (n > 0)

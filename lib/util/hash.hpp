@@ -39,7 +39,9 @@ struct HashedSize {
 Result<HashedSize> sha256_stream(Reader& r);
 
 std::string to_hex(const uint8_t* p, size_t n);
-inline std::string to_hex(const Digest& d) { return to_hex(d.data(), d.size()); }
+inline std::string to_hex(const Digest& d) {
+  return to_hex(d.data(), d.size());
+}
 // Parses exactly 64 hex digits.
 bool from_hex(std::string_view hex, Digest& out);
 

@@ -24,7 +24,9 @@ Fd& Fd::operator=(Fd&& o) noexcept {
   return *this;
 }
 
-Fd::~Fd() { reset(); }
+Fd::~Fd() {
+  reset();
+}
 
 void Fd::reset(int fd) {
   if (fd_ >= 0)
@@ -52,8 +54,7 @@ Result<std::string> read_all(Reader& r, size_t limit) {
     if (got == 0)
       return out;
     if (out.size() + got > limit)
-      return Error("'" + r.name() + "' is larger than " + std::to_string(limit) + " bytes",
-                   kExitBadInput);
+      return Error("'" + r.name() + "' is larger than " + std::to_string(limit) + " bytes", kExitBadInput);
     out.append(buf, got);
   }
 }

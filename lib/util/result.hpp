@@ -12,13 +12,13 @@ namespace cm {
 // Exit codes shared by every program (documented in cm(7)).
 enum ExitCode : int {
   kExitOk = 0,
-  kExitFailure = 1,    // the operation failed
-  kExitUsage = 2,      // bad command line
-  kExitBadInput = 3,   // an input file or message is malformed, truncated or corrupt
-  kExitSecurity = 4,   // a signature, key or authentication check failed
-  kExitChanged = 5,    // the input changed while it was read: run again
-  kExitPartial = 6,    // done for some targets only (quorum not met)
-  kExitBusy = 7,       // another process holds the lock
+  kExitFailure = 1,   // the operation failed
+  kExitUsage = 2,     // bad command line
+  kExitBadInput = 3,  // an input file or message is malformed, truncated or corrupt
+  kExitSecurity = 4,  // a signature, key or authentication check failed
+  kExitChanged = 5,   // the input changed while it was read: run again
+  kExitPartial = 6,   // done for some targets only (quorum not met)
+  kExitBusy = 7,      // another process holds the lock
 };
 
 struct Error {
@@ -92,10 +92,10 @@ class [[nodiscard]] Status {
 };
 
 // Propagate an error from an expression returning Status or Result<T>.
-#define CM_TRY(expr)                      \
-  do {                                    \
-    auto cm_try_r_ = (expr);              \
-    if (!cm_try_r_.ok())                  \
+#define CM_TRY(expr)                       \
+  do {                                     \
+    auto cm_try_r_ = (expr);               \
+    if (!cm_try_r_.ok())                   \
       return std::move(cm_try_r_).error(); \
   } while (0)
 

@@ -25,9 +25,7 @@ class ByteWriter {
     out_.push_back(static_cast<char>(v));
   }
   // Zigzag-encoded signed value.
-  void svarint(int64_t v) {
-    varint((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63));
-  }
+  void svarint(int64_t v) { varint((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63)); }
   void bytes(std::string_view s) {
     varint(s.size());
     out_.append(s);

@@ -178,8 +178,8 @@ TEST(Delta, TypeChangesDeleteThenCreate) {
   b.file("z", "was a symlink");
   auto o = run(a, b);
   ASSERT_TRUE(o.status.ok());
-  EXPECT_EQ(ops(o), (std::vector<std::string>{"delete x", "mkdir x", "file x/inside", "delete y/old", "delete y",
-                                              "symlink y", "delete z", "file z"}));
+  EXPECT_EQ(ops(o), (std::vector<std::string>{"delete x", "mkdir x", "file x/inside", "delete y/old",
+                                              "delete y", "symlink y", "delete z", "file z"}));
 }
 
 TEST(Delta, SymlinksAreRecordedNotFollowed) {
@@ -239,7 +239,8 @@ TEST(Delta, HashRenamedAssetIsADeltaAgainstTheOldName) {
   b.dir("assets");
   auto o = run(a, b);
   ASSERT_TRUE(o.status.ok());
-  auto it = std::find_if(o.entries.begin(), o.entries.end(), [](const Entry& e) { return e.op == Op::Patch; });
+  auto it =
+      std::find_if(o.entries.begin(), o.entries.end(), [](const Entry& e) { return e.op == Op::Patch; });
   ASSERT_NE(it, o.entries.end());
   EXPECT_EQ(it->path, "assets/search-index.88bb0177.js");
   EXPECT_EQ(it->source, "assets/search-index.3f2a9c81.js");

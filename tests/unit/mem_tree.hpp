@@ -19,9 +19,7 @@ class MemTree : public fs::Tree {
     std::string data;  // file content or symlink target
   };
 
-  explicit MemTree(std::string root = "mem") : root_(std::move(root)) {
-    nodes_[""] = dir_node(0755);
-  }
+  explicit MemTree(std::string root = "mem") : root_(std::move(root)) { nodes_[""] = dir_node(0755); }
 
   void dir(const std::string& path, uint32_t mode = 0755) { nodes_[path] = dir_node(mode); }
   void file(const std::string& path, const std::string& data, uint32_t mode = 0644, int64_t mtime = 1000) {

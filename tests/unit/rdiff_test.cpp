@@ -119,3 +119,62 @@ TEST(Rdiff, SpillBufferKeepsEverything) {
   ASSERT_TRUE(buf.replay(out).ok());
   EXPECT_EQ(out.data(), data);
 }
+
+namespace {
+std::string positional_roundtrip(const std::string& basis, const std::string& next, uint64_t* size,
+                                 uint64_t limit = UINT64_MAX) {
+  StringReader br(basis), nr(next);
+  StringWriter delta;
+  auto r = positional_delta(br, nr, delta, limit);
+  EXPECT_TRUE(r.ok());
+  if (!r.ok() || !r->fits)
+    return "<did not fit>";
+  EXPECT_EQ(r->basis_hash, sha256(basis));
+  EXPECT_EQ(r->next_hash, sha256(next));
+  EXPECT_EQ(r->next_size, next.size());
+  *size = delta.data().size();
+  StringFile bf(basis);
+  StringReader dr(delta.data());
+  StringWriter out;
+  Status s = apply_delta(bf, dr, out);
+  EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
+  return out.data();
+}
+}  // namespace
+
+TEST(Positional, ZerosWithAFewChangedBytes) {
+  std::string basis(8 << 20, '\0');
+  std::string next = basis;
+  next.replace(1000, 7, "CHANGED");
+  next.replace(5000000, 3, "abc");
+  uint64_t size = 0;
+  EXPECT_EQ(positional_roundtrip(basis, next, &size), next);
+  EXPECT_LT(size, 100u);
+}
+
+TEST(Positional, AppendsShrinksAndShortGaps) {
+  std::string basis = random_bytes(300000, 7);
+  uint64_t size = 0;
+  std::string appended = basis + "tail data";
+  EXPECT_EQ(positional_roundtrip(basis, appended, &size), appended);
+  std::string shrunk = basis.substr(0, 1000);
+  EXPECT_EQ(positional_roundtrip(basis, shrunk, &size), shrunk);
+  std::string gaps = basis;
+  for (size_t i = 100; i < 200; i += 5)
+    gaps[i] ^= 1;  // differences with equal gaps shorter than kMinCopy
+  EXPECT_EQ(positional_roundtrip(basis, gaps, &size), gaps);
+  EXPECT_EQ(positional_roundtrip("", "", &size), "");
+  EXPECT_EQ(positional_roundtrip("abc", "", &size), "");
+  EXPECT_EQ(positional_roundtrip("", "abc", &size), "abc");
+}
+
+TEST(Positional, GivesUpWhenContentShifted) {
+  std::string basis = random_bytes(4 << 20, 8);
+  std::string next = "x" + basis;  // everything moves by one byte
+  StringReader br(basis), nr(next);
+  StringWriter delta;
+  auto r = positional_delta(br, nr, delta, next.size() / 2);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->fits);
+  EXPECT_LT(delta.data().size(), (2u << 20));  // stopped early, not after reading everything
+}

@@ -5,7 +5,8 @@
 using namespace cm::delta;
 
 TEST(Similar, HashedAssetNamesShareAKey) {
-  EXPECT_EQ(similarity_key("assets/search-index.3f2a9c81.js"), similarity_key("assets/search-index.88bb0177.js"));
+  EXPECT_EQ(similarity_key("assets/search-index.3f2a9c81.js"),
+            similarity_key("assets/search-index.88bb0177.js"));
   EXPECT_EQ(similarity_key("_next/static/a1b2c3/pages/index.js"),
             similarity_key("_next/static/d4e5f6/pages/index.js"));
   EXPECT_NE(similarity_key("a/x.js"), similarity_key("a/x.css"));

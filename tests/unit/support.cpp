@@ -29,7 +29,9 @@ TempDir::TempDir() {
   path_ = tmpl;
 }
 
-TempDir::~TempDir() { remove_all(path_); }
+TempDir::~TempDir() {
+  remove_all(path_);
+}
 
 void write_file(const std::string& path, const std::string& data, unsigned mode) {
   ::unlink(path.c_str());
@@ -164,9 +166,9 @@ void copy_tree(const std::string& from, const std::string& to) {
 }
 
 std::string RandomTree::random_name() {
-  static const std::vector<std::string> odd = {"sp ace", "new\nline", "-dash", "caf\xc3\xa9", "bad\xff\xfe",
-                                               "tab\there", "q\"uote", "back\\slash", "main.3f2a9c81.js",
-                                               "index-BxH7aK3p.css"};
+  static const std::vector<std::string> odd = {
+      "sp ace",    "new\nline", "-dash",       "caf\xc3\xa9",      "bad\xff\xfe",
+      "tab\there", "q\"uote",   "back\\slash", "main.3f2a9c81.js", "index-BxH7aK3p.css"};
   if (rng_() % 8 == 0)
     return odd[rng_() % odd.size()] + std::to_string(rng_() % 100);
   static const char chars[] = "abcdefghijklmnopqrstuvwxyz0123456789._-";
@@ -184,8 +186,8 @@ std::string RandomTree::random_content(size_t max) {
   std::string s;
   s.reserve(len);
   // Text-like content with repetition, so deltas have something to find.
-  static const std::vector<std::string> words = {"<div>", "</div>", "hello ", "world ", "cm ", "\n", "content ",
-                                                 "mover ", "delta ", "0123456789"};
+  static const std::vector<std::string> words = {"<div>", "</div>",   "hello ", "world ", "cm ",
+                                                 "\n",    "content ", "mover ", "delta ", "0123456789"};
   while (s.size() < len) {
     if (rng_() % 10 == 0)
       s += static_cast<char>(rng_() % 256);
@@ -258,7 +260,7 @@ void RandomTree::mutate(const std::string& root, int changes) {
       struct stat st;
       if (::lstat(p.c_str(), &st) == 0 && !S_ISLNK(st.st_mode))
         ::chmod(p.c_str(), S_ISDIR(st.st_mode) ? ((st.st_mode & 07777) == 0755 ? 0750 : 0755)
-                                                : ((st.st_mode & 07777) == 0644 ? 0600 : 0644));
+                                               : ((st.st_mode & 07777) == 0644 ? 0600 : 0644));
     } else if (what == 6 && !all.empty()) {  // type change
       std::string rel = all[rng_() % all.size()];
       std::string p = root + "/" + rel;

@@ -136,7 +136,9 @@ TEST(Table, RoundTrip) {
   EXPECT_EQ(data[2], "abc");
 }
 
-TEST(Table, SameInputSameBytes) { EXPECT_EQ(write_sample(), write_sample()); }
+TEST(Table, SameInputSameBytes) {
+  EXPECT_EQ(write_sample(), write_sample());
+}
 
 TEST(Table, EveryTruncationIsAnError) {
   std::string bytes = write_sample();

@@ -1,0 +1,83 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # T_WALL, T_RSS are results for the caller
+# bench/lib.sh — helpers shared by the benchmarks under bench/ (source it).
+#
+# Conventions: results go to stdout as plain lines prefixed with the date
+# (ready to paste into bench/RESULTS.md); progress goes to stderr.
+# Times are wall-clock seconds on whatever else this machine is doing:
+# they are printed, never asserted.
+
+BENCH_DATE=${BENCH_DATE:-$(date +%F)}
+
+# say LINE... — one result line on stdout, prefixed with the date.
+say() { printf '%s %s\n' "$BENCH_DATE" "$*"; }
+
+# note LINE... — progress on stderr.
+note() { printf 'bench: %s\n' "$*" >&2; }
+
+# die MSG — a clear error and a non-zero exit.
+die() {
+	printf 'bench: error: %s\n' "$*" >&2
+	exit 1
+}
+
+# need CMD... — fail early, naming what is missing and how to get it.
+need() {
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null 2>&1 ||
+			die "$c not found (install the benchmark tools with: scripts/deps.sh bench)"
+	done
+}
+
+# now_ns — monotonic-enough wall clock in nanoseconds.
+now_ns() { date +%s%N; }
+
+# secs NS — nanoseconds as seconds with 3 decimals.
+secs() { awk -v n="$1" 'BEGIN { printf "%.3f", n / 1e9 }'; }
+
+# timed CMD... — run CMD (a program or a shell function), stdout and stderr
+# left alone; sets T_WALL (seconds, 3 decimals).
+timed() {
+	local t0 t1
+	t0=$(now_ns)
+	"$@"
+	t1=$(now_ns)
+	T_WALL=$(secs $((t1 - t0)))
+}
+
+# timed_rss CMD... — run a program under GNU time; sets T_WALL (seconds, 3
+# decimals, measured outside GNU time, which only has 10 ms resolution) and
+# T_RSS (peak resident set of the process and its waited-for children, KiB).
+timed_rss() {
+	local t0 t1 f
+	f=$(mktemp)
+	t0=$(now_ns)
+	/usr/bin/time -f %M -o "$f" "$@"
+	t1=$(now_ns)
+	T_WALL=$(secs $((t1 - t0)))
+	T_RSS=$(tail -n 1 "$f")
+	rm -f "$f"
+}
+
+# median N... — the median of the numbers given (the lower middle for an
+# even count).
+median() {
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
+# ratio A B — A / B with 3 decimals ("n/a" when B is 0).
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.3f", a / b }'; }
+
+# verdict VALUE LIMIT — "met" when VALUE <= LIMIT, else "missed".
+verdict() { awk -v v="$1" -v l="$2" 'BEGIN { print (v != "n/a" && v <= l) ? "met" : "missed" }'; }
+
+# fsize FILE — size in bytes.
+fsize() { stat -c %s "$1"; }
+
+# zsize FILE... — bytes of the files concatenated and compressed as one
+# zstd -19 stream.
+zsize() { cat "$@" | zstd -19 -q -c | wc -c; }
+
+# group N — N with thousands separators (1234567 -> 1,234,567).
+group() { printf '%s' "$1" | sed -e ':a' -e 's/\B[0-9]\{3\}\>/,&/' -e 'ta'; }
