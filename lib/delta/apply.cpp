@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "delta/rdiff.hpp"
+#include "delta/zpatch.hpp"
 #include "fs/tree.hpp"
 #include "util/text.hpp"
 
@@ -220,24 +221,53 @@ Status Applier::patch(int dir, const std::string& name, const Entry& e, Reader& 
   if (bfd < 0)
     return sys_error("cannot open the basis", e.source, errno);
   PlainFile basis(Fd(bfd), e.source);
-  // Patching the wrong basis gives garbage silently: check it first.
-  CM_ASSIGN(HashedSize hs, sha256_stream(basis));
-  if (hs.digest != e.source_hash)
+  auto mismatch = [&] {
     return Error(
         "basis '" + e.source + "' for '" + where(e.path) +
             "' does not have the expected content (sha256): the delta was made against another version",
         kExitFailure);
+  };
   Exactly in(delta, e.data_size);
+  // librsync may stop before the end of its delta; keep the stream in step.
+  auto drain = [&]() -> Status {
+    StringWriter rest;
+    CM_TRY(pump(in, rest));
+    if (!rest.data().empty())
+      return Error("'" + where(e.path) + "': trailing bytes after the delta", kExitBadInput);
+    return {};
+  };
+  if (e.format == DeltaFormat::Zstd) {
+    // The whole basis is the prefix; its size is bounded like the sender's.
+    StringWriter whole;
+    std::vector<char> buf(kBuf);
+    Sha256 h;
+    for (;;) {
+      CM_ASSIGN(size_t got, basis.read(buf.data(), buf.size()));
+      if (got == 0)
+        break;
+      if (whole.data().size() + got > kMaxZstdPatch)
+        return Error("basis '" + e.source + "' is too large for a zstd delta", kExitBadInput);
+      whole.data().append(buf.data(), got);
+    }
+    if (sha256(whole.data()) != e.source_hash)
+      return mismatch();
+    return make_file(
+        dir, name, e,
+        [&](Writer& w) -> Status {
+          CM_TRY(zstd_patch(whole.data(), in, w, e.size));
+          return drain();
+        },
+        "patched file");
+  }
+  // Patching the wrong basis gives garbage silently: check it first.
+  CM_ASSIGN(HashedSize hs, sha256_stream(basis));
+  if (hs.digest != e.source_hash)
+    return mismatch();
   return make_file(
       dir, name, e,
       [&](Writer& w) -> Status {
         CM_TRY(apply_delta(basis, in, w));
-        // librsync may stop before the end of the delta; keep the stream in step.
-        StringWriter ignore;
-        CM_TRY(pump(in, ignore));
-        if (!ignore.data().empty())
-          return Error("'" + where(e.path) + "': trailing bytes after the delta", kExitBadInput);
-        return {};
+        return drain();
       },
       "patched file");
 }

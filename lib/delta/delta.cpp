@@ -7,6 +7,7 @@
 
 #include "delta/rdiff.hpp"
 #include "delta/similar.hpp"
+#include "delta/zpatch.hpp"
 #include "util/text.hpp"
 
 namespace cm::delta {
@@ -379,8 +380,9 @@ class Differ {
 
   // Tries a delta against a basis; false when none is small enough. A
   // positional comparison goes first: it is exact and fast for in-place
-  // edits and appends. librsync's block matcher goes next, for content
-  // that moved; the smaller delta wins.
+  // edits and appends. Then, for files up to kMaxZstdPatch, a zstd frame
+  // with the basis as prefix (matches at any offset, entropy-coded); for
+  // larger files, librsync's block matcher. The smaller delta wins.
   Result<bool> patch(Entry& e, int basis_idx, const Node& n) {
     const Node& b = b_[static_cast<size_t>(basis_idx)];
     uint64_t limit = delta_limit(n.st.size);
@@ -389,6 +391,7 @@ class Differ {
     spill_.clear();
     CM_ASSIGN(PositionalResult pos, positional_delta(*bf, *nf, spill_, limit));
     stats_.hashed_bytes += pos.basis_size + pos.next_size;
+    Digest bh{};
     if (pos.fits) {
       CM_TRY(check_same(base_, b, *bf));
       CM_TRY(check_same(next_, n, *nf));
@@ -396,13 +399,59 @@ class Differ {
         return changed(base_, b.path);
       if (pos.next_size != n.st.size || pos.next_hash != e.hash)
         return changed(next_, n.path);
-      learn_base_hash(basis_idx, pos.basis_hash);
+      bh = pos.basis_hash;
+      learn_base_hash(basis_idx, bh);
       if (spill_.size() <= n.st.size / 32)
-        return send_patch(e, b.path, pos.basis_hash, spill_);
+        return send_patch(e, b.path, bh, DeltaFormat::Rsync, spill_);
     }
+    uint64_t limit2 = pos.fits ? spill_.size() - 1 : limit;
+    spill2_.clear();
+    bool zstd = b.st.size <= kMaxZstdPatch && n.st.size <= kMaxZstdPatch;
+    CM_ASSIGN(bool fits,
+              zstd ? zstd_try(e, basis_idx, n, limit2, bh) : rsync_try(e, basis_idx, n, limit2, bh));
+    if (fits)
+      return send_patch(e, b.path, bh, zstd ? DeltaFormat::Zstd : DeltaFormat::Rsync, spill2_);
+    if (pos.fits)
+      return send_patch(e, b.path, bh, DeltaFormat::Rsync, spill_);
+    return false;
+  }
 
-    CM_ASSIGN(bf, open_checked(base_, b));
-    Digest bh;
+  // Reads a whole (small) file, checking it against the scan.
+  Result<std::string> slurp(fs::Tree& t, const Node& node, Digest& hash) {
+    CM_ASSIGN(auto f, open_checked(t, node));
+    std::string data(node.st.size, '\0');
+    size_t have = 0;
+    for (;;) {
+      if (have == data.size())
+        data.resize(data.size() + 1);  // to see growth
+      CM_ASSIGN(size_t got, f->read(data.data() + have, data.size() - have));
+      if (got == 0)
+        break;
+      have += got;
+    }
+    data.resize(have);
+    stats_.hashed_bytes += have;
+    CM_TRY(check_same(t, node, *f));
+    if (have != node.st.size)
+      return changed(t, node.path);
+    hash = sha256(data);
+    return data;
+  }
+
+  Result<bool> zstd_try(const Entry& e, int basis_idx, const Node& n, uint64_t limit, Digest& bh) {
+    const Node& b = b_[static_cast<size_t>(basis_idx)];
+    CM_ASSIGN(std::string basis, slurp(base_, b, bh));
+    learn_base_hash(basis_idx, bh);
+    Digest nh;
+    CM_ASSIGN(std::string next, slurp(next_, n, nh));
+    if (nh != e.hash)
+      return changed(next_, n.path);
+    return zstd_delta(basis, next, spill2_, limit);
+  }
+
+  Result<bool> rsync_try(const Entry& e, int basis_idx, const Node& n, uint64_t limit, Digest& bh) {
+    const Node& b = b_[static_cast<size_t>(basis_idx)];
+    CM_ASSIGN(auto bf, open_checked(base_, b));
     uint64_t bsize = 0;
     size_t block = opt_.block_len != 0 ? opt_.block_len : choose_block_len(b.st.size);
     CM_ASSIGN(Signature sig, make_signature(*bf, block, &bh, &bsize));
@@ -411,23 +460,17 @@ class Differ {
     if (bsize != b.st.size)
       return changed(base_, b.path);
     learn_base_hash(basis_idx, bh);
-
-    CM_ASSIGN(nf, open_checked(next_, n));
-    spill2_.clear();
+    CM_ASSIGN(auto nf, open_checked(next_, n));
     Digest nh;
     uint64_t nsize = 0;
-    uint64_t limit2 = pos.fits ? spill_.size() - 1 : limit;
-    CM_ASSIGN(bool fits, make_delta(sig, *nf, spill2_, limit2, &nh, &nsize));
+    CM_ASSIGN(bool fits, make_delta(sig, *nf, spill2_, limit, &nh, &nsize));
     stats_.hashed_bytes += nsize;
-    if (fits) {
-      CM_TRY(check_same(next_, n, *nf));
-      if (nsize != n.st.size || nh != e.hash)
-        return changed(next_, n.path);
-      return send_patch(e, b.path, bh, spill2_);
-    }
-    if (pos.fits)
-      return send_patch(e, b.path, bh, spill_);
-    return false;
+    if (!fits)
+      return false;
+    CM_TRY(check_same(next_, n, *nf));
+    if (nsize != n.st.size || nh != e.hash)
+      return changed(next_, n.path);
+    return true;
   }
 
   Result<std::unique_ptr<fs::File>> open_checked(fs::Tree& t, const Node& node) {
@@ -436,8 +479,10 @@ class Differ {
     return f;
   }
 
-  Result<bool> send_patch(Entry& e, const std::string& basis, const Digest& basis_hash, SpillBuffer& delta) {
+  Result<bool> send_patch(Entry& e, const std::string& basis, const Digest& basis_hash, DeltaFormat format,
+                          SpillBuffer& delta) {
     e.op = Op::Patch;
+    e.format = format;
     e.source = basis;
     e.source_hash = basis_hash;
     e.data_size = delta.size();

@@ -21,6 +21,14 @@ const char* op_name(Op op) {
   return "?";
 }
 
+const char* format_name(DeltaFormat f) {
+  switch (f) {
+    case DeltaFormat::Rsync: return "librsync";
+    case DeltaFormat::Zstd: return "zstd";
+  }
+  return "?";
+}
+
 namespace {
 
 bool known_op(uint8_t v) {
@@ -49,6 +57,7 @@ void encode(const Entry& e, std::string& out) {
     case Op::Patch:
       w.bytes(e.source);
       w.digest(e.source_hash);
+      w.u8(static_cast<uint8_t>(e.format));
       w.varint(e.data_size);
       break;
     case Op::Copy:
@@ -83,11 +92,16 @@ bool decode(std::string_view payload, Entry& e, std::string& why) {
     e.hash = r.digest();
   }
   switch (e.op) {
-    case Op::Patch:
+    case Op::Patch: {
       e.source = std::string(r.bytes(4096));
       e.source_hash = r.digest();
+      uint8_t f = r.u8();
+      if (f != static_cast<uint8_t>(DeltaFormat::Rsync) && f != static_cast<uint8_t>(DeltaFormat::Zstd))
+        r.fail("unknown delta format");
+      e.format = static_cast<DeltaFormat>(f);
       e.data_size = r.varint();
       break;
+    }
     case Op::Copy: {
       uint8_t flags = r.u8();
       if (flags > 1)
@@ -389,8 +403,9 @@ std::string describe(const Entry& e) {
       s += mode_string(e.mode) + " " + quote_path(e.path) + " (" + human_bytes(e.size) + ")";
       break;
     case Op::Patch:
-      s += mode_string(e.mode) + " " + quote_path(e.path) + " (" + human_bytes(e.size) + ", delta " +
-           human_bytes(e.data_size) + " against " + quote_path(e.source) + ")";
+      s += mode_string(e.mode) + " " + quote_path(e.path) + " (" + human_bytes(e.size) + ", " +
+           format_name(e.format) + " delta " + human_bytes(e.data_size) + " against " + quote_path(e.source) +
+           ")";
       break;
     case Op::Copy:
       s += mode_string(e.mode) + " " + quote_path(e.path) + " (" + human_bytes(e.size) + ", same as " +
@@ -420,6 +435,7 @@ nlohmann::json to_json(const Entry& e) {
       if (e.op == Op::Patch) {
         json_set_bytes(j, "source", e.source);
         j["source_sha256"] = to_hex(e.source_hash);
+        j["format"] = format_name(e.format);
       }
       break;
     case Op::Copy:

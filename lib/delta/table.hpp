@@ -46,19 +46,27 @@ enum class Op : uint8_t {
 
 const char* op_name(Op op);
 
+// How a patch entry's data encodes the new file.
+enum class DeltaFormat : uint8_t {
+  Rsync = 1,  // a librsync delta (librsync's own format; also our positional deltas)
+  Zstd = 2,   // a zstd frame compressed with the whole basis as its prefix
+};
+const char* format_name(DeltaFormat f);
+
 struct Entry {
   Op op = Op::File;
   std::string path;
-  uint32_t mode = 0;                      // mkdir, file, patch, copy, chmod
-  int64_t mtime_ns = 0;                   // file, patch, copy
-  uint64_t size = 0;                      // file, patch, copy: size of the resulting file
-  Digest hash{};                          // file, patch, copy: SHA-256 of the resulting file
-  std::string source;                     // patch: the basis in BASE; copy: where the content is
-  Digest source_hash{};                   // patch: SHA-256 the basis must have
-  bool source_new = false;                // copy: source is a NEW path made by an earlier entry
-  std::string target;                     // symlink
-  fs::Type old_type = fs::Type::Regular;  // delete
-  uint64_t data_size = 0;                 // file: == size; patch: length of the delta
+  uint32_t mode = 0;                        // mkdir, file, patch, copy, chmod
+  int64_t mtime_ns = 0;                     // file, patch, copy
+  uint64_t size = 0;                        // file, patch, copy: size of the resulting file
+  Digest hash{};                            // file, patch, copy: SHA-256 of the resulting file
+  std::string source;                       // patch: the basis in BASE; copy: where the content is
+  Digest source_hash{};                     // patch: SHA-256 the basis must have
+  DeltaFormat format = DeltaFormat::Rsync;  // patch
+  bool source_new = false;                  // copy: source is a NEW path made by an earlier entry
+  std::string target;                       // symlink
+  fs::Type old_type = fs::Type::Regular;    // delete
+  uint64_t data_size = 0;                   // file: == size; patch: length of the delta
 
   bool has_data() const { return op == Op::File || op == Op::Patch; }
 };

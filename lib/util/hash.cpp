@@ -2,8 +2,9 @@
 
 #include <openssl/evp.h>
 
+#include <memory>
 #include <new>
-#include <vector>
+#include <span>
 
 namespace cm {
 
@@ -37,7 +38,10 @@ Digest sha256(std::string_view data) {
 
 Result<HashedSize> sha256_stream(Reader& r) {
   Sha256 h;
-  std::vector<char> buf(256 * 1024);
+  // One buffer per thread: a fresh zero-filled 256 KiB vector per file was
+  // 9% of cm-delta's time on a tree of small files.
+  thread_local std::unique_ptr<char[]> storage(new char[256 * 1024]);
+  std::span<char> buf(storage.get(), 256 * 1024);
   uint64_t total = 0;
   for (;;) {
     CM_ASSIGN(size_t got, r.read(buf.data(), buf.size()));

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "delta/delta.hpp"
+#include "delta/zpatch.hpp"
 #include "mem_tree.hpp"
 
 using namespace cm;
@@ -264,19 +265,49 @@ TEST(Delta, ChangedFileWithSmallEditIsADelta) {
 
 TEST(Delta, UnrelatedContentIsSentWhole) {
   MemTree a, b;
-  std::string x(20000, 'x');
-  for (size_t i = 0; i < x.size(); i++)
-    x[i] = static_cast<char>((i * 2654435761u) >> 13);
-  a.file("blob", x, 0644, 1);
-  std::string y = x;
-  for (size_t i = 0; i < y.size(); i += 16)
-    y[i] ^= 0x55;  // every block differs
+  auto noise = [](uint64_t seed) {
+    std::string s(20000, '\0');
+    for (auto& c : s) {
+      seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+      c = static_cast<char>(seed >> 56);
+    }
+    return s;
+  };
+  a.file("blob", noise(1), 0644, 1);
+  std::string y = noise(2);  // no delta can help
   b.file("blob", y, 0644, 2);
   auto o = run(a, b);
   ASSERT_TRUE(o.status.ok());
   ASSERT_EQ(o.entries.size(), 1u);
   EXPECT_EQ(o.entries[0].op, Op::File);
   EXPECT_EQ(o.stats.data_bytes, y.size());
+}
+
+TEST(Delta, SmallFilesGetZstdDeltasLargeOnesLibrsync) {
+  MemTree a, b;
+  std::string page = text(100000, 6);
+  a.file("page", page, 0644, 1);
+  std::string edited = page;
+  edited.insert(50000, "an insertion shifts everything after it");
+  b.file("page", edited, 0644, 2);
+  auto o = run(a, b);
+  ASSERT_TRUE(o.status.ok());
+  ASSERT_EQ(o.entries.size(), 1u);
+  EXPECT_EQ(o.entries[0].op, Op::Patch);
+  EXPECT_EQ(o.entries[0].format, DeltaFormat::Zstd);
+  EXPECT_LT(o.entries[0].data_size, 200u);
+
+  // Past kMaxZstdPatch the basis is not held in memory: librsync.
+  MemTree c, d;
+  std::string big = text(kMaxZstdPatch + 4096, 7);
+  c.file("big", big, 0644, 1);
+  big.insert(1000, "shifted");
+  d.file("big", big, 0644, 2);
+  auto p = run(c, d);
+  ASSERT_TRUE(p.status.ok());
+  ASSERT_EQ(p.entries.size(), 1u);
+  EXPECT_EQ(p.entries[0].format, DeltaFormat::Rsync);
+  EXPECT_LT(p.entries[0].data_size, 2000u);
 }
 
 TEST(Delta, WholeFileOptionAndTinyFiles) {

@@ -1,6 +1,6 @@
 // cm-apply patches files with deltas that arrive over the network: a
-// malformed librsync delta must give an error, never a crash. Also checks
-// that our positional encoder's output always patches back exactly.
+// malformed librsync or zstd delta must give an error, never a crash. Also
+// checks that our delta makers' output always patches back exactly.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -8,6 +8,7 @@
 #include <string>
 
 #include "delta/rdiff.hpp"
+#include "delta/zpatch.hpp"
 
 namespace {
 class StringFile : public cm::fs::File {
@@ -38,6 +39,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     cm::StringReader delta(input);
     cm::StringWriter out;
     (void)cm::delta::apply_delta(bf, delta, out);
+    cm::StringReader zdelta(input);
+    cm::StringWriter zout;
+    (void)cm::delta::zstd_patch(basis, zdelta, zout, 1 << 20);
   }
   {
     // Round trip: input as a new version of the basis.
@@ -50,6 +54,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     cm::StringReader dr(delta.data());
     cm::StringWriter out;
     if (!cm::delta::apply_delta(bf, dr, out).ok() || out.data() != input)
+      std::abort();
+  }
+  {
+    cm::StringWriter delta;
+    auto fits = cm::delta::zstd_delta(basis, input, delta, UINT64_MAX, 3);
+    if (!fits.ok() || !*fits)
+      std::abort();
+    cm::StringReader dr(delta.data());
+    cm::StringWriter out;
+    if (!cm::delta::zstd_patch(basis, dr, out, input.size()).ok() || out.data() != input)
       std::abort();
   }
   return 0;
