@@ -26,8 +26,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=bench/lib.sh
-. "$here/lib.sh"
+# shellcheck source=bench/lib.bash
+. "$here/lib.bash"
 
 CM_BIN=${CM_BIN:-$here/../build}
 cm=$CM_BIN/cm-delta

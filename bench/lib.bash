@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034  # T_WALL, T_RSS are results for the caller
-# bench/lib.sh — helpers shared by the benchmarks under bench/ (source it).
+# bench/lib.bash — helpers shared by the benchmarks under bench/ (source it).
 #
 # Conventions: results go to stdout as plain lines prefixed with the date
 # (ready to paste into bench/RESULTS.md); progress goes to stderr.
