@@ -97,11 +97,11 @@ struct Item {
 // Passes table data through as a Writer (for replaying a spilled delta).
 class TableData : public Writer {
  public:
-  explicit TableData(TableWriter& t) : t_(t) {}
+  explicit TableData(Sink& t) : t_(t) {}
   Status write(const void* p, size_t n) override { return t_.data(p, n); }
 
  private:
-  TableWriter& t_;
+  Sink& t_;
 };
 
 Error changed(const fs::Tree& t, const std::string& path) {
@@ -110,7 +110,7 @@ Error changed(const fs::Tree& t, const std::string& path) {
 
 class Differ {
  public:
-  Differ(fs::Tree& base, fs::Tree& next, const Options& opt, TableWriter* out, const Callbacks& cb)
+  Differ(fs::Tree& base, fs::Tree& next, const Options& opt, Sink* out, const Callbacks& cb)
       : base_(base), next_(next), opt_(opt), out_(out), cb_(cb) {}
 
   Result<Stats> run() {
@@ -543,7 +543,7 @@ class Differ {
   fs::Tree& base_;
   fs::Tree& next_;
   const Options& opt_;
-  TableWriter* out_;
+  Sink* out_;
   const Callbacks& cb_;
   std::vector<Node> b_, n_;
   std::vector<Item> items_;
@@ -558,8 +558,7 @@ class Differ {
 
 }  // namespace
 
-Result<Stats> compute(fs::Tree& base, fs::Tree& next, const Options& opt, TableWriter* out,
-                      const Callbacks& cb) {
+Result<Stats> compute(fs::Tree& base, fs::Tree& next, const Options& opt, Sink* out, const Callbacks& cb) {
   Differ d(base, next, opt, out, cb);
   return d.run();
 }

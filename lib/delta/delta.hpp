@@ -77,8 +77,7 @@ uint64_t delta_limit(uint64_t new_size);
 
 // Compares BASE with NEW. With `out`, writes the whole table (begin ...
 // finish); without, only computes what it would contain (a dry run).
-Result<Stats> compute(fs::Tree& base, fs::Tree& next, const Options& opt, TableWriter* out,
-                      const Callbacks& cb);
+Result<Stats> compute(fs::Tree& base, fs::Tree& next, const Options& opt, Sink* out, const Callbacks& cb);
 
 std::string summary_text(const Stats& s);
 nlohmann::json summary_json(const Stats& s);

@@ -79,15 +79,25 @@ struct Trailer {
   uint64_t data_bytes = 0;
 };
 
-class TableWriter {
+// Where a comparison's entries go: a table file, or straight into an
+// assignment pack. A file or patch entry is followed by data() calls that
+// add up to exactly its data_size.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual Status begin() = 0;
+  virtual Status add(const Entry& e) = 0;
+  virtual Status data(const void* p, size_t n) = 0;
+  virtual Status finish() = 0;
+};
+
+class TableWriter : public Sink {
  public:
   explicit TableWriter(Writer& out) : out_(out) {}
-  Status begin();
-  // An entry; a file or patch entry must be followed by data() calls that
-  // add up to exactly its data_size.
-  Status add(const Entry& e);
-  Status data(const void* p, size_t n);
-  Status finish();
+  Status begin() override;
+  Status add(const Entry& e) override;
+  Status data(const void* p, size_t n) override;
+  Status finish() override;
   const Trailer& totals() const { return totals_; }
 
  private:

@@ -241,6 +241,39 @@ class DiskTree : public Tree {
 
 }  // namespace
 
+namespace {
+class EmptyTree : public Tree {
+ public:
+  explicit EmptyTree(std::string name) : name_(std::move(name)) {}
+  const std::string& root() const override { return name_; }
+  Result<Stat> stat(const std::string& rel) override {
+    if (!rel.empty())
+      return missing(rel);
+    Stat st;
+    st.type = Type::Directory;
+    st.mode = 0755;
+    return st;
+  }
+  Result<std::vector<DirEntry>> list(const std::string& rel) override {
+    if (!rel.empty())
+      return missing(rel);
+    return std::vector<DirEntry>();
+  }
+  Result<std::string> readlink(const std::string& rel) override { return missing(rel); }
+  Result<std::unique_ptr<File>> open(const std::string& rel) override { return missing(rel); }
+
+ private:
+  Error missing(const std::string& rel) const {
+    return Error("'" + display(rel) + "' vanished or changed type during the scan", kExitChanged);
+  }
+  std::string name_;
+};
+}  // namespace
+
+std::unique_ptr<Tree> empty_tree(std::string name) {
+  return std::make_unique<EmptyTree>(std::move(name));
+}
+
 Result<std::unique_ptr<Tree>> open_disk_tree(const std::string& root) {
   int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {

@@ -68,6 +68,9 @@ class Tree {
 // The tree at a directory on disk. Fails when it is missing or unreadable.
 Result<std::unique_ptr<Tree>> open_disk_tree(const std::string& root);
 
+// A tree with nothing in it: the base of a full copy.
+std::unique_ptr<Tree> empty_tree(std::string name);
+
 // Joins a relative path and a name.
 inline std::string join(const std::string& dir, const std::string& name) {
   return dir.empty() ? name : dir + "/" + name;

@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <vector>
 
 namespace cm {
 
@@ -172,18 +174,29 @@ Output::~Output() {
     ::unlink(tmp_.c_str());
 }
 
-Status Output::commit() {
+Status Output::sync() {
   CM_TRY(writer_->flush());
-  if (path_ == "-") {
-    committed_ = true;
+  if (path_ == "-")
     return {};
-  }
   if (::fchmod(fd_.get(), 0666 & ~current_umask()) != 0)
     return sys_error("cannot set the mode of", path_, errno);
   if (::fsync(fd_.get()) != 0)
     return sys_error("cannot write", path_, errno);
-  if (::rename(tmp_.c_str(), path_.c_str()) != 0)
-    return sys_error("cannot rename a temporary file to", path_, errno);
+  return {};
+}
+
+Status Output::commit() {
+  return commit_as(path_);
+}
+
+Status Output::commit_as(const std::string& final_path) {
+  CM_TRY(sync());
+  if (path_ == "-") {
+    committed_ = true;
+    return {};
+  }
+  if (::rename(tmp_.c_str(), final_path.c_str()) != 0)
+    return sys_error("cannot rename a temporary file to", final_path, errno);
   committed_ = true;
   return {};
 }
@@ -202,6 +215,64 @@ Status write_file_atomic(const std::string& path, std::string_view data, unsigne
   if (!s.ok())
     ::unlink(name.c_str());
   return s;
+}
+
+}  // namespace cm
+
+namespace cm {
+
+Result<TempFile> TempFile::create() {
+  const char* dir = std::getenv("TMPDIR");
+  std::string base = dir != nullptr && *dir ? dir : "/tmp";
+  TempFile t;
+  int fd = ::open(base.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    std::string tmpl = base + "/cm-tmp.XXXXXX";
+    fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
+    if (fd < 0)
+      return sys_error("cannot create a temporary file in", base, errno);
+    ::unlink(tmpl.c_str());
+  }
+  t.fd_.reset(fd);
+  t.writer_ = std::make_unique<FdWriter>(fd, "temporary file in " + base);
+  return t;
+}
+
+Status TempFile::write(const void* p, size_t n) {
+  size_ += n;
+  return writer_->write(p, n);
+}
+
+Result<size_t> TempFile::pread(void* p, size_t n, uint64_t offset) {
+  CM_TRY(writer_->flush());
+  for (;;) {
+    ssize_t got = ::pread(fd_.get(), p, n, static_cast<off_t>(offset));
+    if (got >= 0)
+      return static_cast<size_t>(got);
+    if (errno != EINTR)
+      return sys_error("cannot read", "temporary file", errno);
+  }
+}
+
+Status TempFile::clear() {
+  CM_TRY(writer_->flush());
+  if (::ftruncate(fd_.get(), 0) != 0 || ::lseek(fd_.get(), 0, SEEK_SET) < 0)
+    return sys_error("cannot truncate", "temporary file", errno);
+  size_ = 0;
+  return {};
+}
+
+Status TempFile::copy_to(Writer& out, uint64_t offset, uint64_t n) {
+  std::vector<char> buf(256 * 1024);
+  while (n > 0) {
+    CM_ASSIGN(size_t got, pread(buf.data(), static_cast<size_t>(std::min<uint64_t>(n, buf.size())), offset));
+    if (got == 0)
+      return Error("temporary file is shorter than expected");
+    CM_TRY(out.write(buf.data(), got));
+    offset += got;
+    n -= got;
+  }
+  return {};
 }
 
 }  // namespace cm

@@ -144,6 +144,10 @@ class Output {
   Writer& writer() { return *writer_; }
   // Flushes, fsyncs and renames into place (files); flushes (stdout).
   Status commit();
+  // The same, renaming to another name in the same directory.
+  Status commit_as(const std::string& final_path);
+  // Flushes and fsyncs a file without renaming it yet.
+  Status sync();
   const std::string& path() const { return path_; }
   bool is_stdout() const { return path_ == "-"; }
 
@@ -158,5 +162,33 @@ class Output {
 
 // Writes a whole file atomically (temporary file + fsync + rename).
 Status write_file_atomic(const std::string& path, std::string_view data, unsigned mode = 0644);
+
+}  // namespace cm
+
+namespace cm {
+
+// An unlinked temporary file (in $TMPDIR or /tmp): appended to, read back
+// at any offset, gone when closed.
+class TempFile : public Writer {
+ public:
+  static Result<TempFile> create();
+  using Writer::write;
+  TempFile(TempFile&&) = default;
+  TempFile& operator=(TempFile&&) = default;
+  Status write(const void* p, size_t n) override;
+  Status flush() override { return writer_->flush(); }
+  Result<size_t> pread(void* p, size_t n, uint64_t offset);
+  uint64_t size() const { return size_; }
+  // Empties the file for reuse.
+  Status clear();
+  // Copies [offset, offset+n) to `out`.
+  Status copy_to(Writer& out, uint64_t offset, uint64_t n);
+
+ private:
+  TempFile() = default;
+  Fd fd_;
+  std::unique_ptr<FdWriter> writer_;
+  uint64_t size_ = 0;
+};
 
 }  // namespace cm
