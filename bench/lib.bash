@@ -81,3 +81,39 @@ zsize() { cat "$@" | zstd -19 -q -c | wc -c; }
 
 # group N — N with thousands separators (1234567 -> 1,234,567).
 group() { printf '%s' "$1" | sed -e ':a' -e 's/\B[0-9]\{3\}\>/,&/' -e 'ta'; }
+
+# npm_fetch CACHE PKG VERSION — the path of `npm pack PKG@VERSION`, cached
+# in CACHE as NAME-VERSION.tgz (downloaded once; the same names
+# bench/delta.sh uses, so the benchmarks share one cache).
+npm_fetch() {
+	local cache=$1 pkg=$2 ver=$3 name tgz tmp f
+	name=${pkg#@}
+	name=${name//\//-}
+	tgz=$cache/$name-$ver.tgz
+	if [ ! -s "$tgz" ]; then
+		need npm
+		note "npm pack $pkg@$ver"
+		mkdir -p "$cache"
+		tmp=$(mktemp -d "$cache/pack.XXXXXX")
+		f=$(cd "$tmp" && npm pack --silent "$pkg@$ver" | tail -n 1)
+		[ -s "$tmp/$f" ] || die "npm pack $pkg@$ver produced no tarball"
+		mv "$tmp/$f" "$tgz"
+		rmdir "$tmp"
+	fi
+	printf '%s' "$tgz"
+}
+
+# npm_corpus CACHE PKG OLD NEW DIR — DIR/old and DIR/new (created here)
+# unpacked from the cached tarballs of PKG@OLD and PKG@NEW, every mtime reset
+# as a rebuild would: one time for the old tree, another a day later for the
+# new one, so a quick check by size and mtime matches nothing.
+npm_corpus() {
+	local cache=$1 pkg=$2 v_old=$3 v_new=$4 dir=$5 t_old=1700000000 a b
+	a=$(npm_fetch "$cache" "$pkg" "$v_old")
+	b=$(npm_fetch "$cache" "$pkg" "$v_new")
+	mkdir "$dir/old" "$dir/new"
+	tar -xzf "$a" -C "$dir/old" --strip-components=1
+	tar -xzf "$b" -C "$dir/new" --strip-components=1
+	find "$dir/old" -exec touch -h -d "@$t_old" {} +
+	find "$dir/new" -exec touch -h -d "@$((t_old + 86400))" {} +
+}

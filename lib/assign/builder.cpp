@@ -13,7 +13,6 @@ namespace cm::assign {
 
 namespace {
 
-constexpr size_t kBuf = 256 * 1024;
 constexpr int kCommandsLevel = 19;
 
 uint32_t fnv1a(std::string_view s) {
@@ -60,7 +59,9 @@ class ZstdWriter : public Writer {
       : out_(out), ctx_(ZSTD_createCCtx()), obuf_(ZSTD_CStreamOutSize()) {
     ZSTD_CCtx_setParameter(ctx_.get(), ZSTD_c_compressionLevel, level);
     ZSTD_CCtx_setParameter(ctx_.get(), ZSTD_c_checksumFlag, 0);  // members carry a SHA-256
-    ZSTD_CCtx_setParameter(ctx_.get(), ZSTD_c_windowLog, 23);
+    // Receivers need at most a 8 MiB window; small inputs get smaller ones.
+    if (pledged > (8u << 20))
+      ZSTD_CCtx_setParameter(ctx_.get(), ZSTD_c_windowLog, 23);
     if (pledged > (16u << 20))
       ZSTD_CCtx_setParameter(ctx_.get(), ZSTD_c_nbWorkers, 2);
     ZSTD_CCtx_setPledgedSrcSize(ctx_.get(), pledged);
@@ -232,9 +233,10 @@ struct Builder::Impl {
       return put_command(e.op == delta::Op::Copy && e.source_new ? copynew : structural, c);
     cur = e;
     cur_hash_known = hash_known;
-    // zstd deltas are entropy-coded already; so are the types the policy stores.
-    cur_zstd =
-        !(e.op == delta::Op::Patch && e.format == delta::DeltaFormat::Zstd) && opt.policy.compress(e.path);
+    // By the policy; zstd deltas too: entropy-coded already, but the same
+    // edit to the several builds of one file gives the same delta, which
+    // the solid stream keeps once (bench/RESULTS.md).
+    cur_zstd = opt.policy.compress(e.path);
     cur_left = e.data_size;
     cur_off = cur_zstd ? zdata.size() : rdata.size();
     cur_hash.finish();  // reset

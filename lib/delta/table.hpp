@@ -138,6 +138,18 @@ class TableReader {
   bool done_ = false;
 };
 
+// Reads the data of the current entry of a TableReader.
+class EntryData : public Reader {
+ public:
+  explicit EntryData(TableReader& t, std::string name) : t_(t), name_(std::move(name)) {}
+  Result<size_t> read(void* buf, size_t n) override { return t_.read_data(buf, n); }
+  const std::string& name() const override { return name_; }
+
+ private:
+  TableReader& t_;
+  std::string name_;
+};
+
 // One entry as a line for people, and as a JSON object.
 std::string describe(const Entry& e);
 nlohmann::json to_json(const Entry& e);

@@ -8,8 +8,17 @@
 
 namespace cm {
 
+namespace {
+// Fetched once: EVP_sha256() makes OpenSSL 3 look the algorithm up again on
+// every init (18% of a small cm-assign build).
+const EVP_MD* sha256_md() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
+}  // namespace
+
 Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
-  if (ctx_ == nullptr || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1)
+  if (ctx_ == nullptr || EVP_DigestInit_ex(ctx_, sha256_md(), nullptr) != 1)
     throw std::bad_alloc();
 }
 
@@ -26,7 +35,7 @@ Digest Sha256::finish() {
   Digest d{};
   unsigned len = 0;
   EVP_DigestFinal_ex(ctx_, d.data(), &len);
-  EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr);
+  EVP_DigestInit_ex(ctx_, sha256_md(), nullptr);
   return d;
 }
 

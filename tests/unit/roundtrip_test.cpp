@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include "delta/apply.hpp"
+#include "apply/applier.hpp"
 #include "delta/delta.hpp"
 #include "support.hpp"
 
@@ -18,17 +18,17 @@ namespace {
 Status apply_table(const std::string& table, const std::string& base, const std::string& target) {
   Fd bfd(::open(base.c_str(), O_RDONLY | O_DIRECTORY));
   Fd tfd(::open(target.c_str(), O_RDONLY | O_DIRECTORY));
-  CM_TRY(clone_tree(bfd.get(), tfd.get(), base));
+  CM_TRY(apply::clone_tree(bfd.get(), tfd.get(), base));
   StringReader in(table);
   TableReader reader(in, "table");
   CM_TRY(reader.open());
-  Applier applier(bfd.get(), tfd.get(), target);
+  apply::Applier applier(bfd.get(), tfd.get(), target);
   EntryData data(reader, "table");
   for (;;) {
     CM_ASSIGN(auto e, reader.next());
     if (!e)
       return {};
-    CM_TRY(applier.apply(*e, &data));
+    CM_TRY(applier.apply(apply::from_entry(*e), &data));
   }
 }
 

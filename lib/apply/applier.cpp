@@ -1,4 +1,4 @@
-#include "delta/apply.hpp"
+#include "apply/applier.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -16,11 +16,18 @@
 #include "fs/tree.hpp"
 #include "util/text.hpp"
 
-namespace cm::delta {
+namespace cm::apply {
+
+using delta::DeltaFormat;
 
 namespace {
 
 constexpr size_t kBuf = 256 * 1024;
+
+// Whether a digest starts with the given check.
+bool matches(const Digest& d, const std::string& check) {
+  return !check.empty() && check.size() <= d.size() && std::memcmp(d.data(), check.data(), check.size()) == 0;
+}
 
 std::string dirname_of(const std::string& p) {
   size_t slash = p.rfind('/');
@@ -117,65 +124,140 @@ Status pump(Reader& in, Writer& out) {
 
 }  // namespace
 
+Op from_entry(const delta::Entry& e) {
+  Op op;
+  op.path = e.path;
+  op.mode = e.mode;
+  op.mtime_ns = e.mtime_ns;
+  op.size = e.size;
+  op.length = e.data_size;
+  op.check = std::string(reinterpret_cast<const char*>(e.hash.data()), e.hash.size());
+  switch (e.op) {
+    case delta::Op::Mkdir: op.kind = Kind::Mkdir; break;
+    case delta::Op::File: op.kind = Kind::Put; break;
+    case delta::Op::Patch:
+      op.kind = Kind::Patch;
+      op.source = e.source;
+      op.basis_check = std::string(reinterpret_cast<const char*>(e.source_hash.data()), e.source_hash.size());
+      op.format = e.format;
+      break;
+    case delta::Op::Copy:
+      op.kind = e.source_new ? Kind::CopyNew : Kind::Copy;
+      op.source = e.source;
+      break;
+    case delta::Op::Symlink:
+      op.kind = Kind::Symlink;
+      op.target = e.target;
+      break;
+    case delta::Op::Delete: op.kind = e.old_type == fs::Type::Directory ? Kind::Rmdir : Kind::Remove; break;
+    case delta::Op::Chmod: op.kind = Kind::Chmod; break;
+  }
+  return op;
+}
+
+Op from_command(const assign::Command& c) {
+  Op op;
+  op.path = c.path;
+  op.mode = c.mode;
+  op.mtime_ns = c.mtime_ns;
+  op.size = c.size;
+  op.length = c.length;
+  op.check = std::string(reinterpret_cast<const char*>(c.hash.data()), c.hash.size());
+  switch (c.op) {
+    case assign::Op::Mkdir: op.kind = Kind::Mkdir; break;
+    case assign::Op::Put: op.kind = Kind::Put; break;
+    case assign::Op::Patch:
+      op.kind = Kind::Patch;
+      op.source = c.basis();
+      op.basis_check = std::string(reinterpret_cast<const char*>(c.basis_check.data()), c.basis_check.size());
+      op.format = c.format;
+      break;
+    case assign::Op::Copy:
+      op.kind = Kind::Copy;
+      op.source = c.source;
+      break;
+    case assign::Op::CopyNew:
+      op.kind = Kind::CopyNew;
+      op.source = c.source;
+      break;
+    case assign::Op::Symlink:
+      op.kind = Kind::Symlink;
+      op.target = c.target;
+      break;
+    case assign::Op::Remove: op.kind = Kind::Remove; break;
+    case assign::Op::Rmdir: op.kind = Kind::Rmdir; break;
+    case assign::Op::Chmod: op.kind = Kind::Chmod; break;
+    case assign::Op::Unpack: break;
+  }
+  return op;
+}
+
 std::string Applier::where(const std::string& rel) const {
   return name_ + "/" + rel;
 }
 
-Status Applier::apply(const Entry& e, Reader* data) {
-  CM_TRY(validate(e));
-  std::string parent = dirname_of(e.path);
-  std::string name = basename_of(e.path);
+Status Applier::apply(const Op& op, Reader* data) {
+  if (!fs::is_safe_relative_path(op.path))
+    return Error("unsafe path " + quote_path(op.path), kExitBadInput);
+  if ((op.kind == Kind::Patch || op.kind == Kind::Copy || op.kind == Kind::CopyNew) &&
+      !fs::is_safe_relative_path(op.source))
+    return Error("unsafe source path " + quote_path(op.source), kExitBadInput);
+  std::string parent = dirname_of(op.path);
+  std::string name = basename_of(op.path);
   int pfd = fs::open_beneath(target_, parent, O_RDONLY | O_DIRECTORY);
   if (pfd < 0)
     return sys_error("cannot open directory", where(parent.empty() ? "." : parent), errno);
   Fd dir(pfd);
 
-  switch (e.op) {
-    case Op::Mkdir: {
+  switch (op.kind) {
+    case Kind::Mkdir: {
       if (::mkdirat(dir.get(), name.c_str(), 0700) != 0 && errno != EEXIST)
-        return sys_error("cannot create directory", where(e.path), errno);
-      struct stat st;
-      if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
-        return Error("'" + where(e.path) + "' exists and is not a directory");
-      if (::fchmodat(dir.get(), name.c_str(), e.mode, 0) != 0)
-        return sys_error("cannot set the mode of", where(e.path), errno);
+        return sys_error("cannot create directory", where(op.path), errno);
+      // Through a descriptor: a symlink planted at the name is not followed.
+      Fd d(::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!d.valid())
+        return Error("'" + where(op.path) + "' exists and is not a directory");
+      if (::fchmod(d.get(), op.mode) != 0)
+        return sys_error("cannot set the mode of", where(op.path), errno);
       return {};
     }
-    case Op::File: {
+    case Kind::Put: {
       if (data == nullptr)
-        return Error("no data for " + where(e.path));
-      Exactly content(*data, e.data_size);
+        return Error("no data for " + where(op.path));
+      Exactly content(*data, op.length);
       return make_file(
-          dir.get(), name, e, [&](Writer& w) { return pump(content, w); }, "file");
+          dir.get(), name, op, [&](Writer& w) { return pump(content, w); }, "file");
     }
-    case Op::Patch:
+    case Kind::Patch:
       if (data == nullptr)
-        return Error("no data for " + where(e.path));
-      return patch(dir.get(), name, e, *data);
-    case Op::Copy: return copy(dir.get(), name, e);
-    case Op::Symlink: {
+        return Error("no data for " + where(op.path));
+      return patch(dir.get(), name, op, *data);
+    case Kind::Copy:
+    case Kind::CopyNew: return copy(dir.get(), name, op);
+    case Kind::Symlink: {
       std::string tmp = temp_name();
-      if (::symlinkat(e.target.c_str(), dir.get(), tmp.c_str()) != 0)
-        return sys_error("cannot create symlink", where(e.path), errno);
+      if (::symlinkat(op.target.c_str(), dir.get(), tmp.c_str()) != 0)
+        return sys_error("cannot create symlink", where(op.path), errno);
       if (::renameat(dir.get(), tmp.c_str(), dir.get(), name.c_str()) != 0) {
         int err = errno;
         ::unlinkat(dir.get(), tmp.c_str(), 0);
-        return sys_error("cannot create symlink", where(e.path), err);
+        return sys_error("cannot create symlink", where(op.path), err);
       }
       return {};
     }
-    case Op::Delete: {
-      int flags = e.old_type == fs::Type::Directory ? AT_REMOVEDIR : 0;
+    case Kind::Remove:
+    case Kind::Rmdir: {
+      int flags = op.kind == Kind::Rmdir ? AT_REMOVEDIR : 0;
       if (::unlinkat(dir.get(), name.c_str(), flags) != 0 && errno != ENOENT)
-        return sys_error("cannot remove", where(e.path), errno);
+        return sys_error("cannot remove", where(op.path), errno);
       return {};
     }
-    case Op::Chmod: return chmod(dir.get(), name, e);
+    case Kind::Chmod: return chmod(dir.get(), name, op);
   }
   return Error("unknown operation");
 }
 
-Status Applier::make_file(int dir, const std::string& name, const Entry& e,
+Status Applier::make_file(int dir, const std::string& name, const Op& e,
                           const std::function<Status(Writer&)>& fill, const char* what) {
   std::string tmp = temp_name();
   int fd = ::openat(dir, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -186,7 +268,7 @@ Status Applier::make_file(int dir, const std::string& name, const Entry& e,
   Status s = fill(w);
   if (s.ok())
     s = w.flush();
-  if (s.ok() && (w.size() != e.size || w.digest() != e.hash))
+  if (s.ok() && (w.size() != e.size || !matches(w.digest(), e.check)))
     s = Error("'" + where(e.path) + "': the " + what + " does not have the expected content (sha256)",
               kExitBadInput);
   if (s.ok() && ::fchmod(out.get(), e.mode) != 0)
@@ -216,7 +298,7 @@ Status Applier::make_file(int dir, const std::string& name, const Entry& e,
   return {};
 }
 
-Status Applier::patch(int dir, const std::string& name, const Entry& e, Reader& delta) {
+Status Applier::patch(int dir, const std::string& name, const Op& e, Reader& delta) {
   int bfd = fs::open_beneath(base_, e.source, O_RDONLY);
   if (bfd < 0)
     return sys_error("cannot open the basis", e.source, errno);
@@ -227,7 +309,7 @@ Status Applier::patch(int dir, const std::string& name, const Entry& e, Reader& 
             "' does not have the expected content (sha256): the delta was made against another version",
         kExitFailure);
   };
-  Exactly in(delta, e.data_size);
+  Exactly in(delta, e.length);
   // librsync may stop before the end of its delta; keep the stream in step.
   auto drain = [&]() -> Status {
     StringWriter rest;
@@ -245,35 +327,35 @@ Status Applier::patch(int dir, const std::string& name, const Entry& e, Reader& 
       CM_ASSIGN(size_t got, basis.read(buf.data(), buf.size()));
       if (got == 0)
         break;
-      if (whole.data().size() + got > kMaxZstdPatch)
+      if (whole.data().size() + got > delta::kMaxZstdPatch)
         return Error("basis '" + e.source + "' is too large for a zstd delta", kExitBadInput);
       whole.data().append(buf.data(), got);
     }
-    if (sha256(whole.data()) != e.source_hash)
+    if (!matches(sha256(whole.data()), e.basis_check))
       return mismatch();
     return make_file(
         dir, name, e,
         [&](Writer& w) -> Status {
-          CM_TRY(zstd_patch(whole.data(), in, w, e.size));
+          CM_TRY(delta::zstd_patch(whole.data(), in, w, e.size));
           return drain();
         },
         "patched file");
   }
   // Patching the wrong basis gives garbage silently: check it first.
   CM_ASSIGN(HashedSize hs, sha256_stream(basis));
-  if (hs.digest != e.source_hash)
+  if (!matches(hs.digest, e.basis_check))
     return mismatch();
   return make_file(
       dir, name, e,
       [&](Writer& w) -> Status {
-        CM_TRY(apply_delta(basis, in, w));
+        CM_TRY(delta::apply_delta(basis, in, w));
         return drain();
       },
       "patched file");
 }
 
-Status Applier::copy(int dir, const std::string& name, const Entry& e) {
-  int root = e.source_new ? target_ : base_;
+Status Applier::copy(int dir, const std::string& name, const Op& e) {
+  int root = e.kind == Kind::CopyNew ? target_ : base_;
   int sfd = fs::open_beneath(root, e.source, O_RDONLY);
   if (sfd < 0)
     return sys_error("cannot open the copy source", e.source, errno);
@@ -282,28 +364,29 @@ Status Applier::copy(int dir, const std::string& name, const Entry& e) {
       dir, name, e, [&](Writer& w) { return pump(src, w); }, "copy");
 }
 
-Status Applier::chmod(int dir, const std::string& name, const Entry& e) {
+Status Applier::chmod(int dir, const std::string& name, const Op& e) {
+  // Through a descriptor opened without following a symlink at the name.
+  int fd = ::openat(dir, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0)
+    return sys_error("cannot change the mode of", where(e.path), errno);
+  PlainFile src(Fd(fd), where(e.path));
   struct stat st;
-  if (::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+  if (::fstat(src.fd(), &st) != 0)
     return sys_error("cannot change the mode of", where(e.path), errno);
   if (S_ISDIR(st.st_mode) || (S_ISREG(st.st_mode) && st.st_nlink == 1)) {
-    if (::fchmodat(dir, name.c_str(), e.mode, 0) != 0)
+    if (::fchmod(src.fd(), e.mode) != 0)
       return sys_error("cannot change the mode of", where(e.path), errno);
     return {};
   }
   if (!S_ISREG(st.st_mode))
     return Error("'" + where(e.path) + "' is not a file or directory; cannot change its mode");
   // A hard link shares its mode with BASE: give the target its own copy.
-  int fd = ::openat(dir, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0)
-    return sys_error("cannot open", where(e.path), errno);
-  PlainFile src(Fd(fd), where(e.path));
   CM_ASSIGN(HashedSize hs, sha256_stream(src));
   if (::lseek(src.fd(), 0, SEEK_SET) < 0)
     return sys_error("cannot read", where(e.path), errno);
-  Entry copy = e;
+  Op copy = e;
   copy.size = hs.size;
-  copy.hash = hs.digest;
+  copy.check = std::string(reinterpret_cast<const char*>(hs.digest.data()), hs.digest.size());
   copy.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   return make_file(
       dir, name, copy, [&](Writer& w) { return pump(src, w); }, "file");
@@ -393,4 +476,4 @@ Status clone_tree(int base_dir, int target_dir, const std::string& base_name) {
   return clone_dir(base_dir, target_dir, "", base_name);
 }
 
-}  // namespace cm::delta
+}  // namespace cm::apply

@@ -1,0 +1,86 @@
+// Carrying out file operations (from a delta table or an assignment) on a
+// directory.
+//
+// The target starts as a clone of BASE (clone_tree: directories copied,
+// files hard-linked, symlinks recreated) and is turned into NEW operation
+// by operation. BASE is only read. Because target files may share their inode with
+// BASE, the applier never changes an existing file in place: every written,
+// patched, copied or re-moded file is a new file renamed over the old name.
+//
+// Every path is resolved beneath its root without following symlinks
+// (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), so an entry can never
+// reach outside the target or through a symlink planted in it.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "assign/format.hpp"
+#include "delta/table.hpp"
+#include "util/io.hpp"
+#include "util/result.hpp"
+
+namespace cm::apply {
+
+enum class Kind : uint8_t { Mkdir, Put, Patch, Copy, CopyNew, Symlink, Remove, Rmdir, Chmod };
+
+// One operation, whatever it came from. Results are checked against a
+// prefix of their SHA-256 (all of it from a delta table, 16 bytes from an
+// assignment), a patch's basis likewise.
+struct Op {
+  Kind kind = Kind::Mkdir;
+  std::string path;
+  std::string source;  // patch: the basis (in BASE); copy: BASE; copy-new: target
+  std::string target;  // symlink
+  uint32_t mode = 0;
+  int64_t mtime_ns = 0;
+  uint64_t size = 0;        // of the result
+  uint64_t length = 0;      // data bytes it takes (put: size; patch: the delta)
+  std::string check;        // prefix of the result's SHA-256
+  std::string basis_check;  // prefix of the basis's SHA-256
+  delta::DeltaFormat format = delta::DeltaFormat::Rsync;
+
+  bool takes_data() const { return kind == Kind::Put || kind == Kind::Patch; }
+};
+
+Op from_entry(const delta::Entry& e);
+Op from_command(const assign::Command& c);
+
+struct ApplyOptions {
+  bool fsync = false;  // fsync every written file before renaming it
+};
+
+class Applier {
+ public:
+  // Borrowed descriptors of the BASE and target directories.
+  Applier(int base_dir, int target_dir, std::string target_name, ApplyOptions opt = {})
+      : base_(base_dir), target_(target_dir), name_(std::move(target_name)), opt_(opt) {}
+
+  // Carries out one operation; `data` supplies a file's bytes or a patch's
+  // delta (exactly op.length bytes) and is unused by other operations.
+  Status apply(const Op& op, Reader* data);
+  uint64_t bytes_written() const { return written_; }
+
+ private:
+  // Creates a new file beside `name` from what fill() writes, checks its
+  // size and hash against e, sets mode and mtime, renames it over `name`.
+  Status make_file(int dir, const std::string& name, const Op& op, const std::function<Status(Writer&)>& fill,
+                   const char* what);
+  Status patch(int dir, const std::string& name, const Op& op, Reader& delta);
+  Status copy(int dir, const std::string& name, const Op& op);
+  Status chmod(int dir, const std::string& name, const Op& op);
+  std::string where(const std::string& rel) const;
+
+  int base_;
+  int target_;
+  std::string name_;
+  ApplyOptions opt_;
+  uint64_t written_ = 0;
+};
+
+// Makes `target` (an empty directory) a clone of `base`: directories copied
+// with their modes, regular files hard-linked (copied across filesystems),
+// symlinks recreated. Special files are skipped.
+Status clone_tree(int base_dir, int target_dir, const std::string& base_name);
+
+}  // namespace cm::apply
