@@ -128,6 +128,9 @@ Status run_build(cli::Context& ctx) {
     case Type::Synchronize:
       if (has_table == static_cast<bool>(from) || archive)
         return Error("synchronize takes either a delta table or --from DIR", kExitUsage);
+      if (has_table && !ctx.vm.count("base"))
+        return Error("synchronize from a delta table needs --base: the sequence the table starts from",
+                     kExitUsage);
       break;
     case Type::Replicate:
       if (!from || has_table || archive)
@@ -297,10 +300,20 @@ Status each_pack(const cli::Context& ctx, const ReadKeys& k,
   std::string path = ctx.args.empty() ? "-" : ctx.args[0];
   CM_ASSIGN(auto in, open_input(path));
   assign::BufferedInput buf(*in, in->name());
+  uint64_t id = 0, part = 0;
   for (;;) {
     assign::PackReader pack(buf, k.keys);
     CM_TRY(pack.open());
-    bool last = pack.header().last_part;
+    const assign::Header& h = pack.header();
+    // A stream holds consecutive parts of one assignment.
+    if (part != 0 && (h.id != id || h.part != part + 1))
+      return Error("'" + in->name() + "': part " + std::to_string(h.part) + " of assignment " +
+                       std::to_string(h.id) + " follows part " + std::to_string(part) + " of assignment " +
+                       std::to_string(id) + "; parts must come in order",
+                   kExitBadInput);
+    id = h.id;
+    part = h.part;
+    bool last = h.last_part;
     CM_TRY(f(pack, last));
     CM_ASSIGN(bool end, buf.at_end());
     if (end)

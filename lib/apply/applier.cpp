@@ -205,8 +205,13 @@ Status Applier::apply(const Op& op, Reader* data) {
   std::string parent = dirname_of(op.path);
   std::string name = basename_of(op.path);
   int pfd = fs::open_beneath(target_, parent, O_RDONLY | O_DIRECTORY);
-  if (pfd < 0)
+  if (pfd < 0) {
+    // Nothing to remove where there is no directory.
+    if ((op.kind == Kind::Remove || op.kind == Kind::Rmdir) &&
+        (errno == ENOENT || errno == ENOTDIR || errno == ELOOP))
+      return {};
     return sys_error("cannot open directory", where(parent.empty() ? "." : parent), errno);
+  }
   Fd dir(pfd);
 
   switch (op.kind) {
@@ -246,12 +251,11 @@ Status Applier::apply(const Op& op, Reader* data) {
       return {};
     }
     case Kind::Remove:
-    case Kind::Rmdir: {
-      int flags = op.kind == Kind::Rmdir ? AT_REMOVEDIR : 0;
-      if (::unlinkat(dir.get(), name.c_str(), flags) != 0 && errno != ENOENT)
-        return sys_error("cannot remove", where(op.path), errno);
-      return {};
-    }
+    case Kind::Rmdir:
+      // "Nothing is at this path any more": whatever is there goes, so that
+      // running an operation list again over a partly done target (after a
+      // kill) is safe even where a path changed type.
+      return fs::remove_tree_at(dir.get(), name, where(op.path));
     case Kind::Chmod: return chmod(dir.get(), name, op);
   }
   return Error("unknown operation");

@@ -219,11 +219,10 @@ struct Builder::Impl {
       return Error("assignment builder: entry before the previous entry's data ended");
     CM_TRY(delta::validate(e));
     uint64_t need = e.has_data() ? e.data_size : 0;
-    // An entry larger than a part on its own makes its part larger anyway:
-    // no use closing the current one for it.
-    if (part_commands > 0 && part_plain + need + 512 > budget() && need + 512 <= budget())
+    if (part_commands > 0 && part_plain + need + 512 > budget())
       CM_TRY(write_part(false));
-    if (part_commands == 0 && need + 512 > budget() && warning != nullptr && *warning)
+    // An entry larger than a part gets a part of its own, larger than asked.
+    if (need + 512 > budget() && warning != nullptr && *warning)
       (*warning)(quote_path(e.path) + " (" + human_bytes(need) +
                  ") alone is larger than the part size; part " + std::to_string(part) + " will be larger");
     Command c = from_entry(e);

@@ -1,5 +1,7 @@
 #include "assign/inspect.hpp"
 
+#include <unistd.h>
+
 #include <cstdio>
 
 #include "util/text.hpp"
@@ -77,19 +79,31 @@ PartSink FileParts::sink() {
   return s;
 }
 
+namespace {
+std::string part_name(const std::string& path, size_t i) {
+  char suffix[32];
+  std::snprintf(suffix, sizeof suffix, ".%03zu", i);
+  return path + suffix;
+}
+}  // namespace
+
 Status FileParts::commit() {
   names_.clear();
   if (outputs_.size() == 1) {
     CM_TRY(outputs_[0]->commit());
     names_.push_back(path_);
-    return {};
+  } else {
+    for (size_t i = 0; i < outputs_.size(); i++) {
+      names_.push_back(part_name(path_, i + 1));
+      CM_TRY(outputs_[i]->commit_as(names_.back()));
+    }
+    ::unlink(path_.c_str());  // a single-part pack from an earlier build
   }
-  for (size_t i = 0; i < outputs_.size(); i++) {
-    char suffix[32];
-    std::snprintf(suffix, sizeof suffix, ".%03zu", i + 1);
-    std::string name = path_ + suffix;
-    CM_TRY(outputs_[i]->commit_as(name));
-    names_.push_back(name);
+  // Parts of an earlier, longer build would look like more of this one.
+  for (size_t i = outputs_.size() == 1 ? 1 : outputs_.size() + 1;; i++) {
+    std::string stale = part_name(path_, i);
+    if (::unlink(stale.c_str()) != 0)
+      break;
   }
   return {};
 }

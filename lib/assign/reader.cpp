@@ -63,7 +63,7 @@ class FrameReader : public Reader {
         checked_ = true;
         if (h_.finish() != want_)
           return bad(name_,
-                     "the " + what_ + " does not match its SHA-256 in the header (corrupt or tampered)");
+                     "member '" + what_ + "' does not match its SHA-256 in the header (corrupt or tampered)");
       }
       return size_t{0};
     }

@@ -270,6 +270,45 @@ class EmptyTree : public Tree {
 };
 }  // namespace
 
+Status remove_tree_at(int dir, const std::string& name, const std::string& display) {
+  if (::unlinkat(dir, name.c_str(), 0) == 0 || errno == ENOENT)
+    return {};
+  if (errno != EISDIR && errno != EPERM)
+    return sys_error("cannot remove", display, errno);
+  int fd = ::openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT)
+      return {};
+    return sys_error("cannot open directory", display, errno);
+  }
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    int e = errno;
+    ::close(fd);
+    return sys_error("cannot open directory", display, e);
+  }
+  std::vector<std::string> names;
+  for (;;) {
+    errno = 0;
+    struct dirent* de = ::readdir(d);
+    if (de == nullptr)
+      break;
+    if (std::strcmp(de->d_name, ".") != 0 && std::strcmp(de->d_name, "..") != 0)
+      names.emplace_back(de->d_name);
+  }
+  Status s;
+  for (const std::string& n : names) {
+    s = remove_tree_at(::dirfd(d), n, display + "/" + n);
+    if (!s.ok())
+      break;
+  }
+  ::closedir(d);
+  CM_TRY(s);
+  if (::unlinkat(dir, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
+    return sys_error("cannot remove", display, errno);
+  return {};
+}
+
 std::unique_ptr<Tree> empty_tree(std::string name) {
   return std::make_unique<EmptyTree>(std::move(name));
 }

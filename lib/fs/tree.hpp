@@ -87,6 +87,10 @@ bool path_less(const std::string& a, const std::string& b);
 // `dir` itself. Returns a descriptor or -1 with errno set.
 int open_beneath(int dir, const std::string& rel, int flags);
 
+// Removes `name` in directory `dir` and, if it is a directory, everything
+// below it, without following symlinks. A missing name is not an error.
+Status remove_tree_at(int dir, const std::string& name, const std::string& display);
+
 // A relative path that cannot leave its root: not empty, no leading or
 // trailing '/', no empty, "." or ".." components, no NUL byte; at most
 // 4096 bytes, components at most 255.
