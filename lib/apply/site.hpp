@@ -38,9 +38,9 @@ struct VersionInfo {
 };
 
 struct SiteOptions {
-  unsigned keep = 2;          // previous live versions kept for rollback
-  double wait_seconds = 30;   // for the lock
-  std::string reload;         // shell command run after a switch
+  unsigned keep = 2;         // previous live versions kept for rollback
+  double wait_seconds = 30;  // for the lock
+  std::string reload;        // shell command run after a switch
 };
 
 struct Failure {
@@ -57,7 +57,7 @@ struct Report {
   bool last_part = true;
   std::string result;  // "applied", "staged", "switched", "already-applied", "failed"
   std::string message;
-  int code = 0;        // exit status
+  int code = 0;  // exit status
   std::vector<Failure> failures;
   uint64_t commands = 0;
   uint64_t bytes_written = 0;

@@ -1,0 +1,104 @@
+// cm-apply: carry out assignments on a server's site directory: stage new
+// versions, switch live atomically, roll back (cm-apply(1)). Options and
+// wiring only.
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "apply/site.hpp"
+#include "cli/cli.hpp"
+
+namespace po = boost::program_options;
+using namespace cm;
+
+namespace {
+
+void root_option(po::options_description& d) {
+  d.add_options()("root,r", po::value<std::string>()->value_name("DIR"), "the site directory (required)");
+}
+
+void apply_options(po::options_description& d) {
+  root_option(d);
+  d.add_options()  //
+      ("pubkey", po::value<std::string>()->value_name("FILE"),
+       "accept only assignments signed by this key")                                  //
+      ("key", po::value<std::string>()->value_name("FILE"), "decrypt with this key")  //
+      ("keep", po::value<unsigned>()->default_value(2)->value_name("N"),
+       "earlier live versions kept for rollback")                                                //
+      ("reload", po::value<std::string>()->value_name("CMD"), "run CMD (sh -c) after a switch")  //
+      ("wait", po::value<double>()->default_value(30)->value_name("SECONDS"),
+       "wait this long for another cm-apply on the same site");
+}
+
+Result<std::string> root_of(const cli::Context& ctx) {
+  if (!ctx.vm.count("root"))
+    return Error("--root is required", kExitUsage);
+  return ctx.vm["root"].as<std::string>();
+}
+
+Status run_apply(cli::Context& ctx) {
+  CM_ASSIGN(std::string root, root_of(ctx));
+  apply::SiteOptions so;
+  so.keep = ctx.vm["keep"].as<unsigned>();
+  so.wait_seconds = ctx.vm["wait"].as<double>();
+  if (ctx.vm.count("reload"))
+    so.reload = ctx.vm["reload"].as<std::string>();
+  std::optional<crypto::SigningKey> pub;
+  std::optional<crypto::SymmetricKey> key;
+  assign::Keys keys;
+  if (ctx.vm.count("pubkey")) {
+    CM_ASSIGN(pub, crypto::SigningKey::load_public(ctx.vm["pubkey"].as<std::string>()));
+    keys.pubkey = &*pub;
+  }
+  if (ctx.vm.count("key")) {
+    CM_ASSIGN(key, crypto::SymmetricKey::load(ctx.vm["key"].as<std::string>()));
+    keys.key = &*key;
+  }
+  std::string path = ctx.args.empty() ? "-" : ctx.args[0];
+  CM_ASSIGN(auto in, open_input(path));
+  CM_ASSIGN(auto site, apply::Site::open(root, so));
+  assign::BufferedInput buf(*in, in->name());
+  // One pack, or the consecutive parts of one assignment.
+  for (;;) {
+    assign::PackReader pack(buf, keys);
+    CM_TRY(pack.open());
+    apply::Report rep;
+    Status s = site->apply(pack, rep);
+    if (ctx.json)
+      std::cout << rep.json().dump() << "\n";
+    else if (ctx.diag.verbosity() != cli::Verbosity::Quiet || !s.ok())
+      std::cout << rep.text() << "\n";
+    std::cout.flush();
+    if (!s.ok())
+      return Error("", s.error().code);  // the report said it
+    if (rep.code != 0)
+      return Error("", rep.code);
+    CM_ASSIGN(bool end, buf.at_end());
+    if (end)
+      return {};
+    if (pack.header().last_part)
+      return Error("'" + in->name() + "': data after the last part", kExitBadInput);
+  }
+}
+
+Status run_status(cli::Context& ctx) {
+  CM_ASSIGN(std::string root, root_of(ctx));
+  apply::SiteOptions so;
+  CM_ASSIGN(auto site, apply::Site::open(root, so));
+  std::cout << (ctx.json ? site->status().dump() + "\n" : site->status_text());
+  return {};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cli::Program p;
+  p.name = "cm-apply";
+  p.purpose = "Carry out assignments on a site: stage versions, switch live atomically, roll back.";
+  p.commands.push_back(cli::Command{"", "--root DIR [options] [ASSIGNMENT|-]",
+                                    "Apply an assignment (all its parts, from a stream) to the site in DIR.",
+                                    0, 1, apply_options, run_apply, true});
+  p.commands.push_back(cli::Command{"status", "--root DIR [--json]",
+                                    "Show the site's versions and what is live.", 0, 0, root_option,
+                                    run_status, true});
+  return cli::run(p, argc, argv);
+}

@@ -1,0 +1,689 @@
+#include "apply/site.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "apply/applier.hpp"
+#include "fs/tree.hpp"
+#include "util/text.hpp"
+
+extern char** environ;
+
+namespace cm::apply {
+
+namespace {
+
+constexpr size_t kAppliedKept = 1000;
+constexpr int kStateFormat = 1;
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+struct Staging {
+  uint64_t id = 0;
+  uint64_t sequence = 0;
+  uint64_t base_id = 0;  // 0: built on nothing (a full tree)
+  std::string type;
+  uint64_t parts_done = 0;
+  std::string phase;  // "cloning" or "applying"
+  int64_t created_ns = 0;
+};
+
+struct Applied {
+  uint64_t id = 0;
+  uint64_t part = 1;
+  std::string type;
+  uint64_t sequence = 0;
+  int64_t at_ns = 0;
+};
+
+struct State {
+  std::string site;
+  uint64_t live = 0;
+  std::vector<uint64_t> history;  // earlier live versions, oldest first
+  std::vector<VersionInfo> versions;
+  std::optional<Staging> staging;
+  std::deque<Applied> applied;
+
+  const VersionInfo* version(uint64_t id) const {
+    for (const VersionInfo& v : versions)
+      if (v.id == id)
+        return &v;
+    return nullptr;
+  }
+  // The newest version with this sequence.
+  const VersionInfo* by_sequence(uint64_t seq) const {
+    const VersionInfo* best = nullptr;
+    for (const VersionInfo& v : versions)
+      if (v.sequence == seq && (best == nullptr || v.id > best->id))
+        best = &v;
+    return best;
+  }
+  uint64_t last_sequence() const {
+    uint64_t s = 0;
+    for (const VersionInfo& v : versions)
+      s = std::max(s, v.sequence);
+    return s;
+  }
+  bool was_applied(uint64_t id, uint64_t part) const {
+    for (const Applied& a : applied)
+      if (a.id == id && a.part == part)
+        return true;
+    return false;
+  }
+};
+
+nlohmann::json to_json(const State& s) {
+  nlohmann::json j;
+  j["format"] = kStateFormat;
+  j["site"] = s.site;
+  j["live"] = s.live;
+  j["history"] = s.history;
+  nlohmann::json vs = nlohmann::json::array();
+  for (const VersionInfo& v : s.versions)
+    vs.push_back({{"id", v.id}, {"sequence", v.sequence}, {"type", v.type}, {"created_ns", v.created_ns}});
+  j["versions"] = vs;
+  if (s.staging)
+    j["staging"] = {{"id", s.staging->id},
+                    {"sequence", s.staging->sequence},
+                    {"base_id", s.staging->base_id},
+                    {"type", s.staging->type},
+                    {"parts_done", s.staging->parts_done},
+                    {"phase", s.staging->phase},
+                    {"created_ns", s.staging->created_ns}};
+  else
+    j["staging"] = nullptr;
+  nlohmann::json ap = nlohmann::json::array();
+  for (const Applied& a : s.applied)
+    ap.push_back(
+        {{"id", a.id}, {"part", a.part}, {"type", a.type}, {"sequence", a.sequence}, {"at_ns", a.at_ns}});
+  j["applied"] = ap;
+  return j;
+}
+
+Result<State> from_json(const std::string& text, const std::string& name) {
+  try {
+    nlohmann::json j = nlohmann::json::parse(text);
+    if (j.at("format").get<int>() != kStateFormat)
+      return Error("'" + name + "': state of an unknown format version", kExitBadInput);
+    State s;
+    s.site = j.at("site").get<std::string>();
+    s.live = j.at("live").get<uint64_t>();
+    s.history = j.at("history").get<std::vector<uint64_t>>();
+    for (const auto& v : j.at("versions"))
+      s.versions.push_back(VersionInfo{v.at("id").get<uint64_t>(), v.at("sequence").get<uint64_t>(),
+                                       v.at("type").get<std::string>(), v.at("created_ns").get<int64_t>()});
+    if (!j.at("staging").is_null()) {
+      const auto& st = j.at("staging");
+      s.staging = Staging{st.at("id").get<uint64_t>(),         st.at("sequence").get<uint64_t>(),
+                          st.at("base_id").get<uint64_t>(),    st.at("type").get<std::string>(),
+                          st.at("parts_done").get<uint64_t>(), st.at("phase").get<std::string>(),
+                          st.at("created_ns").get<int64_t>()};
+    }
+    for (const auto& a : j.at("applied"))
+      s.applied.push_back(Applied{a.at("id").get<uint64_t>(), a.at("part").get<uint64_t>(),
+                                  a.at("type").get<std::string>(), a.at("sequence").get<uint64_t>(),
+                                  a.at("at_ns").get<int64_t>()});
+    return s;
+  } catch (const std::exception& e) {
+    return Error("'" + name + "': damaged state file (" + e.what() + "); repair or remove it by hand",
+                 kExitBadInput);
+  }
+}
+
+std::string random_suffix() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  static const char chars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::string s;
+  for (int i = 0; i < 10; i++)
+    s += chars[rng() % 36];
+  return s;
+}
+
+Status fsync_dir(const std::string& path) {
+  Fd d(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!d.valid() || ::fsync(d.get()) != 0)
+    return sys_error("cannot sync directory", path, errno);
+  return {};
+}
+
+Status make_dir(const std::string& path, mode_t mode) {
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST)
+    return sys_error("cannot create directory", path, errno);
+  return {};
+}
+
+std::string range_text(uint64_t from, uint64_t to) {
+  return from == to ? std::to_string(from) : std::to_string(from) + "-" + std::to_string(to);
+}
+
+}  // namespace
+
+nlohmann::json Report::json() const {
+  nlohmann::json j{{"assignment", id},
+                   {"type", type},
+                   {"part", part},
+                   {"last_part", last_part},
+                   {"result", result},
+                   {"commands", commands},
+                   {"bytes_written", bytes_written},
+                   {"data_bytes", data_bytes},
+                   {"seconds", seconds},
+                   {"version", version},
+                   {"live", live}};
+  if (!message.empty())
+    j["message"] = message;
+  nlohmann::json f = nlohmann::json::array();
+  for (const Failure& x : failures) {
+    nlohmann::json e{{"command", x.index}, {"op", x.op}, {"error", x.error}};
+    json_set_bytes(e, "path", x.path);
+    f.push_back(e);
+  }
+  j["failures"] = f;
+  if (!reload_status.empty())
+    j["reload"] = reload_status;
+  return j;
+}
+
+std::string Report::text() const {
+  std::string s = "assignment " + std::to_string(id) + " (" + type + ")";
+  if (part != 1 || !last_part)
+    s += " part " + std::to_string(part);
+  s += ": " + result;
+  if (!message.empty())
+    s += ": " + message;
+  if (result == "staged" || result == "applied")
+    s += " (" + std::to_string(commands) + " commands, " + human_bytes(bytes_written) + " written)";
+  for (const Failure& f : failures)
+    s += "\n  command " + std::to_string(f.index) + " (" + f.op + " " + quote_path(f.path) + "): " + f.error;
+  if (!reload_status.empty())
+    s += "\n  reload: " + reload_status;
+  return s;
+}
+
+struct Site::Impl {
+  std::string root;
+  SiteOptions opt;
+  Fd lock;
+  State state;
+
+  std::string cm_dir() const { return root + "/.cm"; }
+  std::string versions_dir() const { return root + "/versions"; }
+  std::string version_dir(uint64_t id) const { return versions_dir() + "/" + std::to_string(id); }
+  std::string staging_dir(uint64_t id) const { return versions_dir() + "/.staging-" + std::to_string(id); }
+  std::string state_path() const { return cm_dir() + "/state.json"; }
+
+  Status save() {
+    CM_TRY(write_file_atomic(state_path(), to_json(state).dump(1) + "\n", 0644));
+    return fsync_dir(cm_dir());
+  }
+
+  Status take_lock() {
+    std::string path = cm_dir() + "/lock";
+    lock.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!lock.valid())
+      return sys_error("cannot open", path, errno);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(opt.wait_seconds);
+    while (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK)
+        return sys_error("cannot lock", path, errno);
+      if (std::chrono::steady_clock::now() >= deadline)
+        return Error("'" + root + "' is busy: another cm-apply holds " + path, kExitBusy);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return {};
+  }
+
+  Status load() {
+    struct stat st;
+    if (::stat(state_path().c_str(), &st) != 0) {
+      if (errno != ENOENT)
+        return sys_error("cannot read", state_path(), errno);
+      return {};
+    }
+    CM_ASSIGN(auto in, open_input(state_path()));
+    CM_ASSIGN(std::string text, read_all(*in, 64 << 20));
+    CM_ASSIGN(state, from_json(text, state_path()));
+    return {};
+  }
+
+  // What `live` points to, if it is one of our versions.
+  std::optional<uint64_t> live_link() const {
+    char buf[4096];
+    ssize_t n = ::readlink((root + "/live").c_str(), buf, sizeof buf - 1);
+    if (n <= 0)
+      return std::nullopt;
+    std::string t(buf, static_cast<size_t>(n));
+    const std::string prefix = "versions/";
+    if (t.rfind(prefix, 0) != 0)
+      return std::nullopt;
+    try {
+      return std::stoull(t.substr(prefix.size()));
+    } catch (...) {
+      return std::nullopt;
+    }
+  }
+
+  // The `live` symlink is the truth: a kill between the switch and the
+  // state update leaves the state behind, and this catches it up.
+  Status reconcile() {
+    auto link = live_link();
+    uint64_t actual = link.value_or(0);
+    if (actual != state.live && (actual == 0 || state.version(actual) != nullptr)) {
+      if (state.live != 0)
+        state.history.push_back(state.live);
+      std::erase(state.history, actual);
+      state.live = actual;
+      CM_TRY(save());
+    }
+    return {};
+  }
+
+  // Moves a directory out of the way, then deletes it: deleting first
+  // would slow down the file creation that follows on these disks.
+  Status trash(const std::string& path) {
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0)
+      return {};
+    std::string t = versions_dir() + "/.trash-" + random_suffix();
+    if (::rename(path.c_str(), t.c_str()) != 0)
+      return sys_error("cannot move aside", path, errno);
+    return {};
+  }
+
+  Status empty_trash() {
+    Fd d(::open(versions_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!d.valid())
+      return {};
+    DIR* dir = ::fdopendir(::dup(d.get()));
+    if (dir == nullptr)
+      return {};
+    std::vector<std::string> names;
+    while (struct dirent* de = ::readdir(dir))
+      if (std::strncmp(de->d_name, ".trash-", 7) == 0)
+        names.emplace_back(de->d_name);
+    ::closedir(dir);
+    for (const std::string& n : names)
+      CM_TRY(fs::remove_tree_at(d.get(), n, versions_dir() + "/" + n));
+    return {};
+  }
+
+  void record(const assign::Header& h) {
+    state.applied.push_back(Applied{h.id, h.part, assign::type_name(h.type), h.sequence, now_ns()});
+    while (state.applied.size() > kAppliedKept)
+      state.applied.pop_front();
+  }
+
+  Status apply(assign::PackReader& pack, Report& rep);
+  Status stage(assign::PackReader& pack, Report& rep);
+  Status run_commands(assign::PackReader& pack, int base_fd, int target_fd, const std::string& name,
+                      Report& rep);
+  Status switch_to(uint64_t id, bool rollback, Report& rep);
+  Status cleanup();
+  void reload(Report& rep);
+};
+
+Result<std::unique_ptr<Site>> Site::open(const std::string& root, SiteOptions opt) {
+  struct stat st;
+  if (::stat(root.c_str(), &st) != 0)
+    return sys_error("cannot open site directory", root, errno);
+  if (!S_ISDIR(st.st_mode))
+    return Error("'" + root + "' is not a directory", kExitFailure);
+  auto impl = std::make_unique<Impl>();
+  impl->root = root;
+  impl->opt = std::move(opt);
+  CM_TRY(make_dir(impl->cm_dir(), 0755));
+  CM_TRY(make_dir(impl->versions_dir(), 0755));
+  CM_TRY(impl->take_lock());
+  CM_TRY(impl->load());
+  CM_TRY(impl->reconcile());
+  return std::unique_ptr<Site>(new Site(std::move(impl)));
+}
+
+Site::Site(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Site::~Site() = default;
+
+Status Site::apply(assign::PackReader& pack, Report& rep) {
+  auto start = std::chrono::steady_clock::now();
+  const assign::Header& h = pack.header();
+  rep.id = h.id;
+  rep.type = assign::type_name(h.type);
+  rep.part = h.part;
+  rep.last_part = h.last_part;
+  Status s = impl_->apply(pack, rep);
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  rep.live = impl_->state.live;
+  if (!s.ok()) {
+    if (rep.result.empty() || rep.result == "staged")
+      rep.result = "failed";
+    if (rep.message.empty())
+      rep.message = s.error().message;
+    rep.code = s.error().code;
+  }
+  return s;
+}
+
+Status Site::Impl::apply(assign::PackReader& pack, Report& rep) {
+  const assign::Header& h = pack.header();
+  if (!state.site.empty() && state.site != h.site)
+    return Error("assignment " + std::to_string(h.id) + " is for site '" + h.site + "', this is site '" +
+                     state.site + "' (" + root + ")",
+                 kExitFailure);
+  if (state.was_applied(h.id, h.part)) {
+    rep.result = "already-applied";
+    CM_TRY(pack.finish(false));
+    return {};
+  }
+  if (!pack.commands_readable())
+    return Error("'" + pack.name() + "': the assignment is encrypted; give --key", kExitSecurity);
+  if (state.site.empty())
+    state.site = h.site;
+  switch (h.type) {
+    case assign::Type::Commit:
+    case assign::Type::Rollback: {
+      // No data: still read to the end, so every check runs.
+      for (;;) {
+        CM_ASSIGN(auto c, pack.next_command());
+        if (!c)
+          break;
+      }
+      CM_TRY(pack.finish(false));
+      uint64_t target = h.target;
+      bool rollback = h.type == assign::Type::Rollback;
+      if (target == 0) {
+        if (rollback) {
+          if (state.history.empty())
+            return Error("rollback: no earlier version to go back to", kExitFailure);
+          target = state.history.back();
+        } else {
+          // The newest version that is not live.
+          const VersionInfo* best = nullptr;
+          for (const VersionInfo& v : state.versions)
+            if (best == nullptr || v.sequence > best->sequence ||
+                (v.sequence == best->sequence && v.id > best->id))
+              best = &v;
+          if (best == nullptr)
+            return Error("commit: nothing has been staged", kExitFailure);
+          target = best->id;
+        }
+      }
+      if (state.version(target) == nullptr)
+        return Error(
+            std::string(rollback ? "rollback" : "commit") + ": this server has no version " +
+                std::to_string(target) +
+                (state.staging && state.staging->id == target ? " complete yet (parts are missing)" : ""),
+            kExitFailure);
+      CM_TRY(switch_to(target, rollback, rep));
+      record(h);
+      CM_TRY(save());
+      (void)cleanup();
+      if (!opt.reload.empty() && rep.result == "switched")
+        reload(rep);
+      return {};
+    }
+    default: return stage(pack, rep);
+  }
+}
+
+Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
+  const assign::Header& h = pack.header();
+  bool full = h.type == assign::Type::Replicate || h.type == assign::Type::Restore ||
+              h.type == assign::Type::Remove || h.base == 0;
+  std::string sdir = staging_dir(h.id);
+
+  if (h.part == 1 && !(state.staging && state.staging->id == h.id && state.staging->phase == "applying")) {
+    uint64_t base_id = 0;
+    if (!full) {
+      const VersionInfo* base = state.by_sequence(h.base);
+      if (base == nullptr) {
+        uint64_t last = state.last_sequence();
+        if (h.base > last)
+          return Error("assignment " + std::to_string(h.id) + " applies on sequence " +
+                           std::to_string(h.base) + " but this server's latest is " + std::to_string(last) +
+                           ": missing sequence " + range_text(last + 1, h.base) +
+                           "; the manager must send a synchronize",
+                       kExitFailure);
+        return Error("assignment " + std::to_string(h.id) + " applies on sequence " + std::to_string(h.base) +
+                         ", which this server does not have (it has up to " + std::to_string(last) + ")",
+                     kExitFailure);
+      }
+      base_id = base->id;
+    }
+    // A staging tree left by a killed run: aside, and start over.
+    if (state.staging && state.staging->id != h.id)
+      CM_TRY(trash(staging_dir(state.staging->id)));
+    CM_TRY(trash(sdir));
+    state.staging = Staging{h.id, h.sequence, base_id, assign::type_name(h.type), 0, "cloning", h.created_ns};
+    CM_TRY(save());
+    CM_TRY(make_dir(sdir, 0755));
+    if (base_id != 0) {
+      Fd from(::open(version_dir(base_id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      Fd to(::open(sdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!from.valid() || !to.valid())
+        return sys_error("cannot open", !from.valid() ? version_dir(base_id) : sdir, errno);
+      CM_TRY(clone_tree(from.get(), to.get(), version_dir(base_id)));
+    }
+    state.staging->phase = "applying";
+    CM_TRY(save());
+  } else if (h.part > 1 || (state.staging && state.staging->id == h.id)) {
+    if (!state.staging || state.staging->id != h.id)
+      return Error("assignment " + std::to_string(h.id) + " part " + std::to_string(h.part) +
+                       ": part 1 has not been applied here",
+                   kExitFailure);
+    if (state.staging->parts_done + 1 < h.part)
+      return Error("assignment " + std::to_string(h.id) + " part " + std::to_string(h.part) +
+                       ": missing part " + range_text(state.staging->parts_done + 1, h.part - 1),
+                   kExitFailure);
+  }
+
+  // Sources come from the base version, or from an empty directory.
+  std::string base_path =
+      state.staging->base_id != 0 ? version_dir(state.staging->base_id) : cm_dir() + "/empty";
+  if (state.staging->base_id == 0) {
+    CM_TRY(make_dir(base_path, 0755));
+  }
+  Fd base(::open(base_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  Fd target(::open(sdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!base.valid() || !target.valid())
+    return sys_error("cannot open", !base.valid() ? base_path : sdir, errno);
+  Status s = run_commands(pack, base.get(), target.get(), sdir, rep);
+  if (!s.ok()) {
+    // An unusable staging tree takes space: out of the way, now.
+    if (s.error().code != kExitBusy) {
+      (void)trash(sdir);
+      state.staging.reset();
+      (void)save();
+      (void)empty_trash();
+    }
+    return s;
+  }
+  state.staging->parts_done = h.part;
+  if (h.last_part) {
+    // Everything written reaches the disk before the version counts.
+    if (::syncfs(target.get()) != 0)
+      return sys_error("cannot sync", sdir, errno);
+    if (::rename(sdir.c_str(), version_dir(h.id).c_str()) != 0)
+      return sys_error("cannot rename the staged version to", version_dir(h.id), errno);
+    CM_TRY(fsync_dir(versions_dir()));
+    std::erase_if(state.versions, [&](const VersionInfo& v) { return v.id == h.id; });
+    state.versions.push_back(VersionInfo{h.id, h.sequence, assign::type_name(h.type), h.created_ns});
+    state.staging.reset();
+    rep.result = "staged";
+    rep.version = h.id;
+  } else {
+    rep.result = "applied";
+    rep.message = "part " + std::to_string(h.part) + " of a larger assignment; waiting for the next";
+  }
+  record(h);
+  CM_TRY(save());
+  return empty_trash();
+}
+
+Status Site::Impl::run_commands(assign::PackReader& pack, int base_fd, int target_fd, const std::string& name,
+                                Report& rep) {
+  Applier applier(base_fd, target_fd, name);
+  uint64_t index = 0;
+  for (;;) {
+    CM_ASSIGN(auto c, pack.next_command());
+    if (!c)
+      break;
+    index++;
+    if (c->op == assign::Op::Unpack)
+      continue;
+    Reader* data = nullptr;
+    if (c->takes_data()) {
+      CM_ASSIGN(data, pack.member(c->from));
+    }
+    Status s = applier.apply(from_command(*c), data);
+    if (!s.ok()) {
+      rep.failures.push_back(Failure{index, assign::op_name(c->op), c->path, s.error().message});
+      rep.commands = index;
+      rep.bytes_written = applier.bytes_written();
+      return s;
+    }
+    if (c->takes_data())
+      rep.data_bytes += c->length;
+  }
+  rep.commands = index;
+  rep.bytes_written = applier.bytes_written();
+  // Every member checked against its SHA-256, the trailer too.
+  return pack.finish(false);
+}
+
+Status Site::Impl::switch_to(uint64_t id, bool rollback, Report& rep) {
+  rep.version = id;
+  if (state.live == id) {
+    rep.result = "already-live";
+    return {};
+  }
+  std::string tmp = root + "/.live-" + random_suffix();
+  std::string target = "versions/" + std::to_string(id);
+  if (::symlink(target.c_str(), tmp.c_str()) != 0)
+    return sys_error("cannot create symlink", tmp, errno);
+  // The switch: one rename(2) of the symlink over `live`.
+  if (::rename(tmp.c_str(), (root + "/live").c_str()) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    return sys_error("cannot switch", root + "/live", e);
+  }
+  CM_TRY(fsync_dir(root));
+  uint64_t old = state.live;
+  if (rollback) {
+    // Back in history: forget what came after the version we return to.
+    auto it = std::find(state.history.begin(), state.history.end(), id);
+    if (it != state.history.end())
+      state.history.erase(it, state.history.end());
+  } else if (old != 0) {
+    state.history.push_back(old);
+  }
+  state.live = id;
+  rep.result = "switched";
+  rep.message =
+      "version " + std::to_string(id) + " is live" + (old != 0 ? " (was " + std::to_string(old) + ")" : "");
+  return {};
+}
+
+// Keeps the live version, the last `keep` earlier ones, the newest version
+// not yet live, and the base of a staging in progress; moves the rest to
+// the trash and deletes it.
+Status Site::Impl::cleanup() {
+  std::set<uint64_t> keep = {state.live};
+  for (size_t i = 0; i < state.history.size() && i < opt.keep; i++)
+    keep.insert(state.history[state.history.size() - 1 - i]);
+  const VersionInfo* newest = nullptr;
+  for (const VersionInfo& v : state.versions)
+    if (v.id != state.live && (newest == nullptr || v.sequence > newest->sequence))
+      newest = &v;
+  if (newest != nullptr && (state.live == 0 || newest->sequence > state.version(state.live)->sequence))
+    keep.insert(newest->id);
+  if (state.staging)
+    keep.insert(state.staging->base_id);
+  std::vector<uint64_t> drop;
+  for (const VersionInfo& v : state.versions)
+    if (!keep.count(v.id))
+      drop.push_back(v.id);
+  if (drop.empty())
+    return {};
+  for (uint64_t id : drop) {
+    CM_TRY(trash(version_dir(id)));
+    std::erase_if(state.versions, [&](const VersionInfo& v) { return v.id == id; });
+  }
+  std::erase_if(state.history, [&](uint64_t id) { return !keep.count(id); });
+  CM_TRY(save());
+  return empty_trash();
+}
+
+void Site::Impl::reload(Report& rep) {
+  std::string cmd = opt.reload;
+  std::vector<std::string> env_strings = {"CM_SITE_ROOT=" + root, "CM_LIVE=" + std::to_string(state.live),
+                                          "CM_SITE=" + state.site};
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; e++)
+    envp.push_back(*e);
+  for (std::string& s : env_strings)
+    envp.push_back(s.data());
+  envp.push_back(nullptr);
+  const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
+  pid_t pid;
+  int rc = ::posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char* const*>(argv), envp.data());
+  if (rc != 0) {
+    rep.reload_status = std::string("could not run: ") + std::strerror(rc);
+    rep.code = kExitFailure;
+    return;
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    rep.reload_status = "ok";
+  } else {
+    rep.reload_status = WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
+                                          : "killed by signal " + std::to_string(WTERMSIG(status));
+    rep.code = kExitFailure;
+  }
+}
+
+nlohmann::json Site::status() const {
+  const State& s = impl_->state;
+  nlohmann::json j = to_json(s);
+  j["root"] = impl_->root;
+  j["last_sequence"] = s.last_sequence();
+  if (const VersionInfo* v = s.version(s.live))
+    j["live_sequence"] = v->sequence;
+  return j;
+}
+
+std::string Site::status_text() const {
+  const State& s = impl_->state;
+  std::string t = "site " + (s.site.empty() ? std::string("(none yet)") : quote_path(s.site)) + " in " +
+                  impl_->root + "\n";
+  t += "live: " + (s.live == 0 ? std::string("nothing") : "version " + std::to_string(s.live)) + "\n";
+  for (const VersionInfo& v : s.versions)
+    t += "  version " + std::to_string(v.id) + ": sequence " + std::to_string(v.sequence) + ", " + v.type +
+         (v.id == s.live ? ", live" : "") + "\n";
+  if (s.staging)
+    t += "staging: assignment " + std::to_string(s.staging->id) + ", " +
+         std::to_string(s.staging->parts_done) + " part(s) done (" + s.staging->phase + ")\n";
+  t += "latest sequence: " + std::to_string(s.last_sequence()) + "\n";
+  return t;
+}
+
+}  // namespace cm::apply
