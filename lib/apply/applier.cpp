@@ -241,11 +241,12 @@ Status Applier::apply(const Op& op, Reader* data) {
     case Kind::CopyNew: return copy(dir.get(), name, op);
     case Kind::Symlink: {
       std::string tmp = temp_name();
-      if (::symlinkat(op.target.c_str(), dir.get(), tmp.c_str()) != 0)
+      int tdir = scratch(dir.get());
+      if (::symlinkat(op.target.c_str(), tdir, tmp.c_str()) != 0)
         return sys_error("cannot create symlink", where(op.path), errno);
-      if (::renameat(dir.get(), tmp.c_str(), dir.get(), name.c_str()) != 0) {
+      if (::renameat(tdir, tmp.c_str(), dir.get(), name.c_str()) != 0) {
         int err = errno;
-        ::unlinkat(dir.get(), tmp.c_str(), 0);
+        ::unlinkat(tdir, tmp.c_str(), 0);
         return sys_error("cannot create symlink", where(op.path), err);
       }
       return {};
@@ -264,7 +265,8 @@ Status Applier::apply(const Op& op, Reader* data) {
 Status Applier::make_file(int dir, const std::string& name, const Op& e,
                           const std::function<Status(Writer&)>& fill, const char* what) {
   std::string tmp = temp_name();
-  int fd = ::openat(dir, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  int tdir = scratch(dir);
+  int fd = ::openat(tdir, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0)
     return sys_error("cannot create a file in", where(dirname_of(e.path)), errno);
   Fd out(fd);
@@ -292,10 +294,10 @@ Status Applier::make_file(int dir, const std::string& name, const Op& e,
   }
   if (s.ok() && opt_.fsync && ::fsync(out.get()) != 0)
     s = sys_error("cannot write", where(e.path), errno);
-  if (s.ok() && ::renameat(dir, tmp.c_str(), dir, name.c_str()) != 0)
+  if (s.ok() && ::renameat(tdir, tmp.c_str(), dir, name.c_str()) != 0)
     s = sys_error("cannot replace", where(e.path), errno);
   if (!s.ok()) {
-    ::unlinkat(dir, tmp.c_str(), 0);
+    ::unlinkat(tdir, tmp.c_str(), 0);
     return s;
   }
   written_ += w.size();

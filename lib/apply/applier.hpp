@@ -48,6 +48,10 @@ Op from_command(const assign::Command& c);
 
 struct ApplyOptions {
   bool fsync = false;  // fsync every written file before renaming it
+  // A directory (on the target's filesystem) for files being written, so
+  // that a killed run leaves no half-written file inside the target; -1:
+  // beside the final name.
+  int scratch_dir = -1;
 };
 
 class Applier {
@@ -70,6 +74,7 @@ class Applier {
   Status copy(int dir, const std::string& name, const Op& op);
   Status chmod(int dir, const std::string& name, const Op& op);
   std::string where(const std::string& rel) const;
+  int scratch(int dir) const { return opt_.scratch_dir >= 0 ? opt_.scratch_dir : dir; }
 
   int base_;
   int target_;

@@ -229,6 +229,7 @@ struct Site::Impl {
   std::string versions_dir() const { return root + "/versions"; }
   std::string version_dir(uint64_t id) const { return versions_dir() + "/" + std::to_string(id); }
   std::string staging_dir(uint64_t id) const { return versions_dir() + "/.staging-" + std::to_string(id); }
+  std::string scratch_dir(uint64_t id) const { return versions_dir() + "/.scratch-" + std::to_string(id); }
   std::string state_path() const { return cm_dir() + "/state.json"; }
 
   Status save() {
@@ -285,6 +286,18 @@ struct Site::Impl {
   // The `live` symlink is the truth: a kill between the switch and the
   // state update leaves the state behind, and this catches it up.
   Status reconcile() {
+    // Killed after a staged version was renamed into place but before the
+    // state said so: it is complete (the rename comes after the last part).
+    struct stat st;
+    if (state.staging && ::stat(staging_dir(state.staging->id).c_str(), &st) != 0 &&
+        ::stat(version_dir(state.staging->id).c_str(), &st) == 0) {
+      const Staging& sg = *state.staging;
+      std::erase_if(state.versions, [&](const VersionInfo& v) { return v.id == sg.id; });
+      state.versions.push_back(VersionInfo{sg.id, sg.sequence, sg.type, sg.created_ns});
+      state.applied.push_back(Applied{sg.id, sg.parts_done + 1, sg.type, sg.sequence, now_ns()});
+      state.staging.reset();
+      CM_TRY(save());
+    }
     auto link = live_link();
     uint64_t actual = link.value_or(0);
     if (actual != state.live && (actual == 0 || state.version(actual) != nullptr)) {
@@ -334,8 +347,8 @@ struct Site::Impl {
 
   Status apply(assign::PackReader& pack, Report& rep);
   Status stage(assign::PackReader& pack, Report& rep);
-  Status run_commands(assign::PackReader& pack, int base_fd, int target_fd, const std::string& name,
-                      Report& rep);
+  Status run_commands(assign::PackReader& pack, int base_fd, int target_fd, int scratch_fd,
+                      const std::string& name, Report& rep);
   Status switch_to(uint64_t id, bool rollback, Report& rep);
   Status cleanup();
   void reload(Report& rep);
@@ -369,6 +382,8 @@ Status Site::apply(assign::PackReader& pack, Report& rep) {
   rep.part = h.part;
   rep.last_part = h.last_part;
   Status s = impl_->apply(pack, rep);
+  // Whatever a killed run left to delete goes now, after the work.
+  (void)impl_->empty_trash();
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   rep.live = impl_->state.live;
   if (!s.ok()) {
@@ -504,7 +519,16 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
   Fd target(::open(sdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!base.valid() || !target.valid())
     return sys_error("cannot open", !base.valid() ? base_path : sdir, errno);
-  Status s = run_commands(pack, base.get(), target.get(), sdir, rep);
+  // Files are written in a scratch directory and renamed into the staging
+  // tree when complete: what a killed run was writing stays out of it.
+  std::string xdir = scratch_dir(h.id);
+  CM_TRY(trash(xdir));
+  CM_TRY(make_dir(xdir, 0700));
+  Fd scratch(::open(xdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!scratch.valid())
+    return sys_error("cannot open", xdir, errno);
+  Status s = run_commands(pack, base.get(), target.get(), scratch.get(), sdir, rep);
+  (void)trash(xdir);
   if (!s.ok()) {
     // An unusable staging tree takes space: out of the way, now.
     if (s.error().code != kExitBusy) {
@@ -520,6 +544,9 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
     // Everything written reaches the disk before the version counts.
     if (::syncfs(target.get()) != 0)
       return sys_error("cannot sync", sdir, errno);
+    // A directory of that name the state does not know is a leftover.
+    if (state.version(h.id) == nullptr)
+      CM_TRY(trash(version_dir(h.id)));
     if (::rename(sdir.c_str(), version_dir(h.id).c_str()) != 0)
       return sys_error("cannot rename the staged version to", version_dir(h.id), errno);
     CM_TRY(fsync_dir(versions_dir()));
@@ -537,9 +564,11 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
   return empty_trash();
 }
 
-Status Site::Impl::run_commands(assign::PackReader& pack, int base_fd, int target_fd, const std::string& name,
-                                Report& rep) {
-  Applier applier(base_fd, target_fd, name);
+Status Site::Impl::run_commands(assign::PackReader& pack, int base_fd, int target_fd, int scratch_fd,
+                                const std::string& name, Report& rep) {
+  ApplyOptions ao;
+  ao.scratch_dir = scratch_fd;
+  Applier applier(base_fd, target_fd, name, ao);
   uint64_t index = 0;
   for (;;) {
     CM_ASSIGN(auto c, pack.next_command());

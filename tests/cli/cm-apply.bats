@@ -1,0 +1,1317 @@
+#!/usr/bin/env bats
+# cm-apply as a program: staging, the atomic switch, rollback, ordering,
+# replays, keys, tampered and hostile packs, kills at random moments and a
+# full disk. Every site is SITE_DIR=$T/S unless a test says otherwise.
+
+load helper
+bats_require_minimum_version 1.5.0
+
+# ---- trees and packs
+
+# mksrc DIR: a site with a bit of everything: nested and empty directories,
+# modes, an empty file, a name with a space, relative, dangling and
+# directory symlinks, a text file large enough to be patched, a stored type.
+mksrc() {
+	mktree "$1"
+	mkdir -p "$1/a/b/c" "$1/empty" "$1/private"
+	chmod 700 "$1/private"
+	echo secret >"$1/private/key.txt"
+	chmod 600 "$1/private/key.txt"
+	printf '#!/bin/sh\necho hi\n' >"$1/run.sh"
+	chmod 755 "$1/run.sh"
+	: >"$1/a/b/c/empty.txt"
+	echo "spaces" >"$1/a/with space.txt"
+	ln -s ../../index.html "$1/a/b/up.html"
+	ln -s nowhere "$1/dangling"
+	ln -s css "$1/styles"
+	seq 1 20000 >"$1/big.txt"
+	head -c 200000 /dev/urandom >"$1/img/photo.jpg"
+	chmod 640 "$1/css/site.css"
+}
+
+# mkchange A B: B is A with every kind of change: a patched file, new, changed
+# and deleted files, type changes both ways, mode changes, new deep dirs.
+mkchange() {
+	cp -a "$1" "$2"
+	sed -i 's/^1000$/one thousand/' "$2/big.txt"
+	echo new >"$2/new.txt"
+	rm "$2/css/site.css"
+	rm "$2/home.html" && echo "now a file" >"$2/home.html"
+	rm -r "$2/img" && echo "img is a file now" >"$2/img"
+	rm "$2/styles" && mkdir "$2/styles" && echo "p {}" >"$2/styles/x.css"
+	rm "$2/a/b/c/empty.txt" && ln -s ../up.html "$2/a/b/c/empty.txt"
+	chmod 600 "$2/run.sh"
+	chmod 755 "$2/private"
+	mkdir -p "$2/new/dir/deep" && echo deep >"$2/new/dir/deep/f"
+	printf 'changed' >"$2/a/with space.txt"
+	rm -r "$2/empty"
+}
+
+# listing DIR: every entry (path, type, mode, symlink target) and the SHA-256
+# of every file, following DIR itself if it is a symlink (as `live` is).
+listing() {
+	(
+		cd "$1" || exit 1
+		find . -mindepth 1 -printf '%P %y %m %l\n' | LC_ALL=C sort
+		find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum
+	)
+}
+
+# same_tree DIR1 DIR2: the listings are equal (the difference shown if not).
+same_tree() {
+	diff <(listing "$1") <(listing "$2") || {
+		echo "the trees $1 and $2 differ"
+		return 1
+	}
+}
+
+# live_is SITE N: live is the symlink versions/N.
+live_is() {
+	local got
+	got=$(readlink "$1/live")
+	[ "$got" = "versions/$2" ] || {
+		echo "live -> '$got', expected versions/$2"
+		return 1
+	}
+}
+
+# versions SITE: the complete versions on disk, in order, on one line.
+versions() {
+	# shellcheck disable=SC2012 # the names are numbers
+	ls "$1/versions" | sort -n | tr '\n' ' ' | sed 's/ $//'
+}
+
+# no_temps SITE: nothing staged or half deleted is left under versions/.
+no_temps() {
+	local left
+	left=$(find "$1/versions" -mindepth 1 -maxdepth 1 -name '.*' -printf '%f\n')
+	[ -z "$left" ] || {
+		echo "left in $1/versions: $left"
+		return 1
+	}
+}
+
+# no_crash: the last `run` ended with an exit code, not a signal.
+no_crash() {
+	[ "$status" -lt 128 ] || {
+		echo "killed by a signal: status $status"
+		return 1
+	}
+}
+
+# jfield JSON KEY: one field of a JSON object (JSON-encoded unless a string).
+jfield() {
+	python3 -c '
+import json, sys
+v = json.loads(sys.argv[1])[sys.argv[2]]
+print(v if isinstance(v, str) else json.dumps(v))' "$@"
+}
+
+# pk ARGS...: a pack for site www, fast (zstd level 1).
+pk() {
+	cm-assign build --site www --level 1 "$@"
+}
+
+# switch TYPE ID TARGET: a commit or rollback pack named TYPE.ID.
+switch() {
+	pk --type "$1" --id "$2" --target "$3" -o "$1.$2"
+}
+
+# base_site: the tree src replicated (assignment 1, sequence 1) and live.
+base_site() {
+	mksrc src
+	mkdir S
+	pk --type replicate --id 1 --from src -o r1
+	switch commit 2 1
+	cm-apply --root S r1
+	cm-apply --root S commit.2
+}
+
+# publish ID SEQ BASE FROM TO: a publish of the change FROM -> TO, as p.ID.
+publish() {
+	cm-delta "$4" "$5" | pk --type publish --id "$1" --seq "$2" --base "$3" - -o "p.$1"
+}
+
+# A rewriter of packs for the hostile-pack tests (cm-assign(5)). It decodes
+# the header and the command list, applies edits, and writes the pack again
+# with the command list stored plain and every hash and the trailer
+# recomputed, so the pack is well formed and only the intended change is in
+# it.
+#   frames PACK                  "KIND FRAME_START PAYLOAD_START LENGTH" lines
+#   commands PACK                "OP PATH" lines
+#   rewrite PACK OUT EDIT...     with edits
+#     path:OLD:NEW       a command's path
+#     source:PATH:SRC    a copy's source or a patch's basis
+#     add:OP:PATH        a command without data (mkdir/chmod mode 0777),
+#                        after the unpack commands
+#     drop:OP:PATH       drop a command that takes no data
+#     id:N sequence:N base:N part:N site:NAME    header fields
+PACKTOOL=$(
+	cat <<'PY'
+import hashlib, json, sys
+
+def varint(v):
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+def svarint(v):
+    return varint((v << 1) ^ (v >> 63) if v < 0 else v << 1)
+
+class R:
+    def __init__(s, d, p=0):
+        s.d, s.p = d, p
+    def u8(s):
+        s.p += 1
+        return s.d[s.p - 1]
+    def varint(s):
+        v = sh = 0
+        while True:
+            b = s.u8()
+            v |= (b & 0x7F) << sh
+            sh += 7
+            if b < 0x80:
+                return v
+    def svarint(s):
+        v = s.varint()
+        return (v >> 1) ^ -(v & 1)
+    def raw(s, n):
+        s.p += n
+        return s.d[s.p - n:s.p]
+    def bytes(s):
+        return s.raw(s.varint())
+
+def frames(d):
+    assert d[:8] == b"CMASSIGN"
+    r = R(d, 8)
+    ver = r.varint()
+    out = []
+    while r.p < len(d):
+        start = r.p
+        k = chr(r.u8())
+        n = r.varint()
+        out.append([k, start, r.p, r.raw(n)])
+    return ver, out
+
+HFIELDS = ("id", "job", "sequence", "base", "part")
+HTAIL = ("target", "commands", "data_bytes", "content_bytes")
+
+def parse_header(b):
+    r = R(b)
+    h = {"type": r.u8()}
+    for f in HFIELDS:
+        h[f] = r.varint()
+    h["last"] = r.u8()
+    for f in ("site", "group"):
+        h[f] = r.bytes()
+    h["created"] = r.svarint()
+    for f in HTAIL:
+        h[f] = r.varint()
+    h["enc"] = r.u8()
+    h["encinfo"] = r.raw(15) if h["enc"] else b""
+    h["members"] = []
+    for _ in range(3):
+        fl = r.u8()
+        h["members"].append(None if fl == 0 else [fl, r.varint(), r.varint(), r.raw(32)])
+    assert r.p == len(b), "header not fully parsed"
+    return h
+
+def encode_header(h):
+    o = bytearray([h["type"]])
+    for f in HFIELDS:
+        o += varint(h[f])
+    o.append(h["last"])
+    for f in ("site", "group"):
+        o += varint(len(h[f])) + h[f]
+    o += svarint(h["created"])
+    for f in HTAIL:
+        o += varint(h[f])
+    o.append(h["enc"])
+    o += h["encinfo"]
+    for m in h["members"]:
+        o += b"\0" if m is None else bytes([m[0]]) + varint(m[1]) + varint(m[2]) + m[3]
+    return bytes(o)
+
+OPS = {1: "unpack", 2: "mkdir", 3: "put", 4: "patch", 5: "copy", 6: "copy-new", 7: "symlink",
+       8: "remove", 9: "rmdir", 10: "chmod"}
+CODES = {v: k for k, v in OPS.items()}
+MODE = ("mkdir", "put", "patch", "copy", "copy-new", "chmod")
+CONTENT = ("put", "patch", "copy", "copy-new")
+
+def parse_commands(plain):
+    r = R(plain)
+    out = []
+    while r.p < len(plain):
+        rec = R(r.bytes())
+        c = {"op": OPS[rec.u8()]}
+        if c["op"] == "unpack":
+            c["member"], c["steps"] = rec.u8(), rec.u8()
+        else:
+            c["path"] = rec.bytes()
+        if c["op"] in MODE:
+            c["mode"] = rec.varint()
+        if c["op"] in CONTENT:
+            c["mtime"], c["size"], c["check"] = rec.svarint(), rec.varint(), rec.raw(16)
+        if c["op"] == "put":
+            c["from"] = rec.u8()
+        elif c["op"] == "patch":
+            c["basis"], c["basis_check"] = rec.bytes(), rec.raw(8)
+            c["format"], c["from"], c["length"] = rec.u8(), rec.u8(), rec.varint()
+        elif c["op"] in ("copy", "copy-new"):
+            c["source"] = rec.bytes()
+        elif c["op"] == "symlink":
+            c["target"] = rec.bytes()
+        assert rec.p == len(rec.d), "command not fully parsed"
+        out.append(c)
+    return out
+
+def encode_commands(cs):
+    out = bytearray()
+    for c in cs:
+        o = bytearray([CODES[c["op"]]])
+        if c["op"] == "unpack":
+            o += bytes([c["member"], c["steps"]])
+        else:
+            o += varint(len(c["path"])) + c["path"]
+        if c["op"] in MODE:
+            o += varint(c["mode"])
+        if c["op"] in CONTENT:
+            o += svarint(c["mtime"]) + varint(c["size"]) + c["check"]
+        if c["op"] == "put":
+            o.append(c["from"])
+        elif c["op"] == "patch":
+            o += varint(len(c["basis"])) + c["basis"] + c["basis_check"]
+            o += bytes([c["format"], c["from"]]) + varint(c["length"])
+        elif c["op"] in ("copy", "copy-new"):
+            o += varint(len(c["source"])) + c["source"]
+        elif c["op"] == "symlink":
+            o += varint(len(c["target"])) + c["target"]
+        out += varint(len(o)) + o
+    return bytes(out)
+
+def unzstd(b):
+    import subprocess
+    return subprocess.run(["zstd", "-dcq"], input=b, capture_output=True, check=True).stdout
+
+def write(path, ver, fr):
+    out = bytearray(b"CMASSIGN" + varint(ver))
+    t = hashlib.sha256()
+    for k, _, _, p in fr:
+        if k == "T":
+            p = t.digest()
+        f = k.encode() + varint(len(p)) + p
+        if k in "HC":
+            t.update(f)
+        out += f
+    open(path, "wb").write(out)
+
+def load(path):
+    ver, fr = frames(open(path, "rb").read())
+    H = [f for f in fr if f[0] == "H"][0]
+    C = [f for f in fr if f[0] == "C"][0]
+    h = parse_header(H[3])
+    assert not h["enc"], "cannot rewrite an encrypted pack"
+    plain = unzstd(C[3]) if h["members"][0][0] & 2 else C[3]
+    return ver, fr, H, C, h, parse_commands(plain)
+
+cmd = sys.argv[1]
+if cmd == "frames":
+    ver, fr = frames(open(sys.argv[2], "rb").read())
+    for k, start, payload, p in fr:
+        print(k, start, payload, len(p))
+elif cmd == "commands":
+    ver, fr, H, C, h, cs = load(sys.argv[2])
+    for c in cs:
+        print(c["op"], c.get("path", b"").decode(errors="replace"))
+elif cmd == "rewrite":
+    src, dst, edits = sys.argv[2], sys.argv[3], sys.argv[4:]
+    ver, fr, H, C, h, cs = load(src)
+    for e in edits:
+        what, *args = e.split(":", 2)
+        if what == "path":      # path:OLD:NEW   rename a command's path
+            hit = [c for c in cs if c.get("path") == args[0].encode()]
+            assert hit, "no command with path " + args[0]
+            for c in hit:
+                c["path"] = args[1].encode()
+        elif what == "source":  # source:PATH:SOURCE   a copy's source or a patch's basis
+            for c in cs:
+                if c.get("path") == args[0].encode():
+                    c["basis" if c["op"] == "patch" else "source"] = args[1].encode()
+        elif what == "add":     # add:OP:PATH   append a command without data
+            c = {"op": args[0], "path": args[1].encode()}
+            if args[0] in ("mkdir", "chmod"):
+                c["mode"] = 0o777
+            if args[0] == "symlink":
+                c["target"] = b"x"
+            cs.insert(sum(1 for x in cs if x["op"] == "unpack"), c)
+        elif what == "drop":    # drop:OP:PATH   remove commands that take no data
+            cs = [c for c in cs if not (c["op"] == args[0] and c.get("path") == args[1].encode())]
+        elif what in HFIELDS:   # id:N, sequence:N, base:N, part:N
+            h[what] = int(args[0])
+        elif what == "site":
+            h["site"] = args[0].encode()
+        else:
+            sys.exit("packtool: unknown edit " + e)
+    if any(e.split(":")[0] in ("path", "source", "add", "drop") for e in edits):
+        plain = encode_commands(cs)
+        C[3] = plain  # stored as it is
+        h["members"][0] = [1, len(plain), len(plain), hashlib.sha256(plain).digest()]
+        h["commands"] = len(cs)
+    H[3] = encode_header(h)
+    write(dst, ver, fr)
+else:
+    sys.exit("packtool: unknown command " + cmd)
+PY
+)
+
+packtool() {
+	python3 -c "$PACKTOOL" "$@"
+}
+
+# flip PACK OUT OFFSET: PACK with the byte at OFFSET inverted, as OUT.
+flip() {
+	python3 -c '
+import sys
+d = bytearray(open(sys.argv[1], "rb").read())
+d[int(sys.argv[3])] ^= 0xff
+open(sys.argv[2], "wb").write(d)' "$@"
+}
+
+# frame_middle PACK KIND: the offset of the middle byte of a frame's payload.
+frame_middle() {
+	packtool frames "$1" | awk -v k="$2" '$1 == k { print $3 + int($4 / 2); found = 1 } END { exit !found }'
+}
+
+# Unmounts what a test mounted, even when it failed.
+teardown() {
+	if [ -n "${MNT:-}" ] && mountpoint -q "$MNT"; then
+		umount "$MNT" || umount -l "$MNT"
+	fi
+	if [ -n "${BG:-}" ]; then
+		kill -9 "$BG" 2>/dev/null || true
+	fi
+}
+
+# ---- the command line
+
+@test "--help and --version" {
+	run cm-apply --help
+	assert_success
+	assert_output --partial "usage: cm-apply --root DIR [options] [ASSIGNMENT|-]"
+	assert_output --partial "--pubkey"
+	assert_output --partial "--keep"
+	assert_output --partial "--reload"
+	run cm-apply --version
+	assert_success
+	assert_output --regexp '^cm-apply \(cm\) [0-9]+\.[0-9]+\.[0-9]+$'
+	run cm-apply status --help
+	assert_success
+	assert_output --partial "usage: cm-apply status --root DIR"
+}
+
+@test "usage errors exit 2 with a hint" {
+	mksrc src
+	pk --type replicate --id 1 --from src -o r1
+	run cm-apply r1
+	assert_failure 2
+	assert_output --partial "--root is required"
+	run cm-apply status
+	assert_failure 2
+	assert_output --partial "--root is required"
+	run cm-apply --root S --no-such-option r1
+	assert_failure 2
+	assert_output --partial "Try 'cm-apply --help'"
+	run cm-apply --root S r1 extra
+	assert_failure 2
+	run cm-apply --root S --keep notanumber r1
+	assert_failure 2
+	# Nothing was created by a refused command line.
+	[ ! -e S ]
+}
+
+@test "a site directory that does not exist is an error, not created" {
+	mksrc src
+	pk --type replicate --id 1 --from src -o r1
+	run cm-apply --root nosuch r1
+	assert_failure 1
+	assert_output --partial "nosuch"
+	[ ! -e nosuch ]
+}
+
+@test "status on a fresh site, as text and as JSON" {
+	mkdir S
+	run cm-apply status --root S
+	assert_success
+	assert_output --partial "live: nothing"
+	assert_output --partial "latest sequence: 0"
+	run cm-apply status --root S --json
+	assert_success
+	[ "$(jfield "$output" live)" = 0 ]
+	[ "$(jfield "$output" versions)" = "[]" ]
+	[ "$(jfield "$output" history)" = "[]" ]
+	[ "$(jfield "$output" staging)" = "null" ]
+	[ "$(jfield "$output" last_sequence)" = 0 ]
+	[ ! -e S/live ]
+}
+
+@test "status after a replicate and a commit names the live version" {
+	base_site
+	run cm-apply status --root S
+	assert_success
+	assert_output --partial "site www in S"
+	assert_output --partial "live: version 1"
+	assert_output --partial "version 1: sequence 1, replicate, live"
+	run cm-apply status --root S --json
+	assert_success
+	[ "$(jfield "$output" live)" = 1 ]
+	[ "$(jfield "$output" site)" = www ]
+	[ "$(jfield "$output" live_sequence)" = 1 ]
+}
+
+# ---- the cycle
+
+@test "replicate then commit: live is a symlink to the version and equals the tree exactly" {
+	mksrc src
+	mkdir S
+	pk --type replicate --id 1 --from src -o r1
+	switch commit 2 1
+	run cm-apply --root S r1
+	assert_success
+	assert_output --partial "assignment 1 (replicate): staged"
+	# Staged, not live yet.
+	[ ! -e S/live ]
+	[ "$(versions S)" = 1 ]
+	run cm-apply --root S commit.2
+	assert_success
+	assert_output --partial "switched: version 1 is live"
+	[ -L S/live ]
+	live_is S 1
+	same_tree src S/live
+	no_temps S
+}
+
+@test "the report as JSON: id, type, result, counts, duration" {
+	mksrc src
+	mkdir S
+	pk --type replicate --id 1 --from src -o r1
+	run cm-apply --root S --json r1
+	assert_success
+	[ "$(jfield "$output" assignment)" = 1 ]
+	[ "$(jfield "$output" type)" = replicate ]
+	[ "$(jfield "$output" result)" = staged ]
+	[ "$(jfield "$output" failures)" = "[]" ]
+	[ "$(jfield "$output" bytes_written)" -gt 200000 ]
+	[ "$(jfield "$output" commands)" -gt 10 ]
+	python3 -c 'import json,sys; assert json.loads(sys.argv[1])["seconds"] >= 0' "$output"
+}
+
+@test "publish then commit: live is the new tree, the old version stays, rollback goes back" {
+	base_site
+	mkchange src new
+	publish 3 3 1 src new
+	run cm-apply --root S p.3
+	assert_success
+	assert_output --partial "assignment 3 (publish): staged"
+	# Staging changed nothing live, nor the old version.
+	live_is S 1
+	same_tree src S/live
+	switch commit 4 3
+	run cm-apply --root S commit.4
+	assert_success
+	live_is S 3
+	same_tree new S/live
+	same_tree src S/versions/1
+	[ "$(versions S)" = "1 3" ]
+	switch rollback 5 1
+	run cm-apply --root S rollback.5
+	assert_success
+	assert_output --partial "version 1 is live"
+	live_is S 1
+	same_tree src S/live
+	no_temps S
+}
+
+@test "rollback without a target goes to the previous version; a second one fails clearly" {
+	base_site
+	mkchange src new
+	publish 3 3 1 src new
+	cm-apply --root S p.3
+	switch commit 4 3
+	cm-apply --root S commit.4
+	switch rollback 5 0
+	run cm-apply --root S rollback.5
+	assert_success
+	live_is S 1
+	same_tree src S/live
+	switch rollback 6 0
+	run cm-apply --root S rollback.6
+	assert_failure 1
+	assert_output --partial "no earlier version"
+	live_is S 1
+	same_tree src S/live
+}
+
+@test "--keep N removes versions beyond N earlier live ones after a switch" {
+	base_site
+	cp -a src t1
+	prev=src
+	for n in 3 5 7; do
+		cp -a "$prev" "t$n"
+		echo "version $n" >"t$n/v.txt"
+		publish "$n" "$n" "$((n - 2))" "$prev" "t$n"
+		cm-apply --root S "p.$n"
+		switch commit "$((n + 1))" "$n"
+		cm-apply --root S --keep 5 "commit.$((n + 1))"
+		prev=t$n
+	done
+	[ "$(versions S)" = "1 3 5 7" ]
+	cp -a t7 t9
+	echo "version 9" >t9/v.txt
+	publish 9 9 7 t7 t9
+	cm-apply --root S p.9
+	switch commit 10 9
+	run cm-apply --root S --keep 1 commit.10
+	assert_success
+	live_is S 9
+	same_tree t9 S/live
+	# Live and one earlier live version.
+	[ "$(versions S)" = "7 9" ]
+	no_temps S
+	# The kept one still rolls back.
+	switch rollback 11 0
+	cm-apply --root S rollback.11
+	live_is S 7
+	same_tree t7 S/live
+}
+
+@test "--reload runs after a switch with CM_LIVE set; its failure is an error the report names" {
+	base_site
+	mkchange src new
+	publish 3 3 1 src new
+	# shellcheck disable=SC2016 # expanded by the reload shell
+	run cm-apply --root S --reload 'echo "reloaded $CM_LIVE" >"$PWD/marker"' p.3
+	assert_success
+	# Staging is not a switch: no reload.
+	[ ! -e marker ]
+	switch commit 4 3
+	# shellcheck disable=SC2016 # expanded by the reload shell
+	run cm-apply --root S --reload 'echo "reloaded $CM_LIVE" >"$PWD/marker"' commit.4
+	assert_success
+	[ "$(cat marker)" = "reloaded 3" ]
+	switch rollback 5 1
+	run cm-apply --root S --reload 'exit 3' rollback.5
+	assert_failure 1
+	assert_output --partial "reload: exit status 3"
+	# The switch itself happened.
+	live_is S 1
+	same_tree src S/live
+}
+
+# ---- idempotent and ordered
+
+@test "the same assignment twice: the second is already-applied and changes nothing" {
+	mksrc src
+	mkdir S
+	pk --type replicate --id 1 --from src -o r1
+	cm-apply --root S r1
+	before=$(find S -printf '%P %y %m %s %T@ %l\n' | sort; sha256sum S/.cm/state.json)
+	run cm-apply --root S r1
+	assert_success
+	assert_output --partial "already-applied"
+	after=$(find S -printf '%P %y %m %s %T@ %l\n' | sort; sha256sum S/.cm/state.json)
+	[ "$before" = "$after" ]
+	run cm-apply --root S --json r1
+	assert_success
+	[ "$(jfield "$output" result)" = already-applied ]
+}
+
+@test "re-applying a commit is fine and changes nothing" {
+	base_site
+	run cm-apply --root S commit.2
+	assert_success
+	assert_output --partial "already-applied"
+	live_is S 1
+	same_tree src S/live
+	# A new commit of what is already live is not an error either.
+	switch commit 3 1
+	run cm-apply --root S commit.3
+	assert_success
+	live_is S 1
+}
+
+@test "a publish whose base sequence is missing is refused, naming the missing sequences" {
+	base_site
+	mkchange src new
+	publish 4 4 3 src new
+	run cm-apply --root S p.4
+	assert_failure 1
+	assert_output --partial "missing sequence 2-3"
+	live_is S 1
+	same_tree src S/live
+	[ "$(versions S)" = 1 ]
+	no_temps S
+	run cm-apply status --root S --json
+	[ "$(jfield "$output" staging)" = "null" ]
+	# One missing sequence is named alone.
+	publish 5 3 2 src new
+	run cm-apply --root S p.5
+	assert_failure 1
+	assert_output --partial "missing sequence 2"
+	refute_output --partial "missing sequence 2-"
+	# Refused is not applied: once the gap is filled it goes through.
+	publish 6 2 1 src src
+	cm-apply --root S p.6
+	run cm-apply --root S p.5
+	assert_success
+	assert_output --partial "staged"
+}
+
+@test "a publish for another site is refused" {
+	base_site
+	mkchange src new
+	cm-delta src new | cm-assign build --site other --type publish --id 3 --seq 3 --base 1 - -o p.3
+	run cm-apply --root S p.3
+	assert_failure 1
+	assert_output --partial "for site 'other'"
+	assert_output --partial "this is site 'www'"
+	live_is S 1
+	[ "$(versions S)" = 1 ]
+	no_temps S
+}
+
+# mkparts: a ~400 KB incompressible tree `big`, replicated as parts of 64K
+# (r.001 ...) and its commit.
+mkparts() {
+	mkdir -p big/d1 big/d2
+	for i in $(seq 1 25); do
+		head -c 16000 /dev/urandom >"big/d$((i % 2 + 1))/f$i.bin"
+	done
+	pk --type replicate --id 1 --from big --max-size 64K -o r
+	switch commit 2 1
+	ls r.0* >parts
+	[ "$(wc -l <parts)" -ge 4 ]
+	mkdir S
+}
+
+@test "a multi-part assignment applied part by part, in order" {
+	mkparts
+	n=$(wc -l <parts)
+	i=0
+	while read -r p; do
+		i=$((i + 1))
+		run cm-apply --root S "$p"
+		assert_success
+		if [ "$i" -lt "$n" ]; then
+			assert_output --partial "part $i: applied"
+			[ "$(versions S)" = "" ]
+		else
+			assert_output --partial "staged"
+		fi
+	done <parts
+	cm-apply --root S commit.2
+	live_is S 1
+	same_tree big S/live
+	no_temps S
+}
+
+@test "a part before the one it follows is refused" {
+	mkparts
+	run cm-apply --root S r.002
+	assert_failure 1
+	assert_output --partial "part 1 has not been applied"
+	[ "$(versions S)" = "" ]
+	cm-apply --root S r.001
+	run cm-apply --root S r.003
+	assert_failure 1
+	assert_output --partial "missing part 2"
+	# The parts in order still complete it.
+	while read -r p; do
+		run cm-apply --root S "$p"
+		assert_success
+	done <parts
+	cm-apply --root S commit.2
+	same_tree big S/live
+	no_temps S
+}
+
+@test "all parts concatenated on stdin" {
+	mkparts
+	xargs cat <parts | cm-apply --root S -
+	cm-apply --root S commit.2
+	live_is S 1
+	same_tree big S/live
+	no_temps S
+}
+
+# ---- keys
+
+@test "--pubkey: an unsigned or foreign-signed pack is refused with exit 4; the right key works" {
+	mksrc src
+	mkdir S
+	cm-assign keygen --sign -o k
+	cm-assign keygen --sign -o other
+	pk --type replicate --id 1 --from src -o plain
+	pk --type replicate --id 1 --from src --sign-key other.sec -o foreign
+	pk --type replicate --id 1 --from src --sign-key k.sec -o good
+	run cm-apply --root S --pubkey k.pub plain
+	assert_failure 4
+	[ "$(versions S)" = "" ]
+	no_temps S
+	run cm-apply --root S --pubkey k.pub foreign
+	assert_failure 4
+	[ "$(versions S)" = "" ]
+	no_temps S
+	run cm-apply --root S --pubkey k.pub good
+	assert_success
+	assert_output --partial "staged"
+	[ "$(versions S)" = 1 ]
+}
+
+@test "an encrypted pack: no key and a wrong key exit 4, the right key works" {
+	mksrc src
+	mkdir S
+	cm-assign keygen --encrypt -o ek
+	cm-assign keygen --encrypt -o wrong
+	pk --type replicate --id 1 --from src --encrypt-key ek -o enc
+	switch commit 2 1
+	run cm-apply --root S enc
+	assert_failure 4
+	assert_output --partial "--key"
+	[ "$(versions S)" = "" ]
+	no_temps S
+	run cm-apply --root S --key wrong enc
+	assert_failure 4
+	[ "$(versions S)" = "" ]
+	no_temps S
+	run cm-apply --root S --key ek enc
+	assert_success
+	cm-apply --root S commit.2
+	same_tree src S/live
+}
+
+# ---- tampered packs
+
+@test "a flipped byte in the data is refused: live unchanged, nothing left, the good pack works after" {
+	base_site
+	mkchange src new
+	head -c 300000 /dev/urandom >new/photo2.jpg
+	publish 3 3 1 src new
+	for kind in R Z; do
+		off=$(frame_middle p.3 "$kind")
+		flip p.3 "bad.$kind" "$off"
+		run cm-apply --root S "bad.$kind"
+		assert_failure 3
+		live_is S 1
+		same_tree src S/live
+		[ "$(versions S)" = 1 ]
+		no_temps S
+	done
+	run cm-apply --root S p.3
+	assert_success
+	assert_output --partial "staged"
+	switch commit 4 3
+	cm-apply --root S commit.4
+	same_tree new S/live
+}
+
+@test "a truncated pack is refused: live unchanged, nothing left, the good pack works after" {
+	base_site
+	mkchange src new
+	publish 3 3 1 src new
+	size=$(stat -c %s p.3)
+	for cut in 100 $((size / 2)) $((size - 40)) $((size - 1)); do
+		head -c "$cut" p.3 >short
+		run cm-apply --root S short
+		assert_failure 3
+		live_is S 1
+		same_tree src S/live
+		[ "$(versions S)" = 1 ]
+		no_temps S
+	done
+	# Cut short on stdin too.
+	run bash -c "head -c $((size / 2)) p.3 | cm-apply --root S -"
+	assert_failure 3
+	no_temps S
+	run cm-apply --root S p.3
+	assert_success
+	switch commit 4 3
+	cm-apply --root S commit.4
+	same_tree new S/live
+}
+
+# ---- hostile paths
+
+@test "crafted paths that leave the site are refused" {
+	base_site
+	cp -a src new
+	echo "evil content" >new/evilfile
+	publish 3 3 1 src new
+	# The rewriter itself makes packs the tools accept.
+	packtool rewrite p.3 same
+	cm-assign verify same
+	for bad in ../evil "$T/evil" a/../../evil ../../evil ./evil a//evil; do
+		packtool rewrite p.3 bad "path:evilfile:$bad"
+		run cm-apply --root S bad
+		if [ "$status" != 3 ]; then
+			echo "path '$bad': exit $status, expected 3: $output"
+			return 1
+		fi
+		assert_output --partial "unsafe path"
+	done
+	# Nowhere the bad paths could have reached from S/versions/.staging-3.
+	for f in "$T/evil" S/evil S/versions/evil S/versions/a; do
+		[ ! -e "$f" ]
+	done
+	live_is S 1
+	same_tree src S/live
+	[ "$(versions S)" = 1 ]
+	no_temps S
+	# Refused is not applied: the honest pack still goes through.
+	run cm-apply --root S p.3
+	assert_success
+}
+
+@test "a crafted copy source or mkdir outside the site is refused" {
+	base_site
+	echo "top secret" >secret
+	cp -a src new
+	cp new/index.html new/copy.html
+	publish 3 3 1 src new
+	packtool commands p.3 >cmds
+	grep -qx 'copy copy.html' cmds || {
+		cat cmds
+		false
+	}
+	for bad in ../../../secret "$T/secret"; do
+		packtool rewrite p.3 bad "source:copy.html:$bad"
+		run cm-apply --root S bad
+		assert_failure 3
+		assert_output --partial "unsafe source path"
+		no_temps S
+	done
+	packtool rewrite p.3 bad add:mkdir:../evildir
+	run cm-apply --root S bad
+	assert_failure 3
+	assert_output --partial "unsafe path"
+	[ ! -e S/evildir ]
+	[ ! -e evildir ]
+	live_is S 1
+	[ "$(versions S)" = 1 ]
+	run ! grep -rq "top secret" S
+}
+
+# symsite: version 1 has d -> $T/outside (a directory holding keep.txt),
+# live; p.3 is a publish writing the new file dfile.
+symsite() {
+	mkdir -p outside src
+	echo "keep me" >outside/keep.txt
+	chmod 750 outside
+	outside_before=$(listing outside; stat -c '%a' outside)
+	echo hello >src/index.html
+	ln -s "$T/outside" src/d
+	ln -s ../outside src/rel
+	mkdir S
+	pk --type replicate --id 1 --from src -o r1
+	switch commit 2 1
+	cm-apply --root S r1
+	cm-apply --root S commit.2
+	[ -L S/live/d ]
+	cp -a src new
+	echo "written through the link" >new/dfile
+	publish 3 3 1 src new
+}
+
+outside_intact() {
+	[ "$(listing outside; stat -c '%a' outside)" = "$outside_before" ] || {
+		echo "the directory outside the site changed:"
+		ls -la outside
+		return 1
+	}
+}
+
+@test "writing through a symlink in the tree is refused" {
+	symsite
+	for path in d/file rel/file d/sub/file; do
+		packtool rewrite p.3 bad "path:dfile:$path"
+		run cm-apply --root S bad
+		assert_failure
+		no_crash
+		# Refused at the hostile command, not for some other reason.
+		assert_output --partial "(put $path)"
+		outside_intact
+		live_is S 1
+		[ "$(versions S)" = 1 ]
+		no_temps S
+	done
+	for cmd in add:mkdir:d/sub add:chmod:d add:chmod:d/keep.txt add:symlink:d/link; do
+		packtool rewrite p.3 bad "$cmd"
+		run cm-apply --root S bad
+		assert_failure
+		no_crash
+		op=${cmd#add:}
+		assert_output --partial "(${op%%:*} ${op#*:})"
+		outside_intact
+		no_temps S
+	done
+	run cm-apply --root S p.3
+	assert_success
+}
+
+@test "removing through a symlink never deletes what it points to" {
+	symsite
+	cp -a S S.orig
+	for cmd in add:remove:d/keep.txt add:rmdir:d add:remove:d add:rmdir:rel add:rmdir:d/sub; do
+		rm -rf S
+		cp -a S.orig S
+		packtool rewrite p.3 bad "$cmd"
+		run cm-apply --root S bad
+		no_crash
+		outside_intact
+		live_is S 1
+		same_tree src S/live
+	done
+}
+
+@test "a patch whose basis does not match is refused, naming the basis" {
+	base_site
+	mkchange src new
+	publish 3 3 1 src new
+	cm-assign show --json p.3 | grep -q '"op":"patch".*"path":"big.txt"' || {
+		cm-assign show p.3
+		false
+	}
+	# The file in version 1 is replaced (not written through its hard link).
+	rm S/versions/1/big.txt
+	seq 1 19999 >S/versions/1/big.txt
+	tampered=$(listing S/live)
+	run cm-apply --root S p.3
+	assert_failure
+	no_crash
+	assert_output --partial "basis 'big.txt'"
+	assert_output --partial "does not have the expected content"
+	live_is S 1
+	[ "$(listing S/live)" = "$tampered" ]
+	[ "$(versions S)" = 1 ]
+	no_temps S
+	# The JSON report names the failed command.
+	run cm-apply --root S --json p.3
+	assert_failure
+	python3 -c '
+import json, sys
+r = json.loads(sys.argv[1].splitlines()[0])
+assert r["result"] == "failed", r
+f = r["failures"]
+assert len(f) == 1 and f[0]["op"] == "patch" and f[0]["path"] == "big.txt", f
+assert "basis" in f[0]["error"], f' "$output"
+}
+
+@test "a second cm-apply on the same site waits, then says busy (exit 7)" {
+	base_site
+	flock -x S/.cm/lock sleep 1.5 &
+	BG=$!
+	sleep 0.3
+	run cm-apply --root S --wait 0.2 commit.2
+	assert_failure 7
+	assert_output --partial "busy"
+	run cm-apply --root S --wait 10 commit.2
+	assert_success
+	wait "$BG"
+	BG=
+}
+
+# ---- kills
+
+# GEN A|B DIR: the kill-loop trees. A: 1500 small files in 40 directories
+# and 2 MiB of blobs; B (made from a copy of A): a fifth of the files
+# changed, a tenth deleted, 200 new ones, 1 MiB of new blobs, a mode change.
+GEN=$(
+	cat <<'PY'
+import os, random, sys
+mode, root = sys.argv[1], sys.argv[2]
+rnd = random.Random(7)
+def w(p, data):
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p, "wb") as f:
+        f.write(data)
+if mode == "A":
+    for i in range(1500):
+        w(f"{root}/d{i % 40}/f{i}.txt", (b"file %d " % i) * rnd.randint(10, 200))
+    for i in range(2):
+        w(f"{root}/big/blob{i}.bin", rnd.randbytes(1 << 20))
+else:
+    for i in range(0, 1500, 5):
+        w(f"{root}/d{i % 40}/f{i}.txt", (b"changed %d " % i) * rnd.randint(10, 200))
+    for i in range(1, 1500, 10):
+        os.remove(f"{root}/d{i % 40}/f{i}.txt")
+    for i in range(200):
+        w(f"{root}/new{i % 20}/n{i}.txt", (b"new %d " % i) * rnd.randint(10, 200))
+    for i in range(2):
+        w(f"{root}/big/nblob{i}.bin", rnd.randbytes(1 << 19))
+    os.chmod(f"{root}/d3", 0o700)
+PY
+)
+
+@test "kill -9 at random moments, 50 times: live is always exactly the old or the new version" {
+	python3 -c "$GEN" A A
+	cp -a A B
+	python3 -c "$GEN" B B
+	listing A >A.list
+	listing B >B.list
+	mkdir S
+	pk --type replicate --id 1 --from A -o a1
+	switch commit 2 1
+	cm-apply --root S a1
+	cm-apply --root S commit.2
+	cmp A.list <(listing S/live)
+	cm-delta A B | pk --type publish --id 100 --seq 2 --base 1 - -o b
+	killed=0
+	for i in $(seq 1 50); do
+		bid=$((100 + i)) cid=$((200 + i)) rid=$((300 + i))
+		packtool rewrite b "b.$i" "id:$bid"
+		switch commit "$cid" "$bid"
+		switch rollback "$rid" 1
+		# Odd rounds kill the publish (it takes a few hundred ms), even
+		# rounds the commit (some tens of ms, deleting an old version).
+		if [ $((i % 2)) = 1 ]; then
+			victim=b.$i maxms=450
+		else
+			cm-apply --root S "b.$i" >/dev/null
+			victim=commit.$cid maxms=50
+		fi
+		cm-apply --root S "$victim" >/dev/null 2>&1 &
+		BG=$!
+		sleep "$(printf '0.%03d' $((RANDOM % maxms)))"
+		kill -9 "$BG" 2>/dev/null || true
+		rc=0
+		wait "$BG" 2>/dev/null || rc=$?
+		BG=
+		[ "$rc" != 137 ] || killed=$((killed + 1))
+		listing S/live >now.list
+		if ! cmp -s now.list A.list && ! { [ "$victim" = "commit.$cid" ] && cmp -s now.list B.list; }; then
+			echo "round $i ($victim, exit $rc): live is neither the old nor the new version"
+			readlink S/live
+			diff A.list now.list | head -n 20
+			return 1
+		fi
+		# Running the same command again completes the job.
+		run cm-apply --root S "$victim"
+		if [ "$status" != 0 ]; then
+			echo "round $i: running $victim again after a kill (exit $rc) failed:"
+			echo "$output"
+			cm-apply status --root S
+			return 1
+		fi
+		if [ "$victim" = "b.$i" ]; then
+			cmp A.list <(listing S/live)
+			cm-apply --root S "commit.$cid" >/dev/null
+		fi
+		live_is S "$bid"
+		listing S/live >now.list
+		cmp -s now.list B.list || {
+			echo "round $i ($victim, exit $rc): after running it again and the commit, live is not exactly the new version:"
+			diff B.list now.list | head -n 20
+			return 1
+		}
+		[ -z "$(find S/versions -mindepth 1 -maxdepth 1 -name '.staging-*')" ]
+		cm-apply --root S "rollback.$rid" >/dev/null
+		cmp A.list <(listing S/live)
+	done
+	echo "# $killed of 50 runs were killed while running" >&3
+	# The loop tested something: most kills hit a running cm-apply.
+	[ "$killed" -ge 20 ]
+	# Old versions do not pile up.
+	[ "$(find S/versions -mindepth 1 -maxdepth 1 | wc -l)" -le 4 ]
+}
+
+# ---- a full disk
+
+@test "a full disk: a clear error, live intact, temporaries removed, the space back" {
+	MNT=$T/disk
+	mkdir "$MNT"
+	mount -t tmpfs -o size=3m tmpfs "$MNT"
+	mktree src
+	pk --type replicate --id 1 --from src -o r1
+	switch commit 2 1
+	cm-apply --root "$MNT" r1
+	cm-apply --root "$MNT" commit.2
+	cp -a src new
+	head -c 4000000 /dev/urandom >new/huge.bin
+	echo "also new" >new/zz.txt
+	publish 3 3 1 src new
+	used=$(df --output=used -B1 "$MNT" | tail -n 1)
+	run cm-apply --root "$MNT" p.3
+	assert_failure 1
+	assert_output --partial "No space left on device"
+	live_is "$MNT" 1
+	same_tree src "$MNT/live"
+	[ "$(versions "$MNT")" = 1 ]
+	no_temps "$MNT"
+	[ -z "$(find "$MNT" -name '.cm-tmp*' -o -name '.live-*' -o -name '*.tmp*')" ]
+	[ "$(df --output=used -B1 "$MNT" | tail -n 1)" = "$used" ]
+	run cm-apply status --root "$MNT" --json
+	assert_success
+	[ "$(jfield "$output" staging)" = "null" ]
+	# With room again, the same command completes the job.
+	mount -o remount,size=20m "$MNT"
+	run cm-apply --root "$MNT" p.3
+	assert_success
+	assert_output --partial "staged"
+	switch commit 4 3
+	cm-apply --root "$MNT" commit.4
+	same_tree new "$MNT/live"
+}
+
+@test "a full disk during a replicate of many files: live intact, nothing left" {
+	MNT=$T/disk
+	mkdir "$MNT"
+	mount -t tmpfs -o size=3m tmpfs "$MNT"
+	mktree src
+	pk --type replicate --id 1 --from src -o r1
+	switch commit 2 1
+	cm-apply --root "$MNT" r1
+	cm-apply --root "$MNT" commit.2
+	mkdir -p many
+	for d in $(seq 1 20); do
+		mkdir "many/d$d"
+		for f in $(seq 1 20); do
+			head -c 9000 /dev/urandom >"many/d$d/f$f.bin"
+		done
+	done
+	pk --type replicate --id 3 --from many -o r3
+	used=$(df --output=used -B1 "$MNT" | tail -n 1)
+	run cm-apply --root "$MNT" r3
+	assert_failure 1
+	assert_output --partial "No space left on device"
+	live_is "$MNT" 1
+	same_tree src "$MNT/live"
+	[ "$(versions "$MNT")" = 1 ]
+	no_temps "$MNT"
+	[ "$(df --output=used -B1 "$MNT" | tail -n 1)" = "$used" ]
+}
+
+# feed_and_kill PACK BYTES READY: runs `cm-apply --root S` on a pipe that
+# gets the first BYTES of PACK and then stays open, so cm-apply waits for
+# the rest where those bytes end; once READY (a command) succeeds, kills
+# it with -9. Fails if cm-apply was not running any more.
+feed_and_kill() {
+	rm -f fifo
+	mkfifo fifo
+	exec 4<>fifo
+	cm-apply --root S fifo >apply.out 2>&1 &
+	BG=$!
+	timeout 20 head -c "$2" "$1" >&4
+	local i
+	for i in $(seq 1 200); do
+		"$3" && break
+		sleep 0.05
+	done
+	"$3" || {
+		echo "never ready: $3"
+		return 1
+	}
+	kill -9 "$BG"
+	local rc=0
+	wait "$BG" 2>/dev/null || rc=$?
+	BG=
+	exec 4>&-
+	[ "$rc" = 137 ] || {
+		echo "cm-apply was not running when killed (exit $rc):"
+		cat apply.out
+		return 1
+	}
+}
+
+# in_a_file: the applier is writing a file (its temporary exists).
+in_a_file() {
+	[ -n "$(find S/versions -name '.cm-tmp.*' 2>/dev/null)" ]
+}
+
+# pipe_drained: cm-apply has read everything in the pipe, and had time to
+# act on it.
+pipe_drained() {
+	[ "$(python3 -c '
+import array, fcntl, termios
+a = array.array("i", [0])
+fcntl.ioctl(0, termios.FIONREAD, a)
+print(a[0])' <>fifo)" = 0 ] && sleep 0.5
+}
+
+@test "a kill while a file is being written, then the same command again: exactly the new tree" {
+	base_site
+	cp -a src new
+	head -c 3000000 /dev/urandom >new/huge.jpg
+	echo "small" >new/small.txt
+	publish 3 3 1 src new
+	feed_and_kill p.3 $(($(stat -c %s p.3) / 2)) in_a_file
+	live_is S 1
+	same_tree src S/live
+	run cm-apply --root S p.3
+	assert_success
+	assert_output --partial "staged"
+	switch commit 4 3
+	cm-apply --root S commit.4
+	same_tree new S/live
+	[ -z "$(find S -name '.cm-tmp.*')" ] || {
+		echo "temporary files left in the site:"
+		find S -name '.cm-tmp.*'
+		return 1
+	}
+	no_temps S
+}
+
+@test "a kill while waiting for the trailer, then the same command again: exactly the new tree" {
+	base_site
+	mkchange src new
+	publish 3 3 1 src new
+	feed_and_kill p.3 $(($(stat -c %s p.3) - 1)) pipe_drained
+	live_is S 1
+	same_tree src S/live
+	[ "$(versions S)" = 1 ]
+	run cm-apply --root S p.3
+	assert_success
+	assert_output --partial "staged"
+	switch commit 4 3
+	cm-apply --root S commit.4
+	same_tree new S/live
+	[ -z "$(find S -name '.cm-tmp.*')" ]
+	no_temps S
+}
+
+@test "killed after the staged version was renamed into place but before the state said so" {
+	base_site
+	mkchange src new
+	publish 3 3 1 src new
+	cp S/.cm/state.json state.before
+	cm-apply --root S p.3
+	# What the disk holds after such a kill: versions/3 complete, and the
+	# state of the moment before the rename (staging 3, applying).
+	python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+s["staging"] = {"id": 3, "sequence": 3, "base_id": 1, "type": "publish", "parts_done": 0,
+                "phase": "applying", "created_ns": 0}
+json.dump(s, open(sys.argv[2], "w"))' state.before S/.cm/state.json
+	run cm-apply --root S p.3
+	assert_success
+	switch commit 4 3
+	run cm-apply --root S commit.4
+	assert_success
+	live_is S 3
+	same_tree new S/live
+	no_temps S
+}
+
+@test "the leftovers of a killed run (a half-deleted version) are removed by the next run" {
+	base_site
+	# A kill while a dropped version was being deleted leaves it in the trash;
+	# a run that finds nothing to do must still finish deleting it.
+	mkdir -p S/versions/.trash-killedrun/a
+	echo "half deleted" >S/versions/.trash-killedrun/a/f
+	run cm-apply --root S commit.2
+	assert_success
+	assert_output --partial "already-applied"
+	no_temps S
+}
