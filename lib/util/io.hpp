@@ -91,6 +91,7 @@ class StringReader : public Reader {
 // Buffered writer to a descriptor; EPIPE and ENOSPC come back as errors.
 class FdWriter : public Writer {
  public:
+  using Writer::write;
   FdWriter(int borrowed, std::string name);
   ~FdWriter() override = default;
   Status write(const void* buf, size_t n) override;
@@ -105,6 +106,7 @@ class FdWriter : public Writer {
 
 class StringWriter : public Writer {
  public:
+  using Writer::write;
   Status write(const void* buf, size_t n) override {
     data_.append(static_cast<const char*>(buf), n);
     return {};

@@ -1,0 +1,308 @@
+#include "elect/daemon.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <nlohmann/json.hpp>
+
+#include "elect/priority.hpp"
+#include "util/io.hpp"
+
+extern char** environ;
+
+namespace cm::elect {
+
+namespace {
+
+Nanos steady_now() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Hooks run one at a time, in the order of their events, each told its
+// sequence number (keepalived's notify scripts run concurrently and can
+// arrive out of order).
+class HookRunner {
+ public:
+  struct Job {
+    std::string command;
+    std::vector<std::string> env;
+    std::string stdin_text;
+  };
+
+  void push(Job j) { queue_.push_back(std::move(j)); }
+  int fd() const { return pidfd_.get(); }
+  bool busy() const { return pidfd_.valid(); }
+
+  // Reaps a finished hook and starts the next one.
+  void pump(const std::function<void(const std::string&)>& log) {
+    if (pidfd_.valid()) {
+      int status = 0;
+      pid_t r = ::waitpid(pid_, &status, WNOHANG);
+      if (r == 0)
+        return;  // still running
+      if (r == pid_ && !(WIFEXITED(status) && WEXITSTATUS(status) == 0) && log)
+        log("hook exited with status " +
+            std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)) + ": " +
+            current_);
+      pidfd_.reset();
+    }
+    while (!queue_.empty() && !pidfd_.valid()) {
+      Job j = std::move(queue_.front());
+      queue_.pop_front();
+      start(j, log);
+    }
+  }
+
+ private:
+  void start(const Job& j, const std::function<void(const std::string&)>& log) {
+    std::vector<std::string> env = j.env;
+    std::vector<char*> envp;
+    for (char** e = environ; *e != nullptr; e++)
+      envp.push_back(*e);
+    for (std::string& s : env)
+      envp.push_back(s.data());
+    envp.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    std::string input;
+    if (!j.stdin_text.empty()) {
+      // The hook reads the report on its standard input.
+      const char* dir = std::getenv("TMPDIR");
+      input = std::string(dir != nullptr && *dir ? dir : "/tmp") + "/cm-elect-report.XXXXXX";
+      int fd = ::mkostemp(input.data(), O_CLOEXEC);
+      if (fd >= 0) {
+        FdWriter w(fd, input);
+        Status ok = w.write(j.stdin_text);
+        if (ok.ok())
+          ok = w.flush();
+        ::close(fd);
+        posix_spawn_file_actions_addopen(&fa, 0, input.c_str(), O_RDONLY, 0);
+      }
+    }
+    const char* argv[] = {"/bin/sh", "-c", j.command.c_str(), nullptr};
+    int rc = ::posix_spawn(&pid_, "/bin/sh", &fa, nullptr, const_cast<char* const*>(argv), envp.data());
+    posix_spawn_file_actions_destroy(&fa);
+    if (!input.empty())
+      ::unlink(input.c_str());  // the hook has it open by now
+    if (rc != 0) {
+      if (log)
+        log(std::string("cannot run hook: ") + std::strerror(rc));
+      return;
+    }
+    current_ = j.command;
+    pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
+    if (!pidfd_.valid()) {  // no pidfd: wait for it here
+      int status;
+      ::waitpid(pid_, &status, 0);
+    }
+  }
+  std::deque<Job> queue_;
+  Fd pidfd_;
+  pid_t pid_ = -1;
+  std::string current_;
+};
+
+}  // namespace
+
+nlohmann::json cluster_report(const Elector& e, const DaemonOptions& opt, uint64_t seq, int64_t wall,
+                              const nlohmann::json& counters) {
+  nlohmann::json j;
+  j["format"] = 1;
+  j["id"] = e.config().id;
+  j["state"] = state_name(e.state());
+  j["priority"] = e.priority();
+  j["segment"] = opt.segment;
+  j["location"] = opt.location;
+  j["channel"] = opt.channel.str();
+  j["seq"] = seq;
+  j["updated_ms"] = wall;
+  j["registered"] = e.registered();
+  if (!e.leader().empty()) {
+    nlohmann::json l{{"id", e.leader()}, {"priority", e.leader_priority()}};
+    if (e.state() == State::Me) {
+      l["address"] = e.config().address;
+      l["port"] = e.config().port;
+    }
+    j["leader"] = l;
+  } else {
+    j["leader"] = nullptr;
+  }
+  nlohmann::json members = nlohmann::json::array();
+  Nanos now = steady_now();
+  for (const auto& [id, m] : e.members()) {
+    nlohmann::json mj{{"id", id},       {"name", m.name},         {"address", m.address},
+                      {"port", m.port}, {"priority", m.priority}, {"seen_ms_ago", (now - m.last_seen) / kMs}};
+    auto caps = nlohmann::json::parse(m.caps.empty() ? "{}" : m.caps, nullptr, false);
+    mj["capabilities"] = caps.is_discarded() ? nlohmann::json(m.caps) : caps;
+    members.push_back(mj);
+  }
+  j["members"] = members;
+  j["counters"] = counters;
+  return j;
+}
+
+Status run_daemon(DaemonOptions opt) {
+  auto log = [&](const std::string& m) {
+    if (opt.log)
+      opt.log(m);
+  };
+  // Signals arrive through a descriptor, in the poll loop.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  Fd sigfd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!sigfd.valid())
+    return sys_error("cannot watch signals", "signalfd", errno);
+
+  net::UdpSocket sock;
+  if (opt.peers.empty()) {
+    CM_ASSIGN(sock, net::UdpSocket::open(opt.channel, opt.interface));
+  } else {
+    CM_ASSIGN(sock, net::UdpSocket::open_unicast(opt.interface, opt.channel.port));
+  }
+  if (opt.measured) {
+    opt.cfg.priority = priority_of(measure(opt.weight, opt.data_dir, 0));
+    log("measured priority " + std::to_string(opt.cfg.priority));
+  }
+  Elector e(opt.cfg);
+  ReplayGuard guard;
+  HookRunner hooks;
+  uint64_t hook_seq = 0, report_seq = 0;
+  uint64_t sent = 0, received = 0, dropped_bad = 0, dropped_auth = 0, dropped_replay = 0;
+  std::string last_written;
+  Nanos next_refresh = 0, next_measure = steady_now() + 30000 * kMs;
+
+  auto counters = [&] {
+    return nlohmann::json{{"sent", sent},
+                          {"received", received},
+                          {"dropped_malformed", dropped_bad},
+                          {"dropped_unauthenticated", dropped_auth},
+                          {"dropped_replayed", dropped_replay}};
+  };
+  auto write_report = [&](bool changed) -> Status {
+    report_seq++;
+    nlohmann::json j = cluster_report(e, opt, report_seq, wall_ms(), counters());
+    std::string text = j.dump(1) + "\n";
+    if (!opt.state_file.empty())
+      CM_TRY(write_file_atomic(opt.state_file, text, 0644));
+    if (e.state() == State::Me && changed) {
+      if (!opt.report_to.empty()) {
+        Status s = write_file_atomic(opt.report_to, text, 0644);
+        if (!s.ok())
+          log(s.error().message);
+      }
+      if (!opt.report_cmd.empty())
+        hooks.push(HookRunner::Job{opt.report_cmd, {"CM_EVENT=report"}, text});
+    }
+    return {};
+  };
+  auto flush = [&](Nanos now) -> Status {
+    for (const Message& m : e.take_outgoing()) {
+      std::string wire = encode(m, opt.key);
+      if (opt.peers.empty()) {
+        CM_TRY(sock.send_to(opt.channel, wire));
+      } else {
+        for (const net::Endpoint& p : opt.peers)
+          CM_TRY(sock.send_to(p, wire));
+      }
+      sent++;
+    }
+    bool changed = false;
+    for (const Event& ev : e.take_events()) {
+      changed = true;
+      const char* type = "";
+      switch (ev.type) {
+        case Event::StateChanged: type = "state"; break;
+        case Event::LeaderChanged: type = "leader"; break;
+        case Event::Joined: type = "join"; break;
+        case Event::Left: type = "leave"; break;
+        case Event::Registered: type = "registered"; break;
+      }
+      log(std::string(type) + " " + ev.detail);
+      if (!opt.on_change.empty())
+        hooks.push(
+            HookRunner::Job{opt.on_change,
+                            {"CM_EVENT=" + std::string(type), "CM_DETAIL=" + ev.detail,
+                             "CM_STATE=" + std::string(state_name(e.state())), "CM_LEADER=" + e.leader(),
+                             "CM_ID=" + opt.cfg.id, "CM_SEQ=" + std::to_string(++hook_seq)},
+                            ""});
+    }
+    if (changed || now >= next_refresh) {
+      CM_TRY(write_report(changed));
+      next_refresh = now + opt.cfg.report_interval;
+    }
+    hooks.pump(log);
+    return {};
+  };
+
+  e.start(steady_now(), wall_ms());
+  CM_TRY(flush(steady_now()));
+  for (;;) {
+    Nanos now = steady_now();
+    Nanos wake = e.next_wakeup();
+    int timeout = static_cast<int>(std::clamp<Nanos>((wake - now) / kMs + 1, 0, 1000));
+    pollfd fds[3] = {{sock.fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}, {hooks.fd(), POLLIN, 0}};
+    int n = ::poll(fds, hooks.busy() ? 3 : 2, timeout);
+    if (n < 0 && errno != EINTR)
+      return sys_error("cannot wait", "poll", errno);
+    now = steady_now();
+    if (fds[1].revents & POLLIN) {
+      signalfd_siginfo si;
+      if (::read(sigfd.get(), &si, sizeof si) == sizeof si && si.ssi_signo != SIGHUP) {
+        e.stop(now, wall_ms());
+        CM_TRY(flush(now));
+        log("stopped");
+        return {};
+      }
+    }
+    if (fds[0].revents & POLLIN) {
+      for (int k = 0; k < 64; k++) {
+        CM_ASSIGN(auto d, sock.receive());
+        if (!d)
+          break;
+        auto m = decode(d->data, opt.key);
+        if (!m.ok()) {
+          (m.error().code == kExitSecurity ? dropped_auth : dropped_bad)++;
+          continue;
+        }
+        if (opt.key != nullptr && !guard.accept(*m, wall_ms())) {
+          dropped_replay++;
+          continue;
+        }
+        received++;
+        e.recv(*m, now, wall_ms());
+      }
+    }
+    if (opt.measured && now >= next_measure) {
+      e.set_priority(priority_of(measure(opt.weight, opt.data_dir, e.members().size())));
+      next_measure = now + 30000 * kMs;
+    }
+    e.tick(now, wall_ms());
+    CM_TRY(flush(now));
+  }
+}
+
+}  // namespace cm::elect
