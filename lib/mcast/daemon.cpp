@@ -1,0 +1,662 @@
+#include "mcast/daemon.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "assign/reader.hpp"
+#include "mcast/receiver.hpp"
+#include "util/text.hpp"
+
+extern char** environ;
+
+namespace cm::mcast {
+
+namespace {
+
+Nanos now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+uint64_t random64() {
+  static std::mt19937_64 rng{std::random_device{}() ^ static_cast<uint64_t>(now_ns())};
+  return rng();
+}
+
+// The payload that fits one 1500-byte packet: IP 20, UDP 8, our header.
+uint32_t default_frame(uint64_t size, bool keyed) {
+  return static_cast<uint32_t>(1500 - 28 - data_overhead(size, keyed));
+}
+
+Result<Fd> signal_fd() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  Fd fd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!fd.valid())
+    return sys_error("cannot watch signals", "signalfd", errno);
+  return fd;
+}
+
+void set_buffers(int fd) {
+  int size = 8 << 20;  // clamped to net.core.{r,w}mem_max
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+}
+
+}  // namespace
+
+Result<std::vector<Expected>> members_from_report(const std::string& path, uint16_t port) {
+  CM_ASSIGN(auto in, open_input(path));
+  CM_ASSIGN(std::string text, read_all(*in, 16 << 20));
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("members") || !j["members"].is_array())
+    return Error("'" + path + "' is not a cm-elect cluster report", kExitBadInput);
+  std::string self = j.value("id", std::string());
+  std::vector<Expected> out;
+  for (const auto& m : j["members"]) {
+    if (!m.is_object() || !m.contains("id") || !m["id"].is_string())
+      return Error("'" + path + "': a member without an id", kExitBadInput);
+    std::string id = m["id"].get<std::string>();
+    if (id == self)
+      continue;  // the leader sends; it does not receive
+    Expected e{id, std::nullopt};
+    if (m.contains("address") && m["address"].is_string()) {
+      auto a = net::parse_address(m["address"].get<std::string>());
+      if (a.ok())
+        e.address = net::Endpoint{*a, port};
+    }
+    out.push_back(e);
+  }
+  return out;
+}
+
+// ---- send
+
+Result<SendResult> run_send(const SendOptions& opt) {
+  auto start = now_ns();
+  int fd = ::open(opt.file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return sys_error("cannot open", opt.file, errno);
+  Fd file(fd);
+  struct stat st;
+  if (::fstat(file.get(), &st) != 0 || !S_ISREG(st.st_mode))
+    return Error("'" + opt.file + "' is not a regular file", kExitFailure);
+  FdReader reader(file.get(), opt.file);
+  CM_ASSIGN(HashedSize hs, sha256_stream(reader));
+  if (hs.size != static_cast<uint64_t>(st.st_size))
+    return Error("'" + opt.file + "' changed while it was read", kExitChanged);
+
+  SenderConfig cfg;
+  cfg.session = random64();
+  cfg.name = opt.file.substr(opt.file.rfind('/') == std::string::npos ? 0 : opt.file.rfind('/') + 1);
+  cfg.size = hs.size;
+  cfg.sha256 = hs.digest;
+  cfg.frame_size = opt.frame_size != 0 ? opt.frame_size : default_frame(hs.size, opt.key != nullptr);
+  cfg.rate = opt.rate;
+  cfg.keyed = opt.key != nullptr;
+  cfg.expected = opt.expected;
+  cfg.expect_count = opt.expect_count;
+  cfg.max_idle_passes = opt.max_idle_passes;
+  cfg.report_timeout = static_cast<Nanos>(opt.report_timeout * 1e9);
+  cfg.seed = random64();
+  {
+    // An assignment pack names its id in its header.
+    FdReader r(file.get(), opt.file);
+    ::lseek(file.get(), 0, SEEK_SET);
+    assign::BufferedInput buf(r, opt.file);
+    assign::PackReader pack(buf, assign::Keys{});
+    if (pack.open().ok())
+      cfg.assignment = pack.header().id;
+  }
+  size_t expected = cfg.expected.empty() ? cfg.expect_count : cfg.expected.size();
+  if (!opt.quorum.empty()) {
+    char* end = nullptr;
+    double v = std::strtod(opt.quorum.c_str(), &end);
+    if (end == opt.quorum.c_str() || v <= 0)
+      return Error("bad --quorum '" + opt.quorum + "'", kExitUsage);
+    if (*end == '%')
+      cfg.quorum = static_cast<size_t>(std::ceil(static_cast<double>(expected) * v / 100.0));
+    else if (*end == '\0')
+      cfg.quorum = static_cast<size_t>(v);
+    else
+      return Error("bad --quorum '" + opt.quorum + "'", kExitUsage);
+    cfg.quorum = std::max<size_t>(cfg.quorum, 1);
+  }
+
+  CM_ASSIGN(net::UdpSocket sock, net::UdpSocket::open_unicast(opt.interface, 0));
+  set_buffers(sock.fd());
+  {
+    unsigned char ttl = 1, loop = 1;
+    ::setsockopt(sock.fd(), IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl);
+    ::setsockopt(sock.fd(), IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop);
+  }
+  cfg.reply_port = sock.local().port;
+  CM_ASSIGN(Fd sigfd, signal_fd());
+
+  uint32_t frame = cfg.frame_size;
+  uint64_t size = cfg.size;
+  std::vector<char> buf(frame);
+  Sender s(cfg, [&](uint64_t f) -> Result<std::string> {
+    uint64_t off = f * frame;
+    size_t n = off >= size ? 0 : static_cast<size_t>(std::min<uint64_t>(frame, size - off));
+    std::string out(n, '\0');
+    size_t have = 0;
+    while (have < n) {
+      ssize_t got = ::pread(file.get(), out.data() + have, n - have, static_cast<off_t>(off + have));
+      if (got <= 0)
+        return Error("'" + opt.file + "' changed while it was sent", kExitChanged);
+      have += static_cast<size_t>(got);
+    }
+    return out;
+  });
+  s.start(now_ns());
+  Nanos next_progress = 0;
+  for (;;) {
+    Nanos now = now_ns();
+    CM_TRY(s.tick(now));
+    for (Outgoing& o : s.take_outgoing())
+      CM_TRY(sock.send_to(o.to ? *o.to : opt.channel, encode(o.packet, opt.key)));
+    if (s.finished())
+      break;
+    if (opt.progress && now >= next_progress) {
+      opt.progress(s.phase_name() + ", " + with_commas(s.stats().data_packets) + " frames sent of " +
+                   with_commas(s.frames()) + ", " + std::to_string(s.complete_members()) + " complete");
+      next_progress = now + 100 * kMs;
+    }
+    Nanos wake = s.next_wakeup();
+    int timeout = static_cast<int>(std::clamp<Nanos>((wake - now_ns()) / kMs, 0, 100));
+    pollfd fds[2] = {{sock.fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
+    if (timeout > 0 || wake > now_ns()) {
+      if (::poll(fds, 2, timeout) < 0 && errno != EINTR)
+        return sys_error("cannot wait", "poll", errno);
+    } else {
+      ::poll(fds, 2, 0);
+    }
+    if (fds[1].revents & POLLIN)
+      return Error("interrupted", kExitFailure);
+    for (int k = 0; k < 256; k++) {
+      CM_ASSIGN(auto d, sock.receive());
+      if (!d)
+        break;
+      auto p = decode(d->data, opt.key);
+      if (!p.ok())
+        continue;
+      s.recv(*p, d->from, now_ns());
+    }
+  }
+  SendResult r;
+  r.members = s.outcome();
+  r.stats = s.stats();
+  r.succeeded = s.succeeded();
+  r.quorum = s.quorum();
+  r.size = size;
+  r.assignment = cfg.assignment;
+  r.seconds = static_cast<double>(now_ns() - start) / 1e9;
+  return r;
+}
+
+nlohmann::json to_json(const SendResult& r) {
+  nlohmann::json members = nlohmann::json::array();
+  for (const MemberOutcome& m : r.members) {
+    nlohmann::json j{{"id", m.id},
+                     {"received", m.received},
+                     {"had_it", m.had_it},
+                     {"reported", m.reported},
+                     {"exit_code", m.exit_code},
+                     {"seconds", m.millis / 1000.0},
+                     {"pass", m.passes},
+                     {"succeeded", m.succeeded()}};
+    if (m.address)
+      j["address"] = m.address->str();
+    auto out = nlohmann::json::parse(m.output, nullptr, false);
+    if (!m.output.empty())
+      j["output"] = out.is_discarded() ? nlohmann::json(m.output) : out;
+    members.push_back(j);
+  }
+  return nlohmann::json{{"succeeded", r.succeeded},
+                        {"quorum", r.quorum},
+                        {"assignment", r.assignment},
+                        {"bytes", r.size},
+                        {"seconds", r.seconds},
+                        {"passes", r.stats.passes},
+                        {"data_packets", r.stats.data_packets},
+                        {"retransmitted", r.stats.retransmitted},
+                        {"wire_bytes", r.stats.wire_bytes},
+                        {"members", members}};
+}
+
+std::string to_text(const SendResult& r) {
+  size_t ok = 0;
+  for (const MemberOutcome& m : r.members)
+    ok += m.succeeded();
+  char head[256];
+  std::snprintf(head, sizeof head,
+                "%s in %.2f s, %u pass(es), %s frames sent again; %zu of %zu members OK (quorum %zu): %s\n",
+                human_bytes(r.size).c_str(), r.seconds, r.stats.passes,
+                with_commas(r.stats.retransmitted).c_str(), ok, r.members.size(), r.quorum,
+                r.succeeded ? "succeeded" : "FAILED");
+  std::string t = head;
+  for (const MemberOutcome& m : r.members) {
+    std::string state = m.had_it ? "had it" : m.received ? "received" : m.joined ? "incomplete" : "missing";
+    t += "  " + m.id + (m.address ? " " + m.address->str() : "") + ": " + state;
+    if (m.reported && m.exit_code >= 0)
+      t += ", command exit " + std::to_string(m.exit_code);
+    else if (m.received && !m.reported)
+      t += ", no report";
+    t += "\n";
+  }
+  return t;
+}
+
+// ---- recv
+
+namespace {
+
+class FileSink : public FrameSink {
+ public:
+  FileSink(Fd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+  Status write(uint64_t offset, std::string_view data) override {
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t w =
+          ::pwrite(fd_.get(), data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+      if (w < 0) {
+        if (errno == EINTR)
+          continue;
+        return sys_error("cannot write", path_, errno);
+      }
+      done += static_cast<size_t>(w);
+    }
+    return {};
+  }
+  Result<size_t> read(uint64_t offset, void* buf, size_t n) override {
+    ssize_t r = ::pread(fd_.get(), buf, n, static_cast<off_t>(offset));
+    if (r < 0)
+      return sys_error("cannot read", path_, errno);
+    return static_cast<size_t>(r);
+  }
+  int fd() const { return fd_.get(); }
+
+ private:
+  Fd fd_;
+  std::string path_;
+};
+
+struct Session {
+  std::unique_ptr<ReceiverSession> rx;
+  FileSink* sink = nullptr;
+  std::string temp, final_path;
+  net::Endpoint sender;
+  Nanos last_heard = 0, started = 0;
+  bool had_it = false;
+  bool placed = false;  // renamed into place
+  bool queued = false;  // for the command
+  bool ended = false;
+  Nanos asked_announce = 0;
+};
+
+struct Command {
+  uint64_t session;
+  pid_t pid = -1;
+  Fd pidfd, out;
+  std::string output;
+  Nanos started = 0;
+};
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) {
+    if (c == '\'')
+      q += "'\\''";
+    else
+      q += c;
+  }
+  return q + "'";
+}
+
+}  // namespace
+
+Status run_recv(const RecvOptions& opt) {
+  auto log = [&](const std::string& m) {
+    if (opt.log)
+      opt.log(m);
+  };
+  struct stat st;
+  if (::stat(opt.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return Error("'" + opt.dir + "' is not a directory", kExitFailure);
+  CM_ASSIGN(net::UdpSocket sock, net::UdpSocket::open(opt.channel, opt.interface));
+  set_buffers(sock.fd());
+  CM_ASSIGN(Fd sigfd, signal_fd());
+  std::map<uint64_t, Session> sessions;
+  std::map<uint64_t, Nanos> finished;  // sessions forgotten, not to be rejoined
+  std::deque<uint64_t> to_run;
+  std::optional<Command> running;
+  std::map<std::string, std::pair<Digest, int64_t>> hash_cache;  // final path -> (sha256, mtime)
+  uint64_t dropped_bad = 0, dropped_auth = 0;
+  bool stop = false;
+  bool done_once = false;
+
+  auto send_to = [&](const net::Endpoint& to, const Packet& p) {
+    (void)sock.send_to(to, encode(p, opt.key));
+  };
+  auto drop = [&](uint64_t id) {
+    auto it = sessions.find(id);
+    if (it == sessions.end())
+      return;
+    if (!it->second.temp.empty() && !it->second.placed)
+      ::unlink(it->second.temp.c_str());
+    finished[id] = now_ns();
+    sessions.erase(it);
+  };
+  // Does DIR hold this file already (same name, size and SHA-256)?
+  auto have_it = [&](const Packet& a, const std::string& path) {
+    struct stat fs;
+    if (::stat(path.c_str(), &fs) != 0 || !S_ISREG(fs.st_mode) || static_cast<uint64_t>(fs.st_size) != a.size)
+      return false;
+    int64_t mtime = fs.st_mtim.tv_sec * 1000000000 + fs.st_mtim.tv_nsec;
+    auto it = hash_cache.find(path);
+    if (it == hash_cache.end() || it->second.second != mtime) {
+      auto in = open_input(path);
+      if (!in.ok())
+        return false;
+      auto h = sha256_stream(**in);
+      if (!h.ok())
+        return false;
+      hash_cache[path] = {h->digest, mtime};
+    }
+    return hash_cache[path].first == a.sha256;
+  };
+  auto on_announce = [&](const Packet& a, const net::Endpoint& from, Nanos now) {
+    net::Endpoint sender{from.addr, static_cast<uint16_t>(a.reply_port)};
+    auto it = sessions.find(a.session);
+    if (it != sessions.end()) {
+      it->second.last_heard = now;
+      return;
+    }
+    if (finished.count(a.session))
+      return;
+    Session s;
+    s.sender = sender;
+    s.last_heard = s.started = now;
+    s.final_path = opt.dir + "/" + a.name;
+    Packet j;
+    j.type = Type::Join;
+    j.session = a.session;
+    j.member = opt.id;
+    if (have_it(a, s.final_path)) {
+      s.had_it = true;
+      j.status = 1;
+      log("already have " + a.name);
+    } else {
+      char hex[32];
+      std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(a.session));
+      s.temp = opt.dir + "/.cm-mcast." + hex + ".part";
+      int fd = ::open(s.temp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd < 0) {
+        log("cannot create " + s.temp + ": " + std::strerror(errno));
+        return;
+      }
+      if (a.size > 0 && ::ftruncate(fd, static_cast<off_t>(a.size)) != 0) {
+        log("cannot make room for " + a.name + ": " + std::strerror(errno));
+        ::close(fd);
+        ::unlink(s.temp.c_str());
+        return;
+      }
+      auto sink = std::make_unique<FileSink>(Fd(fd), s.temp);
+      s.sink = sink.get();
+      s.rx =
+          std::make_unique<ReceiverSession>(a, ReceiverConfig{opt.id, 5 * kMs, random64()}, std::move(sink));
+      log("receiving " + a.name + " (" + human_bytes(a.size) + ")");
+    }
+    send_to(sender, j);
+    sessions.emplace(a.session, std::move(s));
+  };
+  auto start_command = [&](Nanos now) {
+    while (!running && !to_run.empty()) {
+      uint64_t id = to_run.front();
+      to_run.pop_front();
+      auto it = sessions.find(id);
+      if (it == sessions.end())
+        continue;
+      Session& s = it->second;
+      std::string cmd = opt.exec;
+      std::string quoted = shell_quote(s.final_path);
+      for (size_t p = cmd.find("{}"); p != std::string::npos; p = cmd.find("{}", p + quoted.size()))
+        cmd.replace(p, 2, quoted);
+      int pipefd[2];
+      if (::pipe2(pipefd, O_CLOEXEC) != 0) {
+        s.rx->set_report(127, "", 0, now);
+        continue;
+      }
+      posix_spawn_file_actions_t fa;
+      posix_spawn_file_actions_init(&fa);
+      posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+      std::vector<std::string> env = {"CM_FILE=" + s.final_path,
+                                      "CM_ASSIGNMENT=" + std::to_string(s.rx->announce().assignment)};
+      std::vector<char*> envp;
+      for (char** e = environ; *e != nullptr; e++)
+        envp.push_back(*e);
+      for (std::string& e : env)
+        envp.push_back(e.data());
+      envp.push_back(nullptr);
+      const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
+      Command c;
+      c.session = id;
+      c.started = now;
+      int rc = ::posix_spawn(&c.pid, "/bin/sh", &fa, nullptr, const_cast<char* const*>(argv), envp.data());
+      posix_spawn_file_actions_destroy(&fa);
+      ::close(pipefd[1]);
+      if (rc != 0) {
+        ::close(pipefd[0]);
+        s.rx->set_report(127, "", 0, now);
+        continue;
+      }
+      ::fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
+      c.out.reset(pipefd[0]);
+      c.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, c.pid, 0)));
+      running = std::move(c);
+    }
+  };
+  auto finish_command = [&](Nanos now) {
+    int status = 0;
+    if (::waitpid(running->pid, &status, WNOHANG) != running->pid)
+      return;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(running->out.get(), buf, sizeof buf)) > 0)
+      if (running->output.size() < kMaxOutput)
+        running->output.append(buf, static_cast<size_t>(n));
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    auto it = sessions.find(running->session);
+    if (it != sessions.end()) {
+      Session& s = it->second;
+      while (!running->output.empty() && running->output.back() == '\n')
+        running->output.pop_back();
+      s.rx->set_report(code, running->output, static_cast<uint32_t>((now - running->started) / kMs), now);
+      for (Outgoing& o : s.rx->take_outgoing())
+        send_to(s.sender, o.packet);
+      log("command for " + s.rx->announce().name + " exited " + std::to_string(code));
+      if (opt.completed)
+        opt.completed(nlohmann::json{{"file", s.final_path},
+                                     {"bytes", s.rx->announce().size},
+                                     {"assignment", s.rx->announce().assignment},
+                                     {"exit_code", code},
+                                     {"seconds", static_cast<double>(now - s.started) / 1e9}});
+    }
+    running.reset();
+    done_once = true;
+  };
+
+  Nanos last_gc = now_ns();
+  while (!stop) {
+    Nanos now = now_ns();
+    Nanos wake = now + 200 * kMs;
+    for (auto& [id, s] : sessions)
+      if (s.rx)
+        wake = std::min(wake, s.rx->next_wakeup());
+    int timeout = static_cast<int>(std::clamp<Nanos>((wake - now) / kMs + 1, 0, 200));
+    pollfd fds[4] = {{sock.fd(), POLLIN, 0},
+                     {sigfd.get(), POLLIN, 0},
+                     {running ? running->pidfd.get() : -1, POLLIN, 0},
+                     {running ? running->out.get() : -1, POLLIN, 0}};
+    if (::poll(fds, 4, timeout) < 0 && errno != EINTR)
+      return sys_error("cannot wait", "poll", errno);
+    now = now_ns();
+    if (fds[1].revents & POLLIN)
+      stop = true;
+    if (running && (fds[3].revents & POLLIN)) {
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::read(running->out.get(), buf, sizeof buf)) > 0)
+        if (running->output.size() < kMaxOutput)
+          running->output.append(buf, static_cast<size_t>(n));
+    }
+    if (running && ((fds[2].revents & POLLIN) || !running->pidfd.valid()))
+      finish_command(now);
+    for (int k = 0; k < 512 && (fds[0].revents & POLLIN); k++) {
+      CM_ASSIGN(auto d, sock.receive());
+      if (!d)
+        break;
+      auto pr = decode(d->data, opt.key);
+      if (!pr.ok()) {
+        (pr.error().code == kExitSecurity ? dropped_auth : dropped_bad)++;
+        continue;
+      }
+      const Packet& p = *pr;
+      if (p.type == Type::Announce) {
+        on_announce(p, d->from, now);
+        continue;
+      }
+      auto it = sessions.find(p.session);
+      if (it == sessions.end()) {
+        // A session whose announce we missed: ask for it (now and then).
+        if ((p.type == Type::Data || p.type == Type::PassEnd) && !finished.count(p.session)) {
+          static std::map<uint64_t, Nanos> asked;
+          if (now - asked[p.session] > 50 * kMs) {
+            asked[p.session] = now;
+            Packet j;
+            j.type = Type::Join;
+            j.session = p.session;
+            j.member = opt.id;
+            j.status = 2;
+            // The sender's port is in its announce; its data comes from it.
+            send_to(d->from, j);
+          }
+        }
+        continue;
+      }
+      Session& s = it->second;
+      s.last_heard = now;
+      if (p.type == Type::End) {
+        s.ended = true;
+        if (s.had_it || !s.rx || !s.rx->complete() || s.rx->reported())
+          drop(p.session);
+        continue;
+      }
+      if (!s.rx)
+        continue;
+      switch (p.type) {
+        case Type::Data: s.rx->on_data(p); break;
+        case Type::PassEnd: s.rx->on_pass_end(p, now); break;
+        case Type::ReportReq: s.rx->on_report_req(p, now); break;
+        default: break;
+      }
+    }
+    for (auto it = sessions.begin(); it != sessions.end();) {
+      Session& s = it->second;
+      uint64_t id = it->first;
+      ++it;
+      if (s.rx) {
+        Status t = s.rx->tick(now);
+        if (!t.ok()) {
+          log(t.error().message);
+          drop(id);
+          continue;
+        }
+        if (s.rx->complete() && !s.placed) {
+          // Verified: only now does the file take its name.
+          if (::fsync(s.sink->fd()) != 0 || ::rename(s.temp.c_str(), s.final_path.c_str()) != 0) {
+            log("cannot place " + s.final_path + ": " + std::strerror(errno));
+            drop(id);
+            continue;
+          }
+          s.placed = true;
+          log("received " + s.final_path);
+          if (opt.exec.empty()) {
+            s.rx->set_report(-1, "", 0, now);
+            if (opt.completed)
+              opt.completed(nlohmann::json{{"file", s.final_path},
+                                           {"bytes", s.rx->announce().size},
+                                           {"assignment", s.rx->announce().assignment},
+                                           {"seconds", static_cast<double>(now - s.started) / 1e9}});
+            done_once = true;
+          } else {
+            to_run.push_back(id);
+          }
+        }
+        for (Outgoing& o : s.rx->take_outgoing())
+          send_to(s.sender, o.packet);
+      }
+    }
+    start_command(now);
+    if (now - last_gc > kMs * 1000) {
+      last_gc = now;
+      std::vector<uint64_t> old;
+      for (auto& [id, s] : sessions) {
+        bool idle = now - s.last_heard > 60000 * kMs;
+        bool reported_long_ago = s.rx && s.rx->reported() && now - s.last_heard > 5000 * kMs;
+        bool running_it = running && running->session == id;
+        if ((idle || reported_long_ago) && !running_it)
+          old.push_back(id);
+      }
+      for (uint64_t id : old)
+        drop(id);
+      std::erase_if(finished, [&](const auto& kv) { return now - kv.second > 600000 * kMs; });
+    }
+    if (opt.once && done_once && !running && to_run.empty()) {
+      // Let the last report go out, then stop.
+      bool pending = false;
+      for (auto& [id, s] : sessions)
+        if (s.rx && s.rx->next_wakeup() != INT64_MAX)
+          pending = true;
+      if (!pending)
+        stop = true;
+    }
+  }
+  // Clean shutdown: the command in progress finishes, partial files go.
+  if (running) {
+    int status;
+    ::waitpid(running->pid, &status, 0);
+  }
+  std::vector<uint64_t> all;
+  for (auto& [id, s] : sessions)
+    all.push_back(id);
+  for (uint64_t id : all)
+    drop(id);
+  log("stopped; dropped " + std::to_string(dropped_bad) + " malformed and " + std::to_string(dropped_auth) +
+      " unauthenticated packets");
+  return {};
+}
+
+}  // namespace cm::mcast

@@ -1,0 +1,66 @@
+// cm-mcast send and recv: the protocol of sender.hpp and receiver.hpp on
+// real sockets and files.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "crypto/keys.hpp"
+#include "mcast/sender.hpp"
+#include "net/udp.hpp"
+
+namespace cm::mcast {
+
+struct SendOptions {
+  std::string file;
+  net::Endpoint channel;
+  in_addr interface {};
+  const crypto::SymmetricKey* key = nullptr;
+  uint64_t rate = 500'000'000;
+  uint32_t frame_size = 0;  // 0: fits one 1500-byte packet
+  std::vector<Expected> expected;
+  size_t expect_count = 0;
+  std::string quorum;  // "N" or "P%"; empty: all
+  int max_idle_passes = 5;
+  double report_timeout = 60;
+  std::function<void(const std::string&)> progress;  // a status line, often
+};
+
+struct SendResult {
+  std::vector<MemberOutcome> members;
+  SenderStats stats;
+  bool succeeded = false;
+  size_t quorum = 0;
+  double seconds = 0;
+  uint64_t size = 0;
+  uint64_t assignment = 0;
+};
+
+Result<SendResult> run_send(const SendOptions& opt);
+nlohmann::json to_json(const SendResult& r);
+std::string to_text(const SendResult& r);
+
+// The members of a cm-elect cluster report (the sender itself left out).
+Result<std::vector<Expected>> members_from_report(const std::string& path, uint16_t port);
+
+struct RecvOptions {
+  std::string dir;
+  std::string id;
+  net::Endpoint channel;
+  in_addr interface {};
+  const crypto::SymmetricKey* key = nullptr;
+  std::string exec;   // run on each complete file; {} is its path
+  bool once = false;  // stop after the first file (and its command)
+  std::function<void(const std::string&)> log;
+  std::function<void(const nlohmann::json&)> completed;  // one per file
+};
+
+// Runs until SIGTERM/SIGINT (or, with once, the first file).
+Status run_recv(const RecvOptions& opt);
+
+}  // namespace cm::mcast

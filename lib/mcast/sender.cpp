@@ -1,0 +1,428 @@
+#include "mcast/sender.hpp"
+
+#include <algorithm>
+
+namespace cm::mcast {
+
+void add_range(std::vector<Range>& set, Range r) {
+  if (r.count == 0)
+    return;
+  auto it = std::lower_bound(set.begin(), set.end(), r.start,
+                             [](const Range& a, uint64_t s) { return a.start + a.count < s; });
+  // Merge with every range it touches.
+  uint64_t lo = r.start, hi = r.start + r.count;
+  auto first = it;
+  while (it != set.end() && it->start <= hi) {
+    lo = std::min(lo, it->start);
+    hi = std::max(hi, it->start + it->count);
+    ++it;
+  }
+  it = set.erase(first, it);
+  set.insert(it, Range{lo, hi - lo});
+}
+
+uint64_t total(const std::vector<Range>& set) {
+  uint64_t t = 0;
+  for (const Range& r : set)
+    t += r.count;
+  return t;
+}
+
+Sender::Sender(SenderConfig cfg, FrameSource source)
+    : cfg_(std::move(cfg)), source_(std::move(source)), rng_(cfg_.seed) {
+  frames_ = cfg_.size == 0 ? 1 : (cfg_.size + cfg_.frame_size - 1) / cfg_.frame_size;
+  rate_ = cfg_.rate;
+  for (const Expected& e : cfg_.expected) {
+    Member& m = member(e.id);
+    m.out.address = e.address;
+  }
+}
+
+Sender::Member& Sender::member(const std::string& id) {
+  auto [it, inserted] = members_.try_emplace(id);
+  if (inserted) {
+    it->second.out.id = id;
+    it->second.hash = member_hash(id);
+  }
+  return it->second;
+}
+
+size_t Sender::quorum() const {
+  size_t expected = std::max(cfg_.expected.empty() ? cfg_.expect_count : cfg_.expected.size(), size_t{0});
+  if (cfg_.quorum > 0)
+    return cfg_.quorum;
+  return std::max<size_t>(expected, 1);
+}
+
+std::string Sender::phase_name() const {
+  switch (phase_) {
+    case Phase::Announce: return "announce";
+    case Phase::Send: return "pass " + std::to_string(pass_);
+    case Phase::Collect: return "collect " + std::to_string(pass_);
+    case Phase::Reports: return "reports";
+    case Phase::Finished: return "finished";
+  }
+  return "?";
+}
+
+uint64_t Sender::wire_cost(size_t payload, uint64_t frame) const {
+  return (payload + data_header(frame, pass_, cfg_.keyed) + kWireOverhead) * 8;
+}
+
+Packet Sender::base(Type t) {
+  Packet p;
+  p.type = t;
+  p.session = cfg_.session;
+  p.seq = ++counter_;
+  return p;
+}
+
+void Sender::send(Packet p, std::optional<net::Endpoint> to) {
+  if (p.type != Type::Data)
+    stats_.wire_bytes += 64 + kWireOverhead + p.payload.size();
+  out_.push_back(Outgoing{std::move(p), to});
+}
+
+Packet Sender::announce_packet() {
+  Packet a = base(Type::Announce);
+  a.assignment = cfg_.assignment;
+  a.name = cfg_.name;
+  a.size = cfg_.size;
+  a.sha256 = cfg_.sha256;
+  a.frame_size = cfg_.frame_size;
+  a.frames = frames_;
+  a.rate = rate_;
+  a.reply_port = cfg_.reply_port;
+  a.expected = static_cast<uint32_t>(cfg_.expected.empty() ? cfg_.expect_count : cfg_.expected.size());
+  return a;
+}
+
+void Sender::start(Nanos now) {
+  send(announce_packet());
+  progress_at_ = now;
+  phase_ = Phase::Announce;
+  deadline_ = now + cfg_.join_wait;
+  next_announce_ = now + cfg_.announce_every;
+}
+
+size_t Sender::complete_members() const {
+  size_t n = 0;
+  for (const auto& [id, m] : members_)
+    n += m.out.received || m.out.had_it;
+  return n;
+}
+
+bool Sender::all_received() const {
+  size_t expected = cfg_.expected.empty() ? cfg_.expect_count : cfg_.expected.size();
+  size_t joined = 0;
+  for (const auto& [id, m] : members_) {
+    if (m.out.joined || m.out.received || m.out.had_it)
+      joined++;
+    if (needed(m) && m.out.joined)
+      return false;
+  }
+  return joined >= expected;
+}
+
+void Sender::recv(const Packet& p, const net::Endpoint& from, Nanos now) {
+  if (p.session != cfg_.session || p.member.empty())
+    return;
+  Member& m = member(p.member);
+  m.last_heard = now;
+  if (!m.out.address)
+    m.out.address = from;
+  m.out.address->port = from.port;  // answers come from the receiver's socket
+  m.out.address->addr = from.addr;
+  switch (p.type) {
+    case Type::Join:
+      if (p.status == 2) {
+        // It hears the session but missed the announce: tell it again.
+        if (phase_ != Phase::Reports && phase_ != Phase::Finished)
+          send(announce_packet(), from);
+        break;
+      }
+      m.out.joined = true;
+      if (p.status == 1) {
+        m.out.had_it = true;
+        m.out.received = false;
+      }
+      break;
+    case Type::Nack:
+      m.out.joined = true;
+      if (p.pass == pass_) {
+        m.replied = true;
+        m.missing = p.missing;
+        for (const Range& r : p.ranges)
+          if (r.start < frames_)
+            add_range(missing_, Range{r.start, std::min(r.count, frames_ - r.start)});
+      } else if (phase_ != Phase::Reports) {
+        // A late joiner (or a lost PASS_END): whatever it lacks goes
+        // into the next pass too.
+        for (const Range& r : p.ranges)
+          if (r.start < frames_)
+            add_range(missing_, Range{r.start, std::min(r.count, frames_ - r.start)});
+      }
+      break;
+    case Type::Done:
+      m.out.joined = true;
+      if (!m.out.received)
+        m.out.passes = p.pass;
+      m.out.received = true;
+      m.replied = true;
+      break;
+    case Type::Report:
+      m.out.joined = true;
+      if (p.status == 1 && !m.out.had_it)
+        m.out.received = true;
+      m.out.reported = true;
+      m.out.exit_code = p.exit_code;
+      m.out.output = p.output;
+      m.out.millis = p.millis;
+      break;
+    default: break;
+  }
+}
+
+void Sender::pass_end(Nanos now) {
+  Packet e = base(Type::PassEnd);
+  e.pass = pass_;
+  e.sent = pass_sent_;
+  send(e);
+  phase_ = Phase::Collect;
+  deadline_ = now + cfg_.collect_wait;
+  pass_end_again_ = now + cfg_.collect_wait / 2;
+}
+
+void Sender::next_pass(Nanos now) {
+  // Progress: members completed, or fewer frames missing than before.
+  size_t complete = complete_members();
+  uint64_t missing = total(missing_);
+  if (pass_ > 0) {
+    if (complete > last_complete_ || missing < last_union_) {
+      idle_passes_ = 0;
+      progress_at_ = now;
+    } else {
+      idle_passes_++;
+    }
+    last_complete_ = complete;
+    last_union_ = missing;
+    // Loss this heavy is the network (or the receivers) not keeping up.
+    uint64_t worst = 0;
+    for (const auto& [id, m] : members_)
+      if (needed(m))
+        worst = std::max(worst, m.missing);
+    if (pass_sent_ > 0 && worst * 4 > pass_sent_)
+      rate_ = std::max<uint64_t>(rate_ / 2, 1'000'000);
+    else if (worst * 50 < pass_sent_)
+      rate_ = std::min(cfg_.rate, rate_ + rate_ / 4);
+  }
+  if (all_received() || (idle_passes_ >= cfg_.max_idle_passes && now - progress_at_ >= cfg_.max_idle)) {
+    enter_reports(now);
+    return;
+  }
+  if (pass_ == 0)
+    todo_ = {Range{0, frames_}};
+  else
+    todo_ = missing_;
+  // Nothing reported missing, but someone said nothing at all (or an
+  // expected member has not joined yet): announce and ask again.
+  if (todo_.empty()) {
+    send(announce_packet());
+    pass_++;
+    pass_sent_ = 0;
+    for (auto& [id, m] : members_)
+      m.replied = false;
+    pass_end(now);
+    return;
+  }
+  missing_.clear();
+  for (auto& [id, m] : members_) {
+    m.replied = false;
+    m.missing = 0;
+  }
+  pass_++;
+  stats_.passes = pass_;
+  pass_sent_ = 0;
+  todo_index_ = 0;
+  todo_next_ = todo_.empty() ? 0 : todo_[0].start;
+  phase_ = Phase::Send;
+  budget_at_ = std::max(budget_at_, now);
+}
+
+void Sender::enter_reports(Nanos now) {
+  phase_ = Phase::Reports;
+  reports_started_ = now;
+  report_rounds_ = 0;
+  next_round_ = now + cfg_.report_round;
+  stats_.rate = rate_;
+}
+
+void Sender::report_round(Nanos now) {
+  std::vector<const Member*> reported, missing;
+  for (const auto& [id, m] : members_) {
+    if (!(m.out.received || m.out.had_it))
+      continue;
+    (m.out.reported || m.out.had_it ? reported : missing).push_back(&m);
+  }
+  if (missing.empty())
+    return;
+  report_rounds_++;
+  if (missing.size() <= 3) {
+    // A few: ask each directly.
+    for (const Member* m : missing) {
+      Packet q = base(Type::ReportReq);
+      q.mode = 1;
+      q.hashes = {m->hash};
+      send(q, m->out.address);
+    }
+  } else {
+    // Many: one multicast naming the shorter list.
+    Packet q = base(Type::ReportReq);
+    q.mode = reported.size() < missing.size() ? 0 : 1;
+    for (const Member* m : q.mode == 0 ? reported : missing)
+      q.hashes.push_back(m->hash);
+    send(q);
+  }
+  next_round_ = now + (cfg_.report_round << std::min(report_rounds_, 6));
+}
+
+void Sender::finish() {
+  for (int i = 0; i < 3; i++)
+    send(base(Type::End));
+  phase_ = Phase::Finished;
+  stats_.rate = rate_;
+}
+
+Status Sender::tick(Nanos now) {
+  if (phase_ != Phase::Finished && phase_ != Phase::Reports && now >= next_announce_) {
+    // Late joiners learn of the session from these.
+    send(announce_packet());
+    next_announce_ = now + cfg_.announce_every;
+  }
+  switch (phase_) {
+    case Phase::Announce: {
+      size_t expected = cfg_.expected.empty() ? cfg_.expect_count : cfg_.expected.size();
+      size_t joined = 0;
+      bool anyone_needs = false;
+      for (const auto& [id, m] : members_) {
+        joined += m.out.joined;
+        anyone_needs |= m.out.joined && !m.out.had_it;
+      }
+      if (joined >= expected && expected > 0 && !anyone_needs) {
+        enter_reports(now);  // everyone has it already
+        break;
+      }
+      if (now >= deadline_ || (expected > 0 && joined >= expected))
+        next_pass(now);
+      break;
+    }
+    case Phase::Send: {
+      // Pacing: each packet takes its wire size at the rate.
+      int burst = 0;
+      while (phase_ == Phase::Send && budget_at_ <= now && burst < 64) {
+        if (todo_index_ >= todo_.size()) {
+          pass_end(now);
+          break;
+        }
+        uint64_t f = todo_next_;
+        CM_ASSIGN(std::string payload, source_(f));
+        Packet d;
+        d.type = Type::Data;
+        d.session = cfg_.session;
+        d.seq = f;
+        d.pass = pass_;
+        uint64_t cost = wire_cost(payload.size(), f);
+        stats_.data_packets++;
+        stats_.data_bytes += payload.size();
+        stats_.wire_bytes += cost / 8;
+        if (pass_ > 1)
+          stats_.retransmitted++;
+        d.payload = std::move(payload);
+        out_.push_back(Outgoing{std::move(d), std::nullopt});
+        pass_sent_++;
+        burst++;
+        budget_at_ += static_cast<Nanos>(cost * 1'000'000'000ull / rate_);
+        if (++todo_next_ >= todo_[todo_index_].start + todo_[todo_index_].count) {
+          todo_index_++;
+          if (todo_index_ < todo_.size())
+            todo_next_ = todo_[todo_index_].start;
+        }
+      }
+      // Do not bank time lost to a slow tick: pace from now on.
+      if (budget_at_ < now - 2 * kMs)
+        budget_at_ = now - 2 * kMs;
+      break;
+    }
+    case Phase::Collect: {
+      bool all = true;
+      for (const auto& [id, m] : members_)
+        if (needed(m) && m.out.joined && !m.replied)
+          all = false;
+      if (all || now >= deadline_) {
+        next_pass(now);
+      } else if (pass_end_again_ > 0 && now >= pass_end_again_) {
+        // A PASS_END may be lost too: once more to those still silent.
+        for (const auto& [id, m] : members_)
+          if (needed(m) && m.out.joined && !m.replied && m.out.address) {
+            Packet e = base(Type::PassEnd);
+            e.pass = pass_;
+            e.sent = pass_sent_;
+            send(e, m.out.address);
+          }
+        pass_end_again_ = 0;
+      }
+      break;
+    }
+    case Phase::Reports: {
+      bool all = true;
+      for (const auto& [id, m] : members_)
+        if ((m.out.received) && !m.out.reported && !m.out.had_it)
+          all = false;
+      if (all || now - reports_started_ >= cfg_.report_timeout) {
+        finish();
+        break;
+      }
+      if (now >= next_round_)
+        report_round(now);
+      break;
+    }
+    case Phase::Finished: break;
+  }
+  return {};
+}
+
+Nanos Sender::next_wakeup() const {
+  Nanos t = next_announce_;
+  switch (phase_) {
+    case Phase::Announce:
+    case Phase::Collect: t = std::min(t, deadline_); break;
+    case Phase::Send: t = std::min(t, budget_at_); break;
+    case Phase::Reports: t = std::min(t, next_round_); break;
+    case Phase::Finished: break;
+  }
+  if (phase_ == Phase::Collect && pass_end_again_ > 0)
+    t = std::min(t, pass_end_again_);
+  return t;
+}
+
+std::vector<Outgoing> Sender::take_outgoing() {
+  std::vector<Outgoing> out;
+  out.swap(out_);
+  return out;
+}
+
+bool Sender::succeeded() const {
+  size_t ok = 0;
+  for (const auto& [id, m] : members_)
+    ok += m.out.succeeded();
+  return ok >= quorum();
+}
+
+std::vector<MemberOutcome> Sender::outcome() const {
+  std::vector<MemberOutcome> v;
+  for (const auto& [id, m] : members_)
+    v.push_back(m.out);
+  return v;
+}
+
+}  // namespace cm::mcast

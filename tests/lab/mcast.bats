@@ -1,0 +1,194 @@
+#!/usr/bin/env bats
+# cm-mcast on a lab of namespaces on a bridge: one sender, several
+# receivers, loss injected with nftables on the receivers. Every received
+# copy is compared by sha256 with the original.
+
+load ../cli/helper
+load lab
+
+setup() {
+	T="$BATS_TEST_TMPDIR"
+	cd "$T" || return 1
+	LAB_PREFIX="mc$$$RANDOM"
+	CH=239.192.77.9:7709
+}
+
+teardown() {
+	lab_down
+}
+
+# receivers N [options]: cm-mcast recv on hosts 2..N+1.
+receivers() {
+	local n=$1 i
+	shift
+	for i in $(seq 2 $((n + 1))); do
+		mkdir -p "$T/r$i"
+		lab_bg "$i" "$T/r$i.log" cm-mcast recv -v --interface "$(lab_ip "$i")" --channel "$CH" \
+			--dir "$T/r$i" --id "r$i" "$@" >"$T/r$i.pid"
+	done
+	sleep 0.3
+}
+
+send() { # FILE [options]: from host 1
+	local f=$1
+	shift
+	lab_exec 1 cm-mcast send --interface "$(lab_ip 1)" --channel "$CH" --rate 200m "$@" "$f"
+}
+
+same() { # FILE N: every receiver's copy is identical
+	local f=$1 n=$2 i want
+	want=$(sha256sum "$f" | cut -d' ' -f1)
+	for i in $(seq 2 $((n + 1))); do
+		[ "$(sha256sum "$T/r$i/$(basename "$f")" | cut -d' ' -f1)" = "$want" ] || {
+			echo "r$i differs"
+			return 1
+		}
+	done
+}
+
+@test "four receivers, no loss: identical copies, one pass" {
+	lab_up mc 5
+	receivers 4
+	head -c 10000000 /dev/urandom >f.bin
+	run send f.bin --expect 4 --json
+	assert_success
+	same f.bin 4
+	echo "$output" | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j["passes"] == 1 and j["succeeded"], j'
+}
+
+@test "eight receivers, 2% loss each: identical copies" {
+	lab_up mc 9
+	receivers 8
+	for i in $(seq 2 9); do lab_loss "$i" 2; done
+	head -c 10000000 /dev/urandom >f.bin
+	run send f.bin --expect 8 --json
+	assert_success
+	same f.bin 8
+	echo "$output" | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j["passes"] >= 2 and j["retransmitted"] > 0, j'
+}
+
+@test "four receivers, 10% loss each: identical copies" {
+	lab_up mc 5
+	receivers 4
+	for i in 2 3 4 5; do lab_loss "$i" 10; done
+	head -c 5000000 /dev/urandom >f.bin
+	run send f.bin --expect 4
+	assert_success
+	same f.bin 4
+}
+
+@test "zero-byte, one-block and exact-multiple files" {
+	lab_up mc 4
+	receivers 3
+	: >empty
+	printf 'x' >one
+	head -c $((1452 * 4)) /dev/urandom >exact  # the default frame size
+	for f in empty one exact; do
+		run send "$f" --expect 3
+		assert_success
+		same "$f" 3
+	done
+}
+
+@test "the command runs on each complete file and its output is reported" {
+	lab_up mc 4
+	receivers 3 --exec 'echo "{\"size\": $(stat -c %s {})}"'
+	head -c 300000 /dev/urandom >f.bin
+	run send f.bin --expect 3 --json
+	assert_success
+	echo "$output" | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+for m in j["members"]:
+    assert m["exit_code"] == 0 and m["output"] == {"size": 300000}, m'
+	# A failing command fails the quorum (exit 6) and says so.
+	lab_down
+	rm -rf "$T/r2" "$T/r3"
+	LAB_PREFIX="mc$$$RANDOM"
+	lab_up mc 3
+	receivers 2 --exec 'exit 3'
+	run send f.bin --expect 2
+	assert_failure 6
+	assert_output --partial "command exit 3"
+}
+
+@test "a receiver killed mid-transfer: the report names it, the quorum decides" {
+	lab_up mc 5
+	receivers 4
+	head -c 40000000 /dev/urandom >f.bin
+	(sleep 0.5; kill -9 "$(cat "$T/r2.pid")") &
+	run send f.bin --expect 4 --max-idle-passes 2
+	assert_failure 6
+	assert_output --partial "r2"
+	assert_output --regexp "r2 [0-9.:]+: (incomplete|missing)"
+	same_others() { for i in 3 4 5; do cmp -s f.bin "$T/r$i/f.bin" || return 1; done; }
+	same_others
+	# With a quorum of 3 the same transfer succeeds.
+	rm -f "$T"/r*/f.bin
+	receivers 1
+	(sleep 0.5; kill -9 "$(cat "$T/r2.pid")") &
+	run send f.bin --expect 4 --quorum 3 --max-idle-passes 2
+	assert_success
+	# No partial file was left for a command to see.
+	run ls -A "$T/r2"
+	refute_output --partial "f.bin"
+}
+
+@test "a late joiner and a member that already has the file" {
+	lab_up mc 4
+	receivers 2
+	head -c 20000000 /dev/urandom >f.bin
+	# r3 had this file from before: it sits out.
+	cp f.bin "$T/r3/f.bin"
+	# r4 starts in the middle of the transfer.
+	(sleep 0.4; mkdir -p "$T/r4"; lab_bg 4 "$T/r4.log" cm-mcast recv --interface "$(lab_ip 4)" --channel "$CH" --dir "$T/r4" --id r4 >/dev/null) &
+	run send f.bin --expect 3 --json
+	assert_success
+	same f.bin 3
+	echo "$output" | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+m = {x["id"]: x for x in j["members"]}
+assert m["r3"]["had_it"] and m["r4"]["received"], m'
+}
+
+@test "a wrong key: nothing is delivered, the packets are counted and dropped" {
+	lab_up mc 3
+	cm-assign keygen --encrypt -o good >/dev/null
+	cm-assign keygen --encrypt -o bad >/dev/null
+	receivers 2 --key good
+	head -c 100000 /dev/urandom >f.bin
+	run send f.bin --expect 2 --key bad --max-idle-passes 1 --report-timeout 1
+	assert_failure 6
+	[ ! -e "$T/r2/f.bin" ]
+	run send f.bin --expect 2 --key good
+	assert_success
+	same f.bin 2
+	kill -TERM "$(cat "$T/r2.pid")"
+	sleep 0.5
+	grep -E "dropped 0 malformed and [1-9][0-9]* unauthenticated" "$T/r2.log"
+}
+
+@test "garbage packets do not disturb a receiver" {
+	lab_up mc 3
+	receivers 1
+	python3 - "$(lab_ip 2)" <<'PY' &
+import os, random, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("10.77.1.13"))
+end = time.time() + 2
+while time.time() < end:
+    n = random.randint(0, 1500)
+    b = os.urandom(n)
+    if random.random() < 0.5:
+        b = b"CMMC\x01" + bytes([random.randint(0, 12), random.randint(0, 2)]) + os.urandom(8) + b
+    s.sendto(b, ("239.192.77.9", 7709))
+PY
+	garbage=$!
+	head -c 3000000 /dev/urandom >f.bin
+	run send f.bin --expect 1
+	wait $garbage || true
+	assert_success
+	same f.bin 1
+	kill -0 "$(cat "$T/r2.pid")"
+}

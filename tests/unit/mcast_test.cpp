@@ -1,0 +1,291 @@
+// cm-mcast's protocol in simulated time: one sender, several receivers
+// with in-memory files, independent random loss per receiver.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "mcast/receiver.hpp"
+#include "mcast/sender.hpp"
+
+using namespace cm;
+using namespace cm::mcast;
+
+namespace {
+
+class MemSink : public FrameSink {
+ public:
+  Status write(uint64_t offset, std::string_view data) override {
+    if (data_.size() < offset + data.size())
+      data_.resize(offset + data.size());
+    data_.replace(offset, data.size(), data);
+    return {};
+  }
+  Result<size_t> read(uint64_t offset, void* buf, size_t n) override {
+    if (offset >= data_.size())
+      return size_t{0};
+    size_t k = std::min(n, data_.size() - offset);
+    std::memcpy(buf, data_.data() + offset, k);
+    return k;
+  }
+  std::string data_;
+};
+
+std::string random_file(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s)
+    c = static_cast<char>(rng());
+  return s;
+}
+
+struct Rx {
+  std::string id;
+  double loss = 0;
+  bool up = true;
+  bool has_file_already = false;
+  Nanos join_at = 0;
+  std::unique_ptr<ReceiverSession> session;
+  MemSink* sink = nullptr;
+  bool reported = false;
+};
+
+struct McRun {
+  std::string file;
+  uint32_t frame = 1000;
+  std::vector<Rx> rx;
+  SenderStats stats;
+  std::vector<MemberOutcome> outcome;
+  bool succeeded = false;
+  Nanos took = 0;
+  uint64_t union_lost = 0;  // data frames lost at some receiver
+  size_t quorum = 0;
+  int kill_after_frames = -1;  // receiver 0 dies after this many frames
+};
+
+void simulate(McRun& r, uint64_t seed = 1) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  SenderConfig cfg;
+  cfg.session = 0xabcdef;
+  cfg.name = "a42";
+  cfg.size = r.file.size();
+  cfg.sha256 = sha256(r.file);
+  cfg.frame_size = r.frame;
+  cfg.rate = 100'000'000;
+  cfg.quorum = r.quorum;
+  for (const Rx& x : r.rx)
+    cfg.expected.push_back(Expected{x.id, std::nullopt});
+  Sender s(cfg, [&](uint64_t f) -> Result<std::string> {
+    size_t off = f * r.frame;
+    return r.file.substr(off, std::min<size_t>(r.frame, r.file.size() - std::min(off, r.file.size())));
+  });
+  Nanos now = 0;
+  s.start(now);
+  net::Endpoint from{};
+  uint64_t data_seen = 0;
+  while (!s.finished() && now < 120000 * kMs) {
+    ASSERT_TRUE(s.tick(now).ok());
+    for (Outgoing& o : s.take_outgoing()) {
+      bool any_lost = false;
+      for (size_t i = 0; i < r.rx.size(); i++) {
+        Rx& x = r.rx[i];
+        if (!x.up || now < x.join_at)
+          continue;
+        if (u(rng) < x.loss) {
+          any_lost = true;
+          continue;
+        }
+        const Packet& p = o.packet;
+        if (p.type == Type::Announce && !x.session) {
+          Packet j;
+          j.type = Type::Join;
+          j.session = p.session;
+          j.member = x.id;
+          j.status = x.has_file_already ? 1 : 0;
+          s.recv(j, from, now);
+          if (!x.has_file_already) {
+            auto sink = std::make_unique<MemSink>();
+            x.sink = sink.get();
+            x.session = std::make_unique<ReceiverSession>(p, ReceiverConfig{x.id, 5 * kMs, seed + i},
+                                                          std::move(sink));
+          }
+        } else if (!x.session && !x.has_file_already && (p.type == Type::Data || p.type == Type::PassEnd)) {
+          // A session it missed the announce of: ask for it.
+          Packet j;
+          j.type = Type::Join;
+          j.session = p.session;
+          j.member = x.id;
+          j.status = 2;
+          s.recv(j, from, now);
+        } else if (x.session) {
+          if (p.type == Type::Data) {
+            x.session->on_data(p);
+            if (i == 0 && r.kill_after_frames >= 0 &&
+                ++data_seen > static_cast<uint64_t>(r.kill_after_frames))
+              x.up = false;
+          } else if (p.type == Type::PassEnd) {
+            x.session->on_pass_end(p, now);
+          } else if (p.type == Type::ReportReq) {
+            x.session->on_report_req(p, now);
+          }
+        }
+      }
+      if (any_lost && o.packet.type == Type::Data)
+        r.union_lost++;
+    }
+    for (size_t i = 0; i < r.rx.size(); i++) {
+      Rx& x = r.rx[i];
+      if (!x.session || !x.up)
+        continue;
+      ASSERT_TRUE(x.session->tick(now).ok());
+      if (x.session->complete() && !x.reported) {
+        x.session->set_report(0, "{\"ok\":true}", 3, now);
+        x.reported = true;
+      }
+      for (Outgoing& o : x.session->take_outgoing())
+        if (u(rng) >= x.loss)  // answers get lost too
+          s.recv(o.packet, from, now);
+    }
+    Nanos next = s.next_wakeup();
+    for (Rx& x : r.rx)
+      if (x.session && x.up)
+        next = std::min(next, x.session->next_wakeup());
+    now = std::max(now + 100000, std::min(next, now + kMs));
+  }
+  r.took = now;
+  r.stats = s.stats();
+  r.outcome = s.outcome();
+  r.succeeded = s.succeeded();
+}
+
+McRun basic(size_t size, int receivers, double loss) {
+  McRun r;
+  r.file = random_file(size, size + 7);
+  for (int i = 0; i < receivers; i++) {
+    Rx x;
+    x.id = "m" + std::to_string(i);
+    x.loss = loss;
+    r.rx.push_back(std::move(x));
+  }
+  return r;
+}
+
+}  // namespace
+
+class McastLoss : public ::testing::TestWithParam<double> {};
+
+TEST_P(McastLoss, EveryReceiverGetsAnIdenticalCopy) {
+  McRun r = basic(1'000'000, 6, GetParam());
+  simulate(r);
+  ASSERT_TRUE(r.succeeded);
+  for (const Rx& x : r.rx) {
+    ASSERT_TRUE(x.session && x.session->complete()) << x.id;
+    EXPECT_EQ(x.sink->data_, r.file) << x.id;
+  }
+  for (const MemberOutcome& m : r.outcome) {
+    EXPECT_TRUE(m.received && m.reported) << m.id;
+    EXPECT_EQ(m.output, "{\"ok\":true}");
+  }
+  // Frames sent again: what the union of the losses forces, and little more.
+  EXPECT_LE(r.stats.retransmitted, r.union_lost * 12 / 10 + 10);
+}
+
+INSTANTIATE_TEST_SUITE_P(Loss, McastLoss, ::testing::Values(0.0, 0.02, 0.10));
+
+TEST(Mcast, ZeroByteOneFrameAndExactMultiple) {
+  for (size_t size : {size_t{0}, size_t{1}, size_t{1000}, size_t{3000}, size_t{2999}}) {
+    McRun r = basic(size, 3, 0.0);
+    simulate(r);
+    ASSERT_TRUE(r.succeeded) << size;
+    for (const Rx& x : r.rx)
+      EXPECT_EQ(x.sink->data_, r.file) << size;
+  }
+}
+
+TEST(Mcast, TheLastFrameLostComesAgain) {
+  // Heavy loss makes losing the last frame certain at some receiver.
+  McRun r = basic(5000, 5, 0.3);
+  simulate(r, 3);
+  ASSERT_TRUE(r.succeeded);
+  for (const Rx& x : r.rx)
+    EXPECT_EQ(x.sink->data_, r.file);
+}
+
+TEST(Mcast, AMemberThatHasItSitsOut) {
+  McRun r = basic(200000, 3, 0.0);
+  r.rx[1].has_file_already = true;
+  simulate(r);
+  ASSERT_TRUE(r.succeeded);
+  EXPECT_FALSE(r.rx[1].session);
+  for (const MemberOutcome& m : r.outcome) {
+    if (m.id == "m1") {
+      EXPECT_TRUE(m.had_it);
+    }
+  }
+}
+
+TEST(Mcast, EveryoneHasItNoDataIsSent) {
+  McRun r = basic(200000, 2, 0.0);
+  for (Rx& x : r.rx)
+    x.has_file_already = true;
+  simulate(r);
+  EXPECT_TRUE(r.succeeded);
+  EXPECT_EQ(r.stats.data_packets, 0u);
+}
+
+TEST(Mcast, ALateJoinerCatchesUp) {
+  McRun r = basic(2'000'000, 3, 0.0);
+  r.rx[2].join_at = 60 * kMs;  // in the middle of pass 1
+  simulate(r);
+  ASSERT_TRUE(r.succeeded);
+  EXPECT_EQ(r.rx[2].sink->data_, r.file);
+  EXPECT_GE(r.stats.passes, 2u);
+}
+
+TEST(Mcast, AReceiverKilledMidTransferFailsTheQuorumOrNot) {
+  for (size_t quorum : {size_t{0}, size_t{3}}) {
+    McRun r = basic(1'000'000, 4, 0.0);
+    r.kill_after_frames = 200;
+    r.quorum = quorum;
+    simulate(r);
+    EXPECT_EQ(r.succeeded, quorum == 3) << quorum;
+    for (const MemberOutcome& m : r.outcome)
+      EXPECT_EQ(m.received, m.id != "m0") << m.id;
+    for (size_t i = 1; i < r.rx.size(); i++)
+      EXPECT_EQ(r.rx[i].sink->data_, r.file);
+  }
+}
+
+TEST(McastPacket, RoundTripAndRejects) {
+  auto key = crypto::SymmetricKey::generate();
+  ASSERT_TRUE(key.ok());
+  Packet n;
+  n.type = Type::Nack;
+  n.session = 99;
+  n.seq = 5;
+  n.member = "web-1";
+  n.pass = 2;
+  n.missing = 30;
+  n.ranges = {{3, 10}, {100, 20}};
+  std::string w = encode(n, &*key);
+  auto d = decode(w, &*key);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  ASSERT_EQ(d->ranges.size(), 2u);
+  EXPECT_EQ(d->ranges[1].start, 100u);
+  EXPECT_EQ(d->ranges[1].count, 20u);
+  EXPECT_FALSE(decode(encode(n, nullptr), &*key).ok());  // no MAC
+  for (size_t i = 0; i < w.size(); i++)
+    EXPECT_FALSE(decode(w.substr(0, i), &*key).ok());
+  std::string bad = w;
+  bad[w.size() / 2] ^= 1;
+  EXPECT_FALSE(decode(bad, &*key).ok());
+  Packet a;
+  a.type = Type::Announce;
+  a.session = 1;
+  a.name = "../x";
+  a.size = 10;
+  a.frame_size = 100;
+  a.frames = 1;
+  EXPECT_FALSE(decode(encode(a, nullptr), nullptr).ok());  // a path in the name
+}
