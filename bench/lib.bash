@@ -66,6 +66,15 @@ median() {
 	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 
+# percentile P N... — the P-th percentile (nearest rank) of the numbers
+# given: percentile 95 of 20 values is the 19th smallest.
+percentile() {
+	local p=$1
+	shift
+	printf '%s\n' "$@" | sort -g | awk -v p="$p" '{ v[NR] = $1 }
+		END { r = int((p * NR + 99) / 100); if (r < 1) r = 1; print v[r] }'
+}
+
 # ratio A B — A / B with 3 decimals ("n/a" when B is 0).
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.3f", a / b }'; }
 

@@ -13,7 +13,7 @@ libboost-program-options-dev librsync-dev libarchive-dev libssl-dev
 libsqlite3-dev libzstd-dev nlohmann-json3-dev"
 test="libgtest-dev bats bats-support bats-assert mandoc clang libclang-rt-14-dev
 iproute2 nftables procps psmisc rsync python3 zstd time bsdutils util-linux tar"
-bench="rsync rdiff xdelta3 zstd npm time"
+bench="rsync rdiff xdelta3 zstd npm time keepalived tcpdump"
 
 case "${1:-all}" in
 build) want="$build" ;;
