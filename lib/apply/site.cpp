@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <spawn.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -20,9 +19,8 @@
 
 #include "apply/applier.hpp"
 #include "fs/tree.hpp"
+#include "util/proc.hpp"
 #include "util/text.hpp"
-
-extern char** environ;
 
 namespace cm::apply {
 
@@ -661,31 +659,19 @@ Status Site::Impl::cleanup() {
 }
 
 void Site::Impl::reload(Report& rep) {
-  std::string cmd = opt.reload;
-  std::vector<std::string> env_strings = {"CM_SITE_ROOT=" + root, "CM_LIVE=" + std::to_string(state.live),
-                                          "CM_SITE=" + state.site};
-  std::vector<char*> envp;
-  for (char** e = environ; *e != nullptr; e++)
-    envp.push_back(*e);
-  for (std::string& s : env_strings)
-    envp.push_back(s.data());
-  envp.push_back(nullptr);
-  const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
-  pid_t pid;
-  int rc = ::posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char* const*>(argv), envp.data());
-  if (rc != 0) {
-    rep.reload_status = std::string("could not run: ") + std::strerror(rc);
+  Spawn sp;
+  sp.command = opt.reload;
+  sp.env = {"CM_SITE_ROOT=" + root, "CM_LIVE=" + std::to_string(state.live), "CM_SITE=" + state.site};
+  auto ran = run_shell(sp);
+  if (!ran.ok()) {
+    rep.reload_status = "could not run: " + ran.error().message;
     rep.code = kExitFailure;
     return;
   }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+  if (exit_code_of(ran->status) == 0) {
     rep.reload_status = "ok";
   } else {
-    rep.reload_status = WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
-                                          : "killed by signal " + std::to_string(WTERMSIG(status));
+    rep.reload_status = describe_status(ran->status);
     rep.code = kExitFailure;
   }
 }

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -19,8 +18,7 @@
 
 #include "elect/priority.hpp"
 #include "util/io.hpp"
-
-extern char** environ;
+#include "util/proc.hpp"
 
 namespace cm::elect {
 
@@ -75,40 +73,33 @@ class HookRunner {
 
  private:
   void start(const Job& j, const std::function<void(const std::string&)>& log) {
-    std::vector<std::string> env = j.env;
-    std::vector<char*> envp;
-    for (char** e = environ; *e != nullptr; e++)
-      envp.push_back(*e);
-    for (std::string& s : env)
-      envp.push_back(s.data());
-    envp.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    std::string input;
+    Spawn sp;
+    sp.command = j.command;
+    sp.env = j.env;
     if (!j.stdin_text.empty()) {
       // The hook reads the report on its standard input.
       const char* dir = std::getenv("TMPDIR");
-      input = std::string(dir != nullptr && *dir ? dir : "/tmp") + "/cm-elect-report.XXXXXX";
-      int fd = ::mkostemp(input.data(), O_CLOEXEC);
+      sp.stdin_file = std::string(dir != nullptr && *dir ? dir : "/tmp") + "/cm-elect-report.XXXXXX";
+      int fd = ::mkostemp(sp.stdin_file.data(), O_CLOEXEC);
       if (fd >= 0) {
-        FdWriter w(fd, input);
+        FdWriter w(fd, sp.stdin_file);
         Status ok = w.write(j.stdin_text);
         if (ok.ok())
           ok = w.flush();
         ::close(fd);
-        posix_spawn_file_actions_addopen(&fa, 0, input.c_str(), O_RDONLY, 0);
+      } else {
+        sp.stdin_file.clear();
       }
     }
-    const char* argv[] = {"/bin/sh", "-c", j.command.c_str(), nullptr};
-    int rc = ::posix_spawn(&pid_, "/bin/sh", &fa, nullptr, const_cast<char* const*>(argv), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    if (!input.empty())
-      ::unlink(input.c_str());  // the hook has it open by now
-    if (rc != 0) {
+    auto child = spawn_shell(sp);
+    if (!sp.stdin_file.empty())
+      ::unlink(sp.stdin_file.c_str());  // the hook has it open by now
+    if (!child.ok()) {
       if (log)
-        log(std::string("cannot run hook: ") + std::strerror(rc));
+        log("cannot run hook: " + child.error().message);
       return;
     }
+    pid_ = child->pid;
     current_ = j.command;
     pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
     if (!pidfd_.valid()) {  // no pidfd: wait for it here

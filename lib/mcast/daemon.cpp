@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -22,9 +21,8 @@
 
 #include "assign/reader.hpp"
 #include "mcast/receiver.hpp"
+#include "util/proc.hpp"
 #include "util/text.hpp"
-
-extern char** environ;
 
 namespace cm::mcast {
 
@@ -324,17 +322,6 @@ struct Command {
   Nanos started = 0;
 };
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) {
-    if (c == '\'')
-      q += "'\\''";
-    else
-      q += c;
-  }
-  return q + "'";
-}
-
 }  // namespace
 
 Status run_recv(const RecvOptions& opt) {
@@ -440,40 +427,22 @@ Status run_recv(const RecvOptions& opt) {
       if (it == sessions.end())
         continue;
       Session& s = it->second;
-      std::string cmd = opt.exec;
-      std::string quoted = shell_quote(s.final_path);
-      for (size_t p = cmd.find("{}"); p != std::string::npos; p = cmd.find("{}", p + quoted.size()))
-        cmd.replace(p, 2, quoted);
-      int pipefd[2];
-      if (::pipe2(pipefd, O_CLOEXEC) != 0) {
+      Spawn sp;
+      sp.command = expand_braces(opt.exec, s.final_path);
+      sp.env = {"CM_FILE=" + s.final_path, "CM_ASSIGNMENT=" + std::to_string(s.rx->announce().assignment)};
+      sp.capture_stdout = true;
+      auto child = spawn_shell(sp);
+      if (!child.ok()) {
+        log(child.error().message);
         s.rx->set_report(127, "", 0, now);
         continue;
       }
-      posix_spawn_file_actions_t fa;
-      posix_spawn_file_actions_init(&fa);
-      posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-      std::vector<std::string> env = {"CM_FILE=" + s.final_path,
-                                      "CM_ASSIGNMENT=" + std::to_string(s.rx->announce().assignment)};
-      std::vector<char*> envp;
-      for (char** e = environ; *e != nullptr; e++)
-        envp.push_back(*e);
-      for (std::string& e : env)
-        envp.push_back(e.data());
-      envp.push_back(nullptr);
-      const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
       Command c;
       c.session = id;
       c.started = now;
-      int rc = ::posix_spawn(&c.pid, "/bin/sh", &fa, nullptr, const_cast<char* const*>(argv), envp.data());
-      posix_spawn_file_actions_destroy(&fa);
-      ::close(pipefd[1]);
-      if (rc != 0) {
-        ::close(pipefd[0]);
-        s.rx->set_report(127, "", 0, now);
-        continue;
-      }
-      ::fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
-      c.out.reset(pipefd[0]);
+      c.pid = child->pid;
+      ::fcntl(child->out.get(), F_SETFL, O_NONBLOCK);
+      c.out = std::move(child->out);
       c.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, c.pid, 0)));
       running = std::move(c);
     }
