@@ -12,7 +12,7 @@ build="cmake g++ make pkg-config
 libboost-program-options-dev librsync-dev libarchive-dev libssl-dev
 libsqlite3-dev libzstd-dev nlohmann-json3-dev"
 test="libgtest-dev bats bats-support bats-assert mandoc clang libclang-rt-14-dev
-iproute2 nftables procps psmisc rsync python3 zstd time bsdutils util-linux tar"
+iproute2 nftables procps psmisc rsync python3 zstd time bsdutils util-linux tar openssl coreutils"
 bench="rsync rdiff xdelta3 zstd npm time keepalived tcpdump"
 
 case "${1:-all}" in

@@ -1,0 +1,663 @@
+#include "push/agent.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "fs/tree.hpp"
+#include "push/job.hpp"
+#include "push/proto.hpp"
+#include "util/hash.hpp"
+#include "util/proc.hpp"
+
+namespace cm::push {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+Message error_msg(const std::string& why) {
+  return Message{Msg::Error, {{"error", why}}, ""};
+}
+
+// One job on this leader.
+struct Copy {
+  JobMeta meta;
+  std::string dir, part, final_path;
+  Fd fd;
+  bool ready = false;     // the file is open and its verified prefix known
+  uint64_t verified = 0;  // chunks checked and written, in order
+  Sha256 whole;           // over those chunks
+  bool cut_through = true;
+  bool complete = false, delivered = false, given_up = false, next_started = false;
+  std::string source;
+  net::Endpoint source_addr;
+  uint64_t generation = 0;  // bumped by every NOTIFY: a new source
+  net::TlsStream* stream = nullptr;
+  unsigned serving = 0;
+  int deliver_exit = -1;
+  std::string deliver_output;
+  bool finished = false;  // nothing left to do but serve
+};
+
+class Agent {
+ public:
+  explicit Agent(const AgentOptions& o) : opt_(o) {}
+  Status run();
+
+ private:
+  void log(const std::string& m) {
+    if (opt_.log)
+      opt_.log(m);
+  }
+  void handle(Fd fd);
+  Message on_notify(const Message& m, const std::string& peer);
+  Status on_fetch(net::TlsStream& s, const Message& m);
+
+  void worker(std::shared_ptr<Copy> c);
+  Status prepare(Copy& c);
+  Status fetch_from(const std::shared_ptr<Copy>& c, uint64_t gen, const net::Endpoint& src);
+  void ask_next(std::shared_ptr<Copy> c);
+  void deliver(const std::shared_ptr<Copy>& c);
+  void heartbeat();
+  void prune();
+
+  Result<Message> rpc(const Message& m);
+  // Retries until the manager answers (or the deadline); false if it
+  // said the job was given up on here.
+  bool report(const std::shared_ptr<Copy>& c, const Message& m, int seconds);
+  Message status_msg(const Copy& c, const std::string& state);
+
+  AgentOptions opt_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::map<uint64_t, std::shared_ptr<Copy>> copies_;
+  std::atomic<bool> stop_{false};
+};
+
+Result<Message> Agent::rpc(const Message& m) {
+  CM_ASSIGN(auto s, net::TlsStream::connect(opt_.tls, opt_.manager, 5000));
+  s->set_timeout(15000);
+  CM_TRY(send(*s, m));
+  CM_ASSIGN(Message r, receive(*s, "the manager " + opt_.manager.str()));
+  s->shutdown();
+  return r;
+}
+
+Message Agent::status_msg(const Copy& c, const std::string& state) {
+  Message m;
+  m.type = Msg::Status;
+  m.body = {
+      {"job", c.meta.id}, {"state", state}, {"bytes", std::min(c.verified * c.meta.chunk_size, c.meta.size)}};
+  return m;
+}
+
+bool Agent::report(const std::shared_ptr<Copy>& c, const Message& m, int seconds) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  for (int attempt = 0; !stop_; attempt++) {
+    auto r = rpc(m);
+    if (r.ok()) {
+      if (r->type == Msg::None) {
+        std::lock_guard<std::mutex> g(mu_);
+        c->given_up = true;
+        if (c->stream != nullptr)
+          c->stream->abort();
+        changed_.notify_all();
+        log("job " + std::to_string(c->meta.id) + ": the manager gave up on this leader (" +
+            r->body.value("note", std::string("?")) + ")");
+        return false;
+      }
+      if (r->type == Msg::Error)
+        log("job " + std::to_string(c->meta.id) + ": the manager refused " + msg_name(m.type) + ": " +
+            r->body.value("error", std::string("?")));
+      return true;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      log("job " + std::to_string(c->meta.id) + ": cannot reach the manager: " + r.error().message);
+      return true;
+    }
+    if (attempt == 0)
+      log("job " + std::to_string(c->meta.id) + ": " + r.error().message + " (retrying)");
+    std::this_thread::sleep_for(500ms);
+  }
+  return true;
+}
+
+Message Agent::on_notify(const Message& m, const std::string& peer) {
+  if (peer != opt_.manager_name)
+    return error_msg("only '" + opt_.manager_name + "' may send NOTIFY, not '" + peer + "'");
+  auto meta = JobMeta::get(m);
+  if (!meta.ok())
+    return error_msg(meta.error().message);
+  auto source = m.str("source");
+  auto addr = m.str("source_address");
+  if (!source.ok() || !addr.ok())
+    return error_msg("NOTIFY without a source");
+  auto ep = net::parse_endpoint(*addr);
+  if (!ep.ok())
+    return error_msg(ep.error().message);
+  std::string leader = m.body.value("leader", std::string());
+  if (leader != opt_.tls->name())
+    return error_msg("this is '" + opt_.tls->name() + "', not '" + leader + "'");
+  std::lock_guard<std::mutex> g(mu_);
+  auto it = copies_.find(meta->id);
+  if (it != copies_.end()) {
+    Copy& c = *it->second;
+    if (c.meta.sha256 != meta->sha256 || c.meta.size != meta->size)
+      return error_msg("job " + std::to_string(meta->id) + " here is another file");
+    c.source = *source;
+    c.source_addr = *ep;
+    c.generation++;
+    c.given_up = false;
+    if (c.stream != nullptr)
+      c.stream->abort();  // the worker goes on at the new source
+    changed_.notify_all();
+    log("job " + std::to_string(c.meta.id) + ": now from " + c.source);
+    if (c.finished) {
+      // The manager lost track (it restarted): say again what happened here.
+      std::shared_ptr<Copy> cp = it->second;
+      std::thread([this, cp] {
+        report(cp, status_msg(*cp, "complete"), 60);
+        if (cp->meta.deliver) {
+          Message d;
+          d.type = Msg::Delivered;
+          d.body = {{"job", cp->meta.id}, {"exit", cp->deliver_exit}, {"output", cp->deliver_output}};
+          report(cp, d, 60);
+        }
+      }).detach();
+    }
+    return Message{Msg::Ok, nlohmann::json::object(), ""};
+  }
+  auto c = std::make_shared<Copy>();
+  c->meta = std::move(*meta);
+  c->source = *source;
+  c->source_addr = *ep;
+  c->cut_through = m.body.value("cut_through", true);
+  copies_[c->meta.id] = c;
+  log("job " + std::to_string(c->meta.id) + ": " + c->meta.name + " (" + std::to_string(c->meta.size) +
+      " bytes) from " + c->source);
+  std::thread([this, c] { worker(c); }).detach();
+  return Message{Msg::Ok, nlohmann::json::object(), ""};
+}
+
+// Opens the job's file and finds how much of it is already here and good
+// (after a restart of the agent): those chunks are not fetched again.
+Status Agent::prepare(Copy& c) {
+  c.dir = opt_.dir + "/" + std::to_string(c.meta.id);
+  c.final_path = c.dir + "/" + c.meta.name;
+  c.part = c.final_path + ".part";
+  if (::mkdir(c.dir.c_str(), 0755) != 0 && errno != EEXIST)
+    return sys_error("cannot create", c.dir, errno);
+  bool have_final = ::access(c.final_path.c_str(), F_OK) == 0;
+  const std::string& path = have_final ? c.final_path : c.part;
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return sys_error("cannot open", path, errno);
+  Fd file(fd);
+  std::string buf;
+  uint64_t good = 0;
+  for (; good < c.meta.chunk_count(); good++) {
+    buf.resize(static_cast<size_t>(c.meta.chunk_length(good)));
+    ssize_t n = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(good * c.meta.chunk_size));
+    if (n != static_cast<ssize_t>(buf.size()) || sha256(buf) != c.meta.chunks[good])
+      break;
+    c.whole.update(buf);
+  }
+  bool whole = false;
+  if (good == c.meta.chunk_count()) {
+    whole = c.whole.finish() == c.meta.sha256;
+    if (!whole)
+      good = 0;
+  }
+  uint64_t keep = std::min(good * c.meta.chunk_size, c.meta.size);
+  if (::ftruncate(fd, static_cast<off_t>(keep)) != 0)
+    return sys_error("cannot truncate", path, errno);
+  if (whole && !have_final) {
+    if (::fsync(fd) != 0 || ::rename(c.part.c_str(), c.final_path.c_str()) != 0)
+      return sys_error("cannot rename", c.part, errno);
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  c.fd = std::move(file);
+  c.verified = good;
+  c.ready = true;
+  c.complete = whole;
+  if (good > 0)
+    log("job " + std::to_string(c.meta.id) + ": " + std::to_string(keep) + " bytes already here and good");
+  changed_.notify_all();
+  return {};
+}
+
+Status Agent::fetch_from(const std::shared_ptr<Copy>& c, uint64_t gen, const net::Endpoint& src) {
+  CM_ASSIGN(auto s, net::TlsStream::connect(opt_.tls, src, 5000));
+  s->set_timeout(opt_.idle_ms);
+  uint64_t first;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (c->generation != gen || c->given_up)
+      return Error("redirected");
+    c->stream = s.get();
+    first = c->verified;
+  }
+  struct Clear {
+    Agent* a;
+    Copy* c;
+    net::TlsStream* s;
+    ~Clear() {
+      std::lock_guard<std::mutex> g(a->mu_);
+      if (c->stream == s)
+        c->stream = nullptr;
+    }
+  } clear{this, c.get(), s.get()};
+  const std::string who = s->peer() + " (" + src.str() + ")";
+  Message f;
+  f.type = Msg::Fetch;
+  f.body = {{"job", c->meta.id}, {"offset", first * c->meta.chunk_size}};
+  CM_TRY(send(*s, f));
+  auto last_chunk = std::chrono::steady_clock::now();
+  uint64_t i = first;
+  for (;;) {
+    CM_ASSIGN(Message m, receive(*s, who));
+    if (m.type == Msg::Ok)
+      break;
+    if (m.type == Msg::Error)
+      return Error(who + ": " + m.body.value("error", std::string("?")));
+    if (m.type == Msg::Wait) {
+      // The source is waiting for its own source: alive, but no progress.
+      if (std::chrono::steady_clock::now() - last_chunk > std::chrono::milliseconds(opt_.idle_ms) * 6)
+        return Error(who + " has made no progress for " + std::to_string(opt_.idle_ms * 6 / 1000) + " s");
+      continue;
+    }
+    if (m.type != Msg::Chunk)
+      return Error(who + " sent " + msg_name(m.type) + " instead of a chunk", kExitBadInput);
+    auto off = m.num("offset");
+    if (!off.ok() || *off != i * c->meta.chunk_size || i >= c->meta.chunk_count())
+      return Error(who + " sent a chunk out of order", kExitBadInput);
+    if (m.blob.size() != c->meta.chunk_length(i) || sha256(m.blob) != c->meta.chunks[i])
+      return Error(who + " sent chunk " + std::to_string(i) + " that fails its SHA-256 check", kExitBadInput);
+    size_t done = 0;
+    while (done < m.blob.size()) {
+      ssize_t n = ::pwrite(c->fd.get(), m.blob.data() + done, m.blob.size() - done,
+                           static_cast<off_t>(i * c->meta.chunk_size + done));
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0) {
+        int err = errno;
+        // A full disk here is not the source's fault: give up loudly.
+        std::lock_guard<std::mutex> g(mu_);
+        c->given_up = true;
+        return sys_error("cannot write", c->part, err);
+      }
+      done += static_cast<size_t>(n);
+    }
+    c->whole.update(m.blob);
+    i++;
+    last_chunk = std::chrono::steady_clock::now();
+    std::lock_guard<std::mutex> g(mu_);
+    c->verified = i;
+    changed_.notify_all();
+  }
+  if (i != c->meta.chunk_count())
+    return Error(who + " ended the stream at chunk " + std::to_string(i) + " of " +
+                 std::to_string(c->meta.chunk_count()));
+  return {};
+}
+
+void Agent::ask_next(std::shared_ptr<Copy> c) {
+  Message m;
+  m.type = Msg::Next;
+  m.body = {{"job", c->meta.id}};
+  int failures = 0;
+  while (!stop_) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (c->given_up)
+        return;
+    }
+    auto r = rpc(m);
+    if (!r.ok()) {
+      if (++failures > 120) {
+        log("job " + std::to_string(c->meta.id) + ": stopped asking whom to serve: " + r.error().message);
+        return;
+      }
+      std::this_thread::sleep_for(500ms);
+      continue;
+    }
+    failures = 0;
+    switch (r->type) {
+      case Msg::Target:
+        log("job " + std::to_string(c->meta.id) + ": serving " + r->body.value("leader", std::string("?")));
+        break;
+      case Msg::Wait:
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds(std::clamp(r->body.value("ms", 200), 10, 5000)));
+        break;
+      case Msg::None: return;
+      default:
+        log("job " + std::to_string(c->meta.id) + ": NEXT answered with " + msg_name(r->type) + " " +
+            r->body.value("error", std::string()));
+        return;
+    }
+  }
+}
+
+void Agent::deliver(const std::shared_ptr<Copy>& c) {
+  int exit = 0;
+  std::string output;
+  if (!opt_.deliver.empty()) {
+    Spawn sp;
+    sp.command = expand_braces(opt_.deliver, c->final_path);
+    sp.env = {"CM_FILE=" + c->final_path, "CM_JOB=" + std::to_string(c->meta.id)};
+    sp.capture_stdout = true;
+    auto ran = run_shell(sp, 4u << 20);
+    if (ran.ok()) {
+      exit = exit_code_of(ran->status);
+      output = ran->output;
+      if (exit != 0)
+        log("job " + std::to_string(c->meta.id) + ": the deliver command ended with " +
+            describe_status(ran->status));
+    } else {
+      exit = 127;
+      log("job " + std::to_string(c->meta.id) + ": " + ran.error().message);
+    }
+  }
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    c->deliver_exit = exit < 0 ? 128 : exit;
+    c->deliver_output = output;
+  }
+  Message d;
+  d.type = Msg::Delivered;
+  d.body = {{"job", c->meta.id}, {"exit", c->deliver_exit}, {"output", output}};
+  report(c, d, 600);
+}
+
+void Agent::worker(std::shared_ptr<Copy> c) {
+  const std::string job = "job " + std::to_string(c->meta.id);
+  Status ready = prepare(*c);
+  if (!ready.ok()) {
+    log(job + ": " + ready.error().message);
+    std::lock_guard<std::mutex> g(mu_);
+    c->given_up = true;
+    return;
+  }
+  auto start_next = [&] {
+    std::lock_guard<std::mutex> g(mu_);
+    if (c->next_started)
+      return;
+    c->next_started = true;
+    std::thread([this, c] { ask_next(c); }).detach();
+  };
+  if (c->cut_through)
+    start_next();
+  bool retried_whole = false;
+  while (!c->complete) {
+    uint64_t gen;
+    net::Endpoint src;
+    std::string source;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (c->given_up || stop_)
+        return;
+      gen = c->generation;
+      src = c->source_addr;
+      source = c->source;
+    }
+    Status st = c->verified == c->meta.chunk_count() ? Status() : fetch_from(c, gen, src);
+    if (st.ok()) {
+      Digest d = c->whole.finish();
+      if (d != c->meta.sha256) {
+        // Every chunk passed but the whole does not: the job itself is
+        // inconsistent. Start over once, then give up.
+        log(job + ": the whole file fails its SHA-256 check");
+        std::lock_guard<std::mutex> g(mu_);
+        if (retried_whole || ::ftruncate(c->fd.get(), 0) != 0) {
+          c->given_up = true;
+          return;
+        }
+        retried_whole = true;
+        c->verified = 0;
+        continue;
+      }
+      if (::fsync(c->fd.get()) != 0 || ::rename(c->part.c_str(), c->final_path.c_str()) != 0) {
+        if (::access(c->final_path.c_str(), F_OK) != 0) {
+          log(job + ": cannot keep '" + c->final_path + "': " + std::strerror(errno));
+          std::lock_guard<std::mutex> g(mu_);
+          c->given_up = true;
+          return;
+        }
+      }
+      std::lock_guard<std::mutex> g(mu_);
+      c->complete = true;
+      changed_.notify_all();
+      break;
+    }
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (c->given_up || stop_)
+        return;
+      if (c->generation != gen)
+        continue;  // told to fetch elsewhere: not the source's fault
+    }
+    log(job + ": source " + source + " failed: " + st.error().message);
+    Message m = status_msg(*c, "source-failed");
+    m.body["source"] = source;
+    m.body["error"] = st.error().message;
+    if (!report(c, m, 60))
+      return;
+    // Wait for the manager to name another source (bounded), else retry.
+    std::unique_lock<std::mutex> g(mu_);
+    changed_.wait_for(g, std::chrono::milliseconds(opt_.idle_ms) * 3,
+                      [&] { return c->generation != gen || c->given_up || stop_; });
+  }
+  log(job + ": verified whole, " + c->final_path);
+  if (!report(c, status_msg(*c, "complete"), 120))
+    return;
+  start_next();
+  if (c->meta.deliver)
+    deliver(c);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    c->delivered = true;
+    c->finished = true;
+  }
+  prune();
+}
+
+Status Agent::on_fetch(net::TlsStream& s, const Message& m) {
+  CM_ASSIGN(uint64_t id, m.num("job"));
+  CM_ASSIGN(uint64_t offset, m.num("offset"));
+  std::shared_ptr<Copy> c;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = copies_.find(id);
+    if (it == copies_.end())
+      return send(s, error_msg("'" + opt_.tls->name() + "' has no job " + std::to_string(id)));
+    c = it->second;
+    if (offset % c->meta.chunk_size != 0 || offset > c->meta.size)
+      return send(s, error_msg("bad offset " + std::to_string(offset)));
+    c->serving++;
+  }
+  struct Done {
+    Agent* a;
+    Copy* c;
+    ~Done() {
+      std::lock_guard<std::mutex> g(a->mu_);
+      c->serving--;
+    }
+  } done{this, c.get()};
+  std::string buf;
+  auto last_progress = std::chrono::steady_clock::now();
+  for (uint64_t i = offset / c->meta.chunk_size; i < c->meta.chunk_count();) {
+    bool have;
+    {
+      std::unique_lock<std::mutex> g(mu_);
+      changed_.wait_for(g, 2s, [&] { return (c->ready && c->verified > i) || c->given_up || stop_; });
+      if (c->given_up || stop_)
+        return send(s, error_msg("'" + opt_.tls->name() + "' gave up on job " + std::to_string(id)));
+      have = c->ready && c->verified > i;
+    }
+    if (!have) {
+      // Still waiting for our own source: keep the fetcher from timing out.
+      if (std::chrono::steady_clock::now() - last_progress > std::chrono::milliseconds(opt_.idle_ms) * 6)
+        return send(
+            s, error_msg("'" + opt_.tls->name() + "' has had no new data for job " + std::to_string(id)));
+      CM_TRY(send(s, Message{Msg::Wait, {{"ms", 2000}}, ""}));
+      continue;
+    }
+    buf.resize(static_cast<size_t>(c->meta.chunk_length(i)));
+    ssize_t n = ::pread(c->fd.get(), buf.data(), buf.size(), static_cast<off_t>(i * c->meta.chunk_size));
+    if (n != static_cast<ssize_t>(buf.size()))
+      return send(s,
+                  error_msg("'" + opt_.tls->name() + "' cannot read its copy of job " + std::to_string(id)));
+    CM_TRY(send(s, Message{Msg::Chunk, {{"offset", i * c->meta.chunk_size}}, buf}));
+    last_progress = std::chrono::steady_clock::now();
+    i++;
+  }
+  return send(s, Message{Msg::Ok, {{"end", true}}, ""});
+}
+
+void Agent::handle(Fd fd) {
+  auto s = net::TlsStream::accept(opt_.tls, std::move(fd), 10000);
+  if (!s.ok()) {
+    log("refused: " + s.error().message);
+    return;
+  }
+  (*s)->set_timeout(opt_.idle_ms);
+  auto m = receive(**s, (*s)->peer() + " (" + (*s)->name() + ")");
+  if (!m.ok()) {
+    log(m.error().message);
+    if (m.error().code == kExitBadInput)
+      (void)send(**s, error_msg(m.error().message));
+    return;
+  }
+  Status st;
+  if (m->type == Msg::Notify)
+    st = send(**s, on_notify(*m, (*s)->peer()));
+  else if (m->type == Msg::Fetch)
+    st = on_fetch(**s, *m);
+  else
+    st = send(**s, error_msg(std::string("cm-push agent does not take ") + msg_name(m->type)));
+  if (!st.ok())
+    log(st.error().message);
+  (*s)->shutdown();
+}
+
+// Every second: "still here", with how far each job has come.
+void Agent::heartbeat() {
+  while (!stop_) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(opt_.heartbeat_ms));
+    std::vector<std::pair<std::shared_ptr<Copy>, Message>> out;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      for (auto& [id, c] : copies_) {
+        if (c->given_up || c->finished || !c->ready)
+          continue;
+        if (c->complete && !c->meta.deliver)
+          continue;
+        out.emplace_back(c, status_msg(*c, c->complete ? "delivering" : "receiving"));
+      }
+    }
+    for (auto& [c, m] : out) {
+      auto r = rpc(m);
+      if (r.ok() && r->type == Msg::None) {
+        std::lock_guard<std::mutex> g(mu_);
+        c->given_up = true;
+        if (c->stream != nullptr)
+          c->stream->abort();
+        changed_.notify_all();
+        log("job " + std::to_string(c->meta.id) + ": the manager gave up on this leader");
+      }
+    }
+  }
+}
+
+// Keeps the newest `keep` finished jobs on disk; older ones go, unless
+// someone is fetching from them.
+void Agent::prune() {
+  std::vector<std::pair<uint64_t, std::string>> drop;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    std::vector<uint64_t> done;
+    for (auto& [id, c] : copies_)
+      if ((c->finished || c->given_up) && c->serving == 0)
+        done.push_back(id);
+    while (done.size() > opt_.keep) {
+      uint64_t id = done.front();
+      done.erase(done.begin());
+      drop.emplace_back(id, std::to_string(id));
+      copies_.erase(id);
+    }
+  }
+  for (auto& [id, name] : drop) {
+    Fd dir(::open(opt_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    Status st = dir.valid() ? fs::remove_tree_at(dir.get(), name, opt_.dir + "/" + name)
+                            : Status(sys_error("cannot open", opt_.dir, errno));
+    if (!st.ok())
+      log(st.error().message);
+  }
+}
+
+Status Agent::run() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  if (opt_.dir.empty())
+    return Error("cm-push agent needs a directory for its copies", kExitUsage);
+  if (::mkdir(opt_.dir.c_str(), 0755) != 0 && errno != EEXIST)
+    return sys_error("cannot create", opt_.dir, errno);
+  CM_ASSIGN(net::Listener l, net::Listener::open(opt_.listen));
+  log("agent " + opt_.tls->name() + " on " + l.local().str() + ", manager " + opt_.manager.str());
+  std::thread beat([this] { heartbeat(); });
+  while (!stop_) {
+    sigset_t pending;
+    sigpending(&pending);
+    if (sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT)) {
+      stop_ = true;
+      break;
+    }
+    auto fd = l.accept(200);
+    if (!fd.ok()) {
+      log(fd.error().message);
+      continue;
+    }
+    if (*fd)
+      std::thread([this, f = std::move(**fd)]() mutable { handle(std::move(f)); }).detach();
+  }
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    for (auto& [id, c] : copies_)
+      if (c->stream != nullptr)
+        c->stream->abort();
+    changed_.notify_all();
+  }
+  beat.join();
+  log("stopped");
+  return {};
+}
+
+}  // namespace
+
+Status run_agent(const AgentOptions& opt) {
+  // Detached threads may outlive run(): the agent lives until exit.
+  static Agent* agent = nullptr;
+  agent = new Agent(opt);
+  return agent->run();
+}
+
+}  // namespace cm::push

@@ -1,0 +1,76 @@
+#include "push/job.hpp"
+
+#include <cstring>
+#include <vector>
+
+namespace cm::push {
+
+void JobMeta::put(Message& m) const {
+  m.body["job"] = id;
+  m.body["name"] = name;
+  m.body["size"] = size;
+  m.body["sha256"] = to_hex(sha256);
+  m.body["chunk_size"] = chunk_size;
+  m.body["deliver"] = deliver;
+  m.blob.clear();
+  for (const Digest& d : chunks)
+    m.blob.append(reinterpret_cast<const char*>(d.data()), d.size());
+}
+
+Result<JobMeta> JobMeta::get(const Message& m) {
+  JobMeta j;
+  CM_ASSIGN(j.id, m.num("job"));
+  CM_ASSIGN(j.name, m.str("name"));
+  CM_ASSIGN(j.size, m.num("size"));
+  CM_ASSIGN(std::string hex, m.str("sha256"));
+  CM_ASSIGN(uint64_t chunk, m.num("chunk_size"));
+  if (!from_hex(hex, j.sha256))
+    return Error("bad sha256 in NOTIFY", kExitBadInput);
+  if (chunk < 4096 || chunk > (16u << 20))
+    return Error("bad chunk size in NOTIFY", kExitBadInput);
+  j.chunk_size = static_cast<uint32_t>(chunk);
+  auto d = m.body.find("deliver");
+  j.deliver = d == m.body.end() || (d->is_boolean() && d->get<bool>());
+  if (j.name.empty() || j.name.size() > 255 || j.name.find('/') != std::string::npos || j.name == "." ||
+      j.name == ".." || j.name[0] == '.')
+    return Error("bad file name in NOTIFY", kExitBadInput);
+  if (j.size > (uint64_t{1} << 44) || m.blob.size() != j.chunk_count() * 32)
+    return Error("the chunk table does not match the size", kExitBadInput);
+  for (size_t i = 0; i < m.blob.size(); i += 32) {
+    Digest h;
+    std::memcpy(h.data(), m.blob.data() + i, 32);
+    j.chunks.push_back(h);
+  }
+  return j;
+}
+
+Result<JobMeta> describe_file(const std::string& path, uint64_t id, uint32_t chunk_size) {
+  CM_ASSIGN(auto in, open_input(path));
+  JobMeta j;
+  j.id = id;
+  j.name = path.substr(path.rfind('/') == std::string::npos ? 0 : path.rfind('/') + 1);
+  j.chunk_size = chunk_size;
+  Sha256 whole, part;
+  std::vector<char> buf(chunk_size);
+  for (;;) {
+    size_t have = 0;
+    while (have < buf.size()) {
+      CM_ASSIGN(size_t got, in->read(buf.data() + have, buf.size() - have));
+      if (got == 0)
+        break;
+      have += got;
+    }
+    if (have == 0)
+      break;
+    whole.update(buf.data(), have);
+    part.update(buf.data(), have);
+    j.chunks.push_back(part.finish());
+    j.size += have;
+    if (have < buf.size())
+      break;
+  }
+  j.sha256 = whole.finish();
+  return j;
+}
+
+}  // namespace cm::push

@@ -1,0 +1,38 @@
+// What is distributed: a file cut into chunks, each with its SHA-256, so a
+// leader can check (and forward) every chunk as it arrives, and the whole
+// file's SHA-256, checked before a copy counts.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "push/proto.hpp"
+#include "util/hash.hpp"
+
+namespace cm::push {
+
+inline constexpr uint32_t kDefaultChunk = 256u << 10;
+
+struct JobMeta {
+  uint64_t id = 0;
+  std::string name;  // a file name, no '/'
+  uint64_t size = 0;
+  Digest sha256{};
+  uint32_t chunk_size = kDefaultChunk;
+  std::vector<Digest> chunks;
+  bool deliver = true;  // leaders run their deliver command on it
+
+  uint64_t chunk_count() const { return size == 0 ? 0 : (size + chunk_size - 1) / chunk_size; }
+  uint64_t chunk_length(uint64_t i) const {
+    return i + 1 < chunk_count() ? chunk_size : size - i * static_cast<uint64_t>(chunk_size);
+  }
+  // Into a NOTIFY's body and blob; and back, checked.
+  void put(Message& m) const;
+  static Result<JobMeta> get(const Message& m);
+};
+
+// Reads a file once: its chunks' and its whole SHA-256.
+Result<JobMeta> describe_file(const std::string& path, uint64_t id, uint32_t chunk_size);
+
+}  // namespace cm::push

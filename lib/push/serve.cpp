@@ -1,0 +1,600 @@
+#include "push/serve.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "push/job.hpp"
+#include "push/proto.hpp"
+
+namespace cm::push {
+
+namespace {
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Message error_msg(const std::string& why) {
+  return Message{Msg::Error, {{"error", why}}, ""};
+}
+
+Result<std::string> slurp(const std::string& path, size_t limit) {
+  CM_ASSIGN(auto in, open_input(path));
+  return read_all(*in, limit);
+}
+
+struct Entry {
+  Plan plan;
+  std::string data;  // the manager's copy, in the state directory
+};
+
+class Server {
+ public:
+  explicit Server(const ServeOptions& o) : opt_(o) {}
+  Status run();
+
+ private:
+  void log(const std::string& m) {
+    if (opt_.log)
+      opt_.log(m);
+  }
+  void handle(Fd fd);
+  Status dispatch(net::TlsStream& s, const Message& m);
+  Status on_send(net::TlsStream& s, const Message& m);
+  Status on_fetch(net::TlsStream& s, const Message& m);
+  Status on_query(net::TlsStream& s, const Message& m);
+  Message on_next(const Message& m, const std::string& peer);
+  Message on_status(const Message& m, const std::string& peer);
+  Message on_delivered(const Message& m, const std::string& peer);
+  Message on_cluster(const Message& m);
+
+  // With mu_ held: sends the notices (each from its own thread) and saves.
+  void carry_out(uint64_t id, Entry& e, const std::vector<Notice>& notices);
+  void save(const Entry& e);
+  void save_registry();
+  Status load();
+  void tick();
+  std::string job_dir() const { return opt_.state_dir + "/jobs"; }
+
+  ServeOptions opt_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::map<uint64_t, Entry> jobs_;
+  std::map<std::string, Leader> registry_;
+  uint64_t next_id_ = 1;
+  std::atomic<bool> stop_{false};
+};
+
+void Server::carry_out(uint64_t id, Entry& e, const std::vector<Notice>& notices) {
+  for (const Notice& n : notices) {
+    const LeaderState* l = e.plan.find(n.leader);
+    const LeaderState* src = e.plan.find(n.source);
+    if (l == nullptr)
+      continue;
+    Message m;
+    m.type = Msg::Notify;
+    e.plan.meta().put(m);
+    m.body["leader"] = n.leader;
+    m.body["source"] = n.source;
+    m.body["source_address"] = src != nullptr ? src->who.agent.str() : opt_.advertise.str();
+    m.body["cut_through"] = e.plan.cut_through();
+    net::Endpoint to = l->who.agent;
+    log("job " + std::to_string(id) + ": " + n.leader + " fetches from " + n.source);
+    std::string leader = n.leader;
+    // Connecting may take a while: not with the lock held.
+    std::thread([this, m, to, id, leader] {
+      auto s = net::TlsStream::connect(opt_.tls, to, 5000);
+      Status st = s.ok() ? send(**s, m) : Status(s.error());
+      Result<Message> r = st.ok() ? receive(**s, to.str()) : Result<Message>(st.error());
+      if (r.ok() && r->type == Msg::Ok)
+        return;
+      std::string why = r.ok() ? r->body.value("error", std::string(msg_name(r->type))) : r.error().message;
+      std::lock_guard<std::mutex> g(mu_);
+      auto it = jobs_.find(id);
+      if (it == jobs_.end())
+        return;
+      std::vector<Notice> more;
+      it->second.plan.unreachable(leader, why, steady_ms(), wall_ms(), more);
+      carry_out(id, it->second, more);
+      changed_.notify_all();
+    }).detach();
+  }
+  save(e);
+}
+
+Message Server::on_next(const Message& m, const std::string& peer) {
+  auto id = m.num("job");
+  if (!id.ok())
+    return error_msg(id.error().message);
+  std::lock_guard<std::mutex> g(mu_);
+  auto it = jobs_.find(*id);
+  if (it == jobs_.end())
+    return Message{Msg::None, nlohmann::json::object(), ""};
+  std::vector<Notice> out;
+  Answer a = it->second.plan.next(peer, steady_ms(), wall_ms(), out);
+  carry_out(*id, it->second, out);
+  switch (a.kind) {
+    case Answer::Target: return Message{Msg::Target, {{"leader", a.leader}}, ""};
+    case Answer::Wait: return Message{Msg::Wait, {{"ms", a.wait_ms}}, ""};
+    case Answer::None: break;
+  }
+  return Message{Msg::None, nlohmann::json::object(), ""};
+}
+
+Message Server::on_status(const Message& m, const std::string& peer) {
+  auto id = m.num("job");
+  auto state = m.str("state");
+  if (!id.ok() || !state.ok())
+    return error_msg("STATUS without a job or a state");
+  std::lock_guard<std::mutex> g(mu_);
+  auto it = jobs_.find(*id);
+  if (it == jobs_.end())
+    return error_msg("no job " + std::to_string(*id));
+  Entry& e = it->second;
+  std::vector<Notice> out;
+  std::string err =
+      e.plan.status(peer, *state, m.body.value("bytes", uint64_t{0}), m.body.value("source", std::string()),
+                    m.body.value("error", std::string()), steady_ms(), wall_ms(), out);
+  if (!err.empty())
+    return error_msg(err);
+  if (*state == "complete")
+    log("job " + std::to_string(*id) + ": " + peer + " has a verified copy");
+  else if (*state == "source-failed")
+    log("job " + std::to_string(*id) + ": " + peer +
+        " lost its source: " + m.body.value("error", std::string("?")));
+  carry_out(*id, e, out);
+  changed_.notify_all();
+  const LeaderState* l = e.plan.find(peer);
+  if (l != nullptr && l->state == "failed")
+    return Message{Msg::None, {{"note", "given up: " + l->failure}}, ""};
+  return Message{Msg::Ok, nlohmann::json::object(), ""};
+}
+
+Message Server::on_delivered(const Message& m, const std::string& peer) {
+  auto id = m.num("job");
+  if (!id.ok())
+    return error_msg(id.error().message);
+  std::lock_guard<std::mutex> g(mu_);
+  auto it = jobs_.find(*id);
+  if (it == jobs_.end())
+    return error_msg("no job " + std::to_string(*id));
+  int exit = m.body.contains("exit") && m.body["exit"].is_number_integer() ? m.body["exit"].get<int>() : -1;
+  std::string out = m.body.value("output", std::string());
+  auto group = nlohmann::json::parse(out, nullptr, false);
+  std::string err = it->second.plan.delivered(peer, exit, group.is_discarded() ? nlohmann::json(out) : group,
+                                              steady_ms(), wall_ms());
+  if (!err.empty())
+    return error_msg(err);
+  log("job " + std::to_string(*id) + ": " + peer + " delivered (exit " + std::to_string(exit) + ")");
+  save(it->second);
+  changed_.notify_all();
+  return Message{Msg::Ok, nlohmann::json::object(), ""};
+}
+
+// A cm-elect cluster report: the registry keeps the leader of each segment.
+Message Server::on_cluster(const Message& m) {
+  auto report = m.body.find("report");
+  if (report == m.body.end() || !report->is_object())
+    return error_msg("CLUSTER without a report");
+  const auto& r = *report;
+  if (r.value("state", std::string()) != "leader" || !r.contains("leader") || !r["leader"].is_object())
+    return Message{Msg::Ok, {{"note", "not from a leader: ignored"}}, ""};
+  const auto& lj = r["leader"];
+  Leader l;
+  l.id = lj.value("id", std::string());
+  auto addr = net::parse_address(lj.value("address", std::string()));
+  if (l.id.empty() || !addr.ok())
+    return error_msg("the report names no leader address");
+  l.agent = net::Endpoint{*addr, opt_.agent_port};
+  l.location = r.value("location", std::string());
+  l.segment = r.value("segment", std::string());
+  l.priority = lj.value("priority", uint32_t{0});
+  std::lock_guard<std::mutex> g(mu_);
+  // One leader per segment: a new leader replaces the old one.
+  for (auto it = registry_.begin(); it != registry_.end();)
+    it = (!l.segment.empty() && it->second.segment == l.segment && it->first != l.id) ? registry_.erase(it)
+                                                                                      : std::next(it);
+  bool fresh = registry_.count(l.id) == 0;
+  registry_[l.id] = l;
+  save_registry();
+  if (fresh)
+    log("leader " + l.id + " of segment '" + l.segment + "' at " + l.agent.str());
+  return Message{Msg::Ok, nlohmann::json::object(), ""};
+}
+
+// The manager keeps its own copy of what it distributes: a hard link when it
+// can (cm's tools replace files by rename, so the link keeps the old bytes),
+// a copy otherwise.
+Status snapshot(const std::string& from, const std::string& to) {
+  if (::link(from.c_str(), to.c_str()) == 0)
+    return {};
+  if (errno != EXDEV && errno != EPERM && errno != EMLINK)
+    return sys_error("cannot link", from, errno);
+  CM_ASSIGN(auto in, open_input(from));
+  CM_ASSIGN(auto out, Output::open(to));
+  std::string buf(1 << 20, '\0');
+  for (;;) {
+    CM_ASSIGN(size_t n, in->read(buf.data(), buf.size()));
+    if (n == 0)
+      break;
+    CM_TRY(out->writer().write(buf.data(), n));
+  }
+  return out->commit();
+}
+
+Status Server::on_send(net::TlsStream& s, const Message& m) {
+  CM_ASSIGN(std::string path, m.str("path"));
+  uint64_t chunk = m.body.value("chunk_size", uint64_t{kDefaultChunk});
+  if (chunk < 4096 || chunk > (16u << 20))
+    return send(s, error_msg("the chunk size must be between 4 KiB and 16 MiB"));
+  std::vector<Leader> leaders;
+  if (m.body.contains("leaders") && m.body["leaders"].is_array()) {
+    // An administrator's static order.
+    std::set<std::string> seen;
+    for (const auto& x : m.body["leaders"]) {
+      if (!x.is_object())
+        return send(s, error_msg("a leader in the list is not an object"));
+      Leader l;
+      l.id = x.value("id", std::string());
+      auto e = net::parse_endpoint(x.value("address", std::string()));
+      if (l.id.empty() || !e.ok())
+        return send(s, error_msg("a leader needs an id and an address:port"));
+      if (!seen.insert(l.id).second)
+        return send(s, error_msg("leader '" + l.id + "' is listed twice"));
+      l.agent = *e;
+      l.location = x.value("location", std::string());
+      leaders.push_back(l);
+    }
+  } else {
+    std::string group = m.body.value("group", std::string("all"));
+    std::set<std::string> segments;
+    std::stringstream ss(group);
+    for (std::string seg; std::getline(ss, seg, ',');)
+      segments.insert(seg);
+    std::lock_guard<std::mutex> g(mu_);
+    for (const auto& [id, l] : registry_)
+      if (segments.count("all") || segments.count(l.segment))
+        leaders.push_back(l);
+    // Locations together (the tree stays local where it can), the most
+    // capable leader of each first: it serves the others.
+    std::stable_sort(leaders.begin(), leaders.end(), [](const Leader& a, const Leader& b) {
+      return a.location != b.location ? a.location < b.location : a.priority > b.priority;
+    });
+  }
+  if (leaders.empty())
+    return send(s, error_msg("no leaders to send to (no cluster report has arrived for that group)"));
+  uint64_t id;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    id = next_id_++;
+  }
+  std::string data = job_dir() + "/" + std::to_string(id) + ".data";
+  ::unlink(data.c_str());
+  Status snap = snapshot(path, data);
+  if (!snap.ok())
+    return send(s, error_msg(snap.error().message));
+  auto meta = describe_file(data, id, static_cast<uint32_t>(chunk));
+  if (!meta.ok()) {
+    ::unlink(data.c_str());
+    return send(s, error_msg(meta.error().message));
+  }
+  meta->name = path.substr(path.rfind('/') == std::string::npos ? 0 : path.rfind('/') + 1);
+  if (meta->name.empty() || meta->name[0] == '.')
+    meta->name = "job-" + std::to_string(id);
+  meta->deliver = m.body.value("deliver", true);
+  // The chunk table is written once, beside the job's report.
+  std::string table;
+  for (const Digest& d : meta->chunks)
+    table.append(reinterpret_cast<const char*>(d.data()), d.size());
+  Status st = write_file_atomic(job_dir() + "/" + std::to_string(id) + ".chunks", table);
+  if (!st.ok())
+    return send(s, error_msg(st.error().message));
+  size_t n = leaders.size();
+  size_t quorum = parse_quorum(m.body.value("quorum", std::string()), n);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    Entry e{Plan(*meta, leaders, quorum, m.body.value("cut_through", true), opt_.plan), data};
+    auto [it, ok] = jobs_.emplace(id, std::move(e));
+    log("job " + std::to_string(id) + ": " + path + " (" + std::to_string(meta->size) + " bytes) to " +
+        std::to_string(n) + " leaders");
+    auto notices = it->second.plan.start(steady_ms(), wall_ms());
+    carry_out(id, it->second, notices);
+  }
+  CM_TRY(send(s, Message{Msg::Job, {{"job", id}}, ""}));
+  // Progress until done; the job goes on if the client leaves.
+  s.set_timeout(60000);
+  for (;;) {
+    nlohmann::json snapshot_json;
+    bool done;
+    {
+      std::unique_lock<std::mutex> g(mu_);
+      changed_.wait_for(g, std::chrono::milliseconds(500));
+      const Plan& p = jobs_.at(id).plan;
+      snapshot_json = p.json();
+      done = p.done();
+    }
+    if (done)
+      return send(s, Message{Msg::Result, snapshot_json, ""});
+    CM_TRY(send(s, Message{Msg::Progress, snapshot_json, ""}));
+    if (stop_)
+      return {};
+  }
+}
+
+Status Server::on_query(net::TlsStream& s, const Message& m) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (!m.body.contains("job")) {
+    nlohmann::json all = nlohmann::json::array();
+    for (const auto& [id, e] : jobs_) {
+      nlohmann::json j = e.plan.json();
+      j.erase("leaders");
+      all.push_back(j);
+    }
+    nlohmann::json reg = nlohmann::json::array();
+    for (const auto& [id, l] : registry_)
+      reg.push_back(
+          {{"id", id}, {"address", l.agent.str()}, {"segment", l.segment}, {"location", l.location}});
+    return send(s, Message{Msg::Result, {{"jobs", all}, {"leaders", reg}}, ""});
+  }
+  CM_ASSIGN(uint64_t id, m.num("job"));
+  auto it = jobs_.find(id);
+  if (it == jobs_.end())
+    return send(s, error_msg("no job " + std::to_string(id)));
+  return send(s, Message{it->second.plan.done() ? Msg::Result : Msg::Progress, it->second.plan.json(), ""});
+}
+
+// The manager's copy, chunk after chunk from an offset.
+Status Server::on_fetch(net::TlsStream& s, const Message& m) {
+  CM_ASSIGN(uint64_t id, m.num("job"));
+  CM_ASSIGN(uint64_t offset, m.num("offset"));
+  std::string data;
+  JobMeta meta;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end())
+      return send(s, error_msg("no job " + std::to_string(id)));
+    data = it->second.data;
+    meta = it->second.plan.meta();
+  }
+  if (offset % meta.chunk_size != 0 || offset > meta.size)
+    return send(s, error_msg("bad offset " + std::to_string(offset)));
+  CM_ASSIGN(auto in, open_input(data));
+  std::string buf(meta.chunk_size, '\0');
+  for (uint64_t i = offset / meta.chunk_size; i < meta.chunk_count(); i++) {
+    size_t n = static_cast<size_t>(meta.chunk_length(i));
+    size_t have = 0;
+    while (have < n) {
+      ssize_t got =
+          ::pread(in->fd(), buf.data() + have, n - have, static_cast<off_t>(i * meta.chunk_size + have));
+      if (got <= 0)
+        return send(s, error_msg("the manager's copy of job " + std::to_string(id) + " is short"));
+      have += static_cast<size_t>(got);
+    }
+    CM_TRY(send(s, Message{Msg::Chunk, {{"offset", i * meta.chunk_size}}, buf.substr(0, n)}));
+  }
+  return send(s, Message{Msg::Ok, {{"end", true}}, ""});
+}
+
+Status Server::dispatch(net::TlsStream& s, const Message& m) {
+  const std::string& peer = s.peer();
+  switch (m.type) {
+    case Msg::Send: return on_send(s, m);
+    case Msg::Fetch: return on_fetch(s, m);
+    case Msg::Query: return on_query(s, m);
+    case Msg::Next: return send(s, on_next(m, peer));
+    case Msg::Status: return send(s, on_status(m, peer));
+    case Msg::Delivered: return send(s, on_delivered(m, peer));
+    case Msg::Cluster: return send(s, on_cluster(m));
+    default: return send(s, error_msg(std::string("cm-push serve does not take ") + msg_name(m.type)));
+  }
+}
+
+void Server::handle(Fd fd) {
+  auto s = net::TlsStream::accept(opt_.tls, std::move(fd), 10000);
+  if (!s.ok()) {
+    log("refused: " + s.error().message);
+    return;
+  }
+  (*s)->set_timeout(30000);
+  auto m = receive(**s, (*s)->peer() + " (" + (*s)->name() + ")");
+  if (!m.ok()) {
+    log(m.error().message);
+    if (m.error().code == kExitBadInput)
+      (void)send(**s, error_msg(m.error().message));
+    return;
+  }
+  Status st = dispatch(**s, *m);
+  if (!st.ok())
+    log(st.error().message);
+  (*s)->shutdown();
+}
+
+void Server::save(const Entry& e) {
+  nlohmann::json j = e.plan.json();
+  j["data"] = e.data;
+  Status s =
+      write_file_atomic(job_dir() + "/" + std::to_string(e.plan.meta().id) + ".json", j.dump(1) + "\n");
+  if (!s.ok())
+    log(s.error().message);
+}
+
+void Server::save_registry() {
+  nlohmann::json r = nlohmann::json::array();
+  for (const auto& [id, l] : registry_)
+    r.push_back({{"id", id},
+                 {"address", l.agent.str()},
+                 {"location", l.location},
+                 {"segment", l.segment},
+                 {"priority", l.priority}});
+  Status s = write_file_atomic(opt_.state_dir + "/leaders.json", r.dump(1) + "\n");
+  if (!s.ok())
+    log(s.error().message);
+}
+
+Status Server::load() {
+  auto reg_text = slurp(opt_.state_dir + "/leaders.json", 64u << 20);
+  if (reg_text.ok()) {
+    auto reg = nlohmann::json::parse(*reg_text, nullptr, false);
+    if (!reg.is_array())
+      return Error("'" + opt_.state_dir + "/leaders.json' is damaged", kExitBadInput);
+    for (const auto& x : reg) {
+      Leader l;
+      l.id = x.is_object() ? x.value("id", std::string()) : std::string();
+      auto e = net::parse_endpoint(x.is_object() ? x.value("address", std::string()) : std::string());
+      if (l.id.empty() || !e.ok())
+        continue;
+      l.agent = *e;
+      l.location = x.value("location", std::string());
+      l.segment = x.value("segment", std::string());
+      l.priority = x.value("priority", uint32_t{0});
+      registry_[l.id] = l;
+    }
+  }
+  DIR* dir = ::opendir(job_dir().c_str());
+  if (dir == nullptr)
+    return sys_error("cannot read", job_dir(), errno);
+  std::vector<std::string> names;
+  while (struct dirent* ent = ::readdir(dir)) {
+    std::string f = ent->d_name;
+    if (f.size() > 5 && f.compare(f.size() - 5, 5, ".json") == 0)
+      names.push_back(f.substr(0, f.size() - 5));
+  }
+  ::closedir(dir);
+  for (const std::string& name : names) {
+    std::string base = job_dir() + "/" + name;
+    auto text = slurp(base + ".json", 64u << 20);
+    auto table = slurp(base + ".chunks", 1u << 30);
+    auto j = nlohmann::json::parse(text.ok() ? *text : std::string(), nullptr, false);
+    try {
+      if (!table.ok() || !j.is_object())
+        throw std::runtime_error("unreadable");
+      JobMeta meta;
+      meta.id = j.at("job").get<uint64_t>();
+      meta.name = j.at("name").get<std::string>();
+      meta.size = j.at("bytes").get<uint64_t>();
+      meta.chunk_size = j.at("chunk_size").get<uint32_t>();
+      if (!from_hex(j.at("sha256").get<std::string>(), meta.sha256) || meta.chunk_size == 0 ||
+          table->size() != meta.chunk_count() * 32)
+        throw std::runtime_error("its chunk table does not match");
+      for (size_t i = 0; i < table->size(); i += 32) {
+        Digest d;
+        std::copy_n(reinterpret_cast<const uint8_t*>(table->data() + i), 32, d.begin());
+        meta.chunks.push_back(d);
+      }
+      Entry e{Plan::from_json(j, meta, opt_.plan), j.at("data").get<std::string>()};
+      next_id_ = std::max(next_id_, meta.id + 1);
+      auto [it, ok] = jobs_.emplace(meta.id, std::move(e));
+      if (!it->second.plan.done()) {
+        log("job " + std::to_string(meta.id) + " carries on after a restart");
+        carry_out(meta.id, it->second, it->second.plan.resume(steady_ms()));
+      }
+    } catch (const std::exception& ex) {
+      log("ignoring the damaged job state '" + base + ".json': " + ex.what());
+    }
+  }
+  return {};
+}
+
+void Server::tick() {
+  std::lock_guard<std::mutex> g(mu_);
+  for (auto& [id, e] : jobs_) {
+    if (e.plan.done())
+      continue;
+    std::vector<Notice> out;
+    e.plan.tick(steady_ms(), wall_ms(), out);
+    if (!out.empty() || e.plan.done())
+      carry_out(id, e, out);
+    if (e.plan.done())
+      log("job " + std::to_string(id) + " done: " + std::to_string(e.plan.leaders_ok()) + " of " +
+          std::to_string(e.plan.leaders().size()) + " leaders");
+  }
+  changed_.notify_all();
+}
+
+Status Server::run() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  if (opt_.state_dir.empty())
+    return Error("cm-push serve needs a state directory", kExitUsage);
+  for (const std::string& d : {opt_.state_dir, job_dir()})
+    if (::mkdir(d.c_str(), 0750) != 0 && errno != EEXIST)
+      return sys_error("cannot create", d, errno);
+  CM_TRY(load());
+  CM_ASSIGN(net::Listener l, net::Listener::open(opt_.listen));
+  if (opt_.listen.port == 0)
+    opt_.listen = l.local();
+  if (opt_.advertise.addr.s_addr == 0)
+    opt_.advertise.addr = opt_.listen.addr;
+  if (opt_.advertise.port == 0)
+    opt_.advertise.port = opt_.listen.port;
+  if (opt_.advertise.addr.s_addr == 0)
+    return Error("listening on every address: say which one leaders reach with --advertise", kExitUsage);
+  log("serving on " + opt_.listen.str() + " as " + opt_.tls->name());
+  std::thread ticker([this] {
+    while (!stop_) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      tick();
+    }
+  });
+  while (!stop_) {
+    sigset_t pending;
+    sigpending(&pending);
+    if (sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT)) {
+      stop_ = true;
+      break;
+    }
+    auto fd = l.accept(200);
+    if (!fd.ok()) {
+      log(fd.error().message);
+      continue;
+    }
+    if (*fd)
+      std::thread([this, f = std::move(**fd)]() mutable { handle(std::move(f)); }).detach();
+  }
+  ticker.join();
+  std::lock_guard<std::mutex> g(mu_);
+  for (auto& [id, e] : jobs_)
+    save(e);
+  log("stopped");
+  return {};
+}
+
+}  // namespace
+
+Status run_serve(const ServeOptions& opt) {
+  // Detached connection threads may outlive run(): the server lives on
+  // until the process exits.
+  static Server* server = nullptr;
+  server = new Server(opt);
+  return server->run();
+}
+
+}  // namespace cm::push

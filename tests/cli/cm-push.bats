@@ -1,0 +1,289 @@
+#!/usr/bin/env bats
+# cm-push as a program, on loopback addresses (127.0.0.x, no root): the
+# site's keys, a manager and three agents, the report, resumable state,
+# refused peers and hostile bytes. Multi-host behaviour (tbf links, kills,
+# stalls) is in tests/lab/push.bats.
+
+load helper
+bats_require_minimum_version 1.5.0
+
+PIDS=()
+
+setup() {
+	T="$BATS_TEST_TMPDIR"
+	cd "$T" || return 1
+	PORT=$((20000 + RANDOM % 20000))
+	APORT=$((PORT + 1))
+	M="127.0.0.1:$PORT"
+}
+
+teardown() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+
+keys() {
+	cm-push ca init "$T/tls"
+	cm-push ca issue "$T/tls" manager l1 l2 l3
+}
+
+# serve [options]: the manager on 127.0.0.1:$PORT, state in $T/state.
+serve() {
+	cm-push serve --tls "$T/tls" --listen "$M" --state "$T/state" --agent-port "$APORT" "$@" 2>>"$T/serve.log" &
+	PIDS+=($!)
+	SERVE_PID=$!
+	wait_port 127.0.0.1 "$PORT"
+}
+
+# agent N [options]: leader lN on 127.0.0.(10+N), copies in $T/aN; its
+# deliver command checks the file and prints a one-member group report.
+agent() {
+	local n=$1
+	shift
+	cm-push agent --tls "$T/tls" --name "l$n" --listen "127.0.0.$((10 + n)):$APORT" --manager "$M" \
+		--dir "$T/a$n" --idle 3 --deliver "${DELIVER:-$GOOD_DELIVER}" "$@" 2>>"$T/agent$n.log" &
+	PIDS+=($!)
+	wait_port "127.0.0.$((10 + n))" "$APORT"
+}
+
+wait_port() {
+	for _ in $(seq 1 100); do
+		if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
+		sleep 0.05
+	done
+	echo "nothing listens on $1:$2" >&2
+	return 1
+}
+
+GOOD_DELIVER='sha256sum {} >"$CM_FILE.delivered"; printf "{\"members\":[{\"id\":\"s1\",\"succeeded\":true}]}"'
+
+leaders_file() {
+	for n in "$@"; do echo "l$n 127.0.0.$((10 + n)):$APORT"; done >"$T/leaders"
+}
+
+three() {
+	keys
+	serve
+	agent 1
+	agent 2
+	agent 3
+	leaders_file 1 2 3
+	head -c 3000000 /dev/urandom >"$T/site.pack"
+}
+
+@test "cm-push --help names every command; a bad command is a usage error" {
+	run cm-push --help
+	assert_success
+	for c in serve agent send status report ca; do assert_output --partial "cm-push $c"; done
+	run cm-push send --help
+	assert_success
+	assert_output --partial "--no-cut-through"
+	assert_output --partial "--quorum"
+	run -2 cm-push frobnicate
+	run -2 cm-push send
+	run -2 cm-push ca
+}
+
+@test "ca init and issue make a CA and certificates; keys are private; nothing is overwritten" {
+	keys
+	[ "$(stat -c %a "$T/tls/ca.key")" = 600 ]
+	[ "$(stat -c %a "$T/tls/l1.key")" = 600 ]
+	openssl verify -CAfile "$T/tls/ca.crt" "$T/tls/l1.crt"
+	run openssl x509 -in "$T/tls/l2.crt" -noout -subject
+	assert_output --partial "CN = l2"
+	run -1 cm-push ca issue "$T/tls" l1
+	assert_output --partial "exists"
+	run -1 cm-push ca init "$T/tls"
+	run -2 cm-push ca issue "$T/tls" ../evil
+	run -1 cm-push ca issue "$T/nowhere" x
+	assert_output --partial "$T/nowhere/ca.key"
+}
+
+@test "send: every leader ends with an identical, delivered copy; the report says so" {
+	three
+	run cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"
+	assert_success
+	assert_output --partial "3 of 3 leaders ok"
+	assert_output --partial "servers 3 of 3 ok"
+	want=$(sha256sum <"$T/site.pack")
+	for n in 1 2 3; do
+		[ "$(sha256sum <"$T/a$n/1/site.pack")" = "$want" ]
+		[ -f "$T/a$n/1/site.pack.delivered" ]
+		[ ! -e "$T/a$n/1/site.pack.part" ]
+	done
+	# The tree, not a star: leaders served leaders.
+	grep -q 'l1 fetches from manager' "$T/serve.log"
+	grep -Eq 'l[23] fetches from l[12]' "$T/serve.log"
+}
+
+@test "send --json: a report a script can read; status gives it back later" {
+	three
+	run cm-push send --json --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"
+	assert_success
+	echo "$output" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["succeeded"] and r["done"] and r["leaders_ok"] == 3, r
+assert r["bytes"] == 3000000 and len(r["sha256"]) == 64
+assert [l["id"] for l in r["leaders"]] == ["l1", "l2", "l3"]
+assert all(l["state"] == "delivered" and l["deliver_exit"] == 0 for l in r["leaders"])
+assert r["leaders"][0]["source"] == "manager" and r["leaders"][1]["source"] == "l1"
+assert r["servers"] == {"reported": 3, "ok": 3}'
+	run cm-push status --json --tls "$T/tls" --manager "$M" 1
+	assert_success
+	echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["job"] == 1 and r["succeeded"]'
+	run cm-push status --tls "$T/tls" --manager "$M"
+	assert_success
+	assert_output --partial "job 1 site.pack succeeded"
+	run -1 cm-push status --tls "$T/tls" --manager "$M" 99
+	assert_output --partial "no job 99"
+}
+
+@test "send --no-cut-through: the seed's whole-file tree gives the same copies" {
+	three
+	run cm-push send --no-cut-through --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"
+	assert_success
+	want=$(sha256sum <"$T/site.pack")
+	for n in 1 2 3; do [ "$(sha256sum <"$T/a$n/1/site.pack")" = "$want" ]; done
+}
+
+@test "a deliver command that fails makes the job fail its quorum (exit 6), and a lower quorum passes" {
+	keys
+	serve
+	agent 1
+	DELIVER='echo broken >&2; exit 3' agent 2
+	leaders_file 1 2
+	head -c 100000 /dev/urandom >"$T/f"
+	run -6 cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
+	assert_output --partial "1 of 2 leaders ok"
+	assert_output --partial "deliver command exited 3"
+	run cm-push send --quorum 50% --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
+	assert_success
+}
+
+@test "cluster reports fill the registry; send --group picks the segment's leader" {
+	keys
+	serve
+	agent 1
+	agent 2
+	for n in 1 2; do
+		printf '{"format":1,"id":"l%s","state":"leader","segment":"seg%s","location":"here","leader":{"id":"l%s","priority":%s,"address":"127.0.0.%s","port":7701},"members":[]}' \
+			"$n" "$n" "$n" "$((100 * n))" "$((10 + n))" >"$T/report$n.json"
+		cm-push report --tls "$T/tls" --name "l$n" --manager "$M" "$T/report$n.json"
+	done
+	# A member's report (not a leader) is accepted and ignored.
+	echo '{"id":"s9","state":"member","leader":{"id":"l1"}}' | cm-push report --tls "$T/tls" --name l1 --manager "$M"
+	run cm-push status --tls "$T/tls" --manager "$M"
+	assert_output --partial "leader l1 127.0.0.11:$APORT segment seg1"
+	assert_output --partial "leader l2 127.0.0.12:$APORT segment seg2"
+	refute_output --partial "s9"
+	echo hello >"$T/f"
+	run cm-push send --json --group seg2 --tls "$T/tls" --manager "$M" "$T/f"
+	assert_success
+	echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert [l["id"] for l in r["leaders"]] == ["l2"], r'
+	# Without --group: all, the higher priority first.
+	run cm-push send --json --tls "$T/tls" --manager "$M" "$T/f"
+	assert_success
+	echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert [l["id"] for l in r["leaders"]] == ["l2","l1"], r'
+	run -3 cm-push report --tls "$T/tls" --name l1 --manager "$M" <<<'not json'
+}
+
+@test "a peer whose certificate another CA signed is refused, and the manager carries on" {
+	keys
+	serve
+	cm-push ca init "$T/other"
+	cm-push ca issue "$T/other" manager
+	echo data >"$T/f"
+	leaders_file 1
+	# A stranger that even trusts the site's CA is refused by the manager...
+	run -4 cm-push send --ca "$T/tls/ca.crt" --cert "$T/other/manager.crt" --key "$T/other/manager.key" \
+		--manager "$M" --leaders "$T/leaders" "$T/f"
+	assert_output --partial "refused this host"
+	grep -q "refused: TLS handshake with .* certificate signature failure" "$T/serve.log"
+	# ... and a manager the client's CA did not sign is refused by the client.
+	cm-push ca init "$T/third"
+	cm-push ca issue "$T/third" manager
+	run -4 cm-push status --ca "$T/third/ca.crt" --cert "$T/third/manager.crt" --key "$T/third/manager.key" --manager "$M"
+	assert_output --partial "TLS handshake"
+	# An agent with a foreign certificate never receives: the manager
+	# cannot notify it, and the report names it.
+	cm-push ca issue "$T/other" l1
+	cm-push agent --tls "$T/other" --name l1 --listen "127.0.0.11:$APORT" --manager "$M" --dir "$T/a1" 2>>"$T/agent1.log" &
+	PIDS+=($!)
+	wait_port 127.0.0.11 "$APORT"
+	leaders_file 1
+	run -6 cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
+	assert_output --partial "cannot notify"
+	[ ! -e "$T/a1/1" ]
+	kill -0 "$SERVE_PID"
+}
+
+@test "hostile bytes on the manager's port are refused with a clear error; the daemon lives" {
+	three
+	# Plain text instead of TLS, and a connection that says nothing.
+	printf 'GET / HTTP/1.0\r\n\r\n' >"/dev/tcp/127.0.0.1/$PORT" || true
+	timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT; exec 3>&-"
+	# Authenticated but malformed: a length of 2^31, then a truncated message.
+	for bytes in '\x7f\xff\xff\xff' '\x00\x00\x00\x10\x0f{'; do
+		printf "$bytes" | timeout 10 openssl s_client -quiet -connect "$M" -CAfile "$T/tls/ca.crt" \
+			-cert "$T/tls/l1.crt" -key "$T/tls/l1.key" >/dev/null 2>&1 || true
+	done
+	sleep 0.5
+	kill -0 "$SERVE_PID"
+	grep -q "bad message from 'l1" "$T/serve.log"
+	run cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"
+	assert_success
+}
+
+@test "a restart of serve keeps its jobs and registry; job numbers go on" {
+	three
+	cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"
+	kill "$SERVE_PID"
+	wait "$SERVE_PID" || true
+	serve
+	run cm-push status --json --tls "$T/tls" --manager "$M" 1
+	assert_success
+	echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["succeeded"] and r["leaders_ok"] == 3'
+	run cm-push send --json --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"
+	assert_success
+	echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["job"] == 2 and r["succeeded"]'
+}
+
+@test "a copy changed on a leader's disk is not served: resumed fetches start at the first bad chunk" {
+	three
+	cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"
+	# An agent restarted on a half-written copy keeps only the chunks that
+	# check out, and fetches the rest.
+	kill "${PIDS[1]}"
+	wait "${PIDS[1]}" || true
+	rm -rf "$T/a1"
+	mkdir -p "$T/a1/2"
+	head -c 1000000 "$T/site.pack" >"$T/a1/2/site.pack.part"
+	printf 'garbage' | dd of="$T/a1/2/site.pack.part" bs=1 seek=600000 conv=notrunc 2>/dev/null
+	agent 1
+	leaders_file 1
+	run cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"
+	assert_success
+	[ "$(sha256sum <"$T/a1/2/site.pack")" = "$(sha256sum <"$T/site.pack")" ]
+	grep -q "524288 bytes already here and good" "$T/agent1.log"
+}
+
+@test "errors name what failed: a missing file, no leaders, an unreachable manager, a bad option" {
+	keys
+	serve
+	run -1 cm-push send --tls "$T/tls" --manager "$M" --leaders /dev/null "$T/missing"
+	assert_output --partial "$T/missing"
+	echo x >"$T/f"
+	run -3 cm-push send --tls "$T/tls" --manager "$M" --leaders /dev/null "$T/f"
+	assert_output --partial "lists no leaders"
+	run -1 cm-push send --tls "$T/tls" --manager "$M" "$T/f"
+	assert_output --partial "no leaders to send to"
+	run -1 cm-push status --tls "$T/tls" --manager "127.0.0.1:$((PORT + 2))"
+	assert_output --partial "cannot connect"
+	run -2 cm-push send --tls "$T/tls" --manager nowhere "$T/f"
+	run -2 cm-push serve --tls "$T/tls" --listen "0.0.0.0:$((PORT + 3))" --state "$T/s2"
+	assert_output --partial "--advertise"
+	run -4 cm-push status --tls "$T/none" --manager "$M"
+	assert_output --partial "$T/none/ca.crt"
+	run -2 cm-push serve --tls "$T/tls" --fanout 0 --state "$T/s3"
+}

@@ -1,0 +1,328 @@
+// cm-push: the message codec, the job's chunk table, the leaders file, and
+// the manager's tree (Plan) driven in simulated time: who fetches from
+// whom, with and without cut-through, and what happens when a leader dies,
+// stalls, or the manager restarts.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "push/client.hpp"
+#include "push/job.hpp"
+#include "push/plan.hpp"
+#include "push/proto.hpp"
+#include "support.hpp"
+
+using namespace cm;
+using namespace cm::push;
+using cm::test::TempDir;
+using cm::test::write_file;
+
+namespace {
+
+JobMeta meta_of(uint64_t size, uint32_t chunk = 4096) {
+  JobMeta m;
+  m.id = 7;
+  m.name = "site.cmpack";
+  m.size = size;
+  m.chunk_size = chunk;
+  std::string data(size, 'x');
+  for (uint64_t i = 0; i < m.chunk_count(); i++)
+    m.chunks.push_back(sha256(std::string_view(data).substr(i * chunk, m.chunk_length(i))));
+  m.sha256 = sha256(data);
+  return m;
+}
+
+std::vector<Leader> leaders(int n, const std::vector<std::string>& locations = {}) {
+  std::vector<Leader> v;
+  for (int i = 1; i <= n; i++) {
+    Leader l;
+    l.id = "l" + std::to_string(i);
+    l.agent = *net::parse_endpoint("10.0.0." + std::to_string(i) + ":7801");
+    l.location = locations.empty() ? "" : locations[static_cast<size_t>(i - 1) % locations.size()];
+    v.push_back(l);
+  }
+  return v;
+}
+
+// The agents' side, simulated: every notified leader asks NEXT until
+// NONE, reports receiving, and completes `speed` ms after it started,
+// unless dead.
+struct Sim {
+  explicit Sim(Plan p) : plan(std::move(p)) {}
+  Plan plan;
+  int64_t now = 0;
+  std::map<std::string, std::string> source;  // leader -> current source
+  std::set<std::string> dead, stalled;
+  std::map<std::string, int64_t> since;  // when it got its current source
+  std::vector<std::pair<std::string, std::string>> notices;
+  int64_t copy_ms = 1000;  // how long one copy takes
+
+  void apply(const std::vector<Notice>& ns) {
+    for (const Notice& n : ns) {
+      source[n.leader] = n.source;
+      since[n.leader] = now;
+      notices.emplace_back(n.leader, n.source);
+    }
+  }
+  void step(int64_t ms, bool cut_through) {
+    now += ms;
+    std::vector<Notice> out;
+    for (const LeaderState& l : plan.leaders()) {
+      const std::string& id = l.who.id;
+      if (dead.count(id) || stalled.count(id) || !source.count(id))
+        continue;
+      if (l.state == "notified" || l.state == "receiving") {
+        const std::string& src = source[id];
+        if (src != kManager && dead.count(src)) {
+          plan.status(id, "source-failed", l.bytes, src, "connection lost", now, now, out);
+          continue;
+        }
+        bool src_whole =
+            src == kManager || plan.find(src)->state == "complete" || plan.find(src)->state == "delivered";
+        if (now - since[id] >= copy_ms && (src_whole || cut_through))
+          plan.status(id, "complete", 0, "", "", now, now, out);
+        else
+          plan.status(id, "receiving", l.bytes + 1000, "", "", now, now, out);
+      } else if (l.state == "complete") {
+        plan.delivered(id, 0, nlohmann::json{{"members", {{{"id", "s"}, {"succeeded", true}}}}}, now, now);
+      }
+      if (plan.find(id)->state != "failed" &&
+          (cut_through || plan.find(id)->state == "complete" || plan.find(id)->state == "delivered"))
+        plan.next(id, now, now, out);
+    }
+    plan.tick(now, now, out);
+    apply(out);
+  }
+  bool run(bool cut_through, int max_steps = 1000) {
+    for (int i = 0; i < max_steps && !plan.done(); i++)
+      step(50, cut_through);
+    return plan.done();
+  }
+};
+
+}  // namespace
+
+TEST(PushProto, RoundTrip) {
+  Message m{Msg::Chunk, {{"offset", 4096}}, std::string("\0\1\2", 3)};
+  std::string bytes = encode(m);
+  StringReader r(bytes);
+  auto back = receive(r, "peer");
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->type, Msg::Chunk);
+  EXPECT_EQ(*back->num("offset"), 4096u);
+  EXPECT_EQ(back->blob, std::string("\0\1\2", 3));
+  EXPECT_FALSE(back->str("offset").ok());
+}
+
+TEST(PushProto, RejectsMalformedAndTruncated) {
+  std::string good = encode(Message{Msg::Status, {{"job", 1}}, ""});
+  for (size_t cut = 1; cut < good.size(); cut++) {
+    StringReader r(good.substr(0, cut));
+    auto m = receive(r, "peer");
+    ASSERT_FALSE(m.ok()) << cut;
+    EXPECT_NE(m.error().message.find("peer"), std::string::npos);
+  }
+  std::string bad_type = good;
+  bad_type[4] = 99;
+  StringReader r1(bad_type);
+  EXPECT_NE(receive(r1, "p").error().message.find("unknown type"), std::string::npos);
+  std::string huge = good;
+  huge[0] = 0x7f;
+  StringReader r2(huge);
+  EXPECT_NE(receive(r2, "p").error().message.find("length"), std::string::npos);
+  std::string not_object = encode(Message{Msg::Ok, nlohmann::json::array({1, 2}), ""});
+  StringReader r3(not_object);
+  EXPECT_NE(receive(r3, "p").error().message.find("not a JSON object"), std::string::npos);
+}
+
+TEST(PushJob, TableRoundTripAndChecks) {
+  JobMeta m = meta_of(10000);
+  Message n;
+  m.put(n);
+  auto back = JobMeta::get(n);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->chunks, m.chunks);
+  EXPECT_EQ(back->chunk_count(), 3u);
+  EXPECT_EQ(back->chunk_length(2), 10000u - 8192u);
+  Message short_table = n;
+  short_table.blob.pop_back();
+  EXPECT_FALSE(JobMeta::get(short_table).ok());
+  for (const char* bad : {"../x", "", ".hidden", "a/b"}) {
+    Message b = n;
+    b.body["name"] = bad;
+    EXPECT_FALSE(JobMeta::get(b).ok()) << bad;
+  }
+  Message tiny = n;
+  tiny.body["chunk_size"] = 100;
+  EXPECT_FALSE(JobMeta::get(tiny).ok());
+}
+
+TEST(PushJob, DescribeFile) {
+  TempDir d;
+  std::string data(700000, '\0');
+  for (size_t i = 0; i < data.size(); i++)
+    data[i] = static_cast<char>(i * 7 + i / 1000);
+  write_file(d.path() + "/f", data);
+  auto m = describe_file(d.path() + "/f", 3, 262144);
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  EXPECT_EQ(m->size, data.size());
+  EXPECT_EQ(m->sha256, sha256(data));
+  ASSERT_EQ(m->chunks.size(), 3u);
+  EXPECT_EQ(m->chunks[2], sha256(std::string_view(data).substr(2 * 262144)));
+}
+
+TEST(PushLeaders, TextAndJson) {
+  auto t = parse_leaders("# the tree's order\nl1 10.0.0.1 east\nl2 10.0.0.2:9000\n\n", "f", 7801);
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  ASSERT_EQ(t->size(), 2u);
+  EXPECT_EQ((*t)[0]["address"], "10.0.0.1:7801");
+  EXPECT_EQ((*t)[0]["location"], "east");
+  EXPECT_EQ((*t)[1]["address"], "10.0.0.2:9000");
+  auto j = parse_leaders(R"([{"id":"a","address":"10.1.1.1"}])", "f", 7801);
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ((*j)[0]["address"], "10.1.1.1:7801");
+  EXPECT_NE(parse_leaders("l1\n", "f", 1).error().message.find("f:1"), std::string::npos);
+  EXPECT_FALSE(parse_leaders("l1 nowhere\n", "f", 1).ok());
+  EXPECT_FALSE(parse_leaders("# nothing\n", "f", 1).ok());
+  EXPECT_FALSE(parse_leaders("[{\"id\":1}]", "f", 1).ok());
+}
+
+TEST(PushPlan, Quorum) {
+  EXPECT_EQ(parse_quorum("", 8), 8u);
+  EXPECT_EQ(parse_quorum("75%", 8), 6u);
+  EXPECT_EQ(parse_quorum("3", 8), 3u);
+  EXPECT_EQ(parse_quorum("30", 8), 8u);
+  EXPECT_EQ(parse_quorum("0", 8), 1u);
+}
+
+TEST(PushPlan, CutThroughBuildsAChainAtOnce) {
+  Sim s(Plan(meta_of(100000), leaders(8), 8, true, PlanOptions{}));
+  s.apply(s.plan.start(0, 0));
+  ASSERT_EQ(s.notices.size(), 1u);
+  EXPECT_EQ(s.notices[0], std::make_pair(std::string("l1"), std::string(kManager)));
+  // One round trip of NEXT per leader and every leader has a source, long
+  // before the first copy is whole: l(k) from l(k-1).
+  for (int i = 0; i < 8 && s.source.size() < 8; i++)
+    s.step(50, true);
+  std::map<std::string, std::string> src(s.source.begin(), s.source.end());
+  ASSERT_EQ(src.size(), 8u);
+  EXPECT_EQ(s.plan.find("l1")->state, "receiving");
+  for (int i = 2; i <= 8; i++)
+    EXPECT_EQ(src["l" + std::to_string(i)], "l" + std::to_string(i - 1));
+  ASSERT_TRUE(s.run(true));
+  EXPECT_TRUE(s.plan.succeeded());
+  EXPECT_EQ(s.plan.json()["servers"]["ok"], 8);
+}
+
+TEST(PushPlan, WithoutCutThroughTheTreeDoubles) {
+  Sim s(Plan(meta_of(100000), leaders(7), 7, false, PlanOptions{}));
+  s.apply(s.plan.start(0, 0));
+  ASSERT_TRUE(s.run(false));
+  EXPECT_TRUE(s.plan.succeeded());
+  // The manager served more than one (it keeps serving while others do),
+  // and some leader served a leader only after its own copy was whole.
+  int from_manager = 0;
+  for (auto& [l, src] : s.notices)
+    from_manager += src == kManager;
+  EXPECT_GE(from_manager, 2);
+  EXPECT_LT(from_manager, 7);
+  for (const LeaderState& l : s.plan.leaders())
+    if (l.source != kManager) {
+      const LeaderState* src = s.plan.find(l.source);
+      ASSERT_NE(src, nullptr);
+      EXPECT_LE(src->completed_ms, l.started_ms) << l.who.id << " from " << l.source;
+    }
+}
+
+TEST(PushPlan, PrefersTheHoldersOwnLocation) {
+  Sim s(Plan(meta_of(100000), leaders(6, {"east", "west"}), 6, true, PlanOptions{}));
+  s.apply(s.plan.start(0, 0));
+  ASSERT_TRUE(s.run(true));
+  int crossings = 0;
+  for (const LeaderState& l : s.plan.leaders())
+    if (l.source != kManager)
+      crossings += s.plan.find(l.source)->who.location != l.who.location;
+  EXPECT_EQ(crossings, 1);  // one link from east to west, not one per leader
+}
+
+TEST(PushPlan, ADeadLeadersTargetsGoElsewhereAndTheReportNamesIt) {
+  PlanOptions o;
+  o.stall_ms = 10000;
+  Sim s(Plan(meta_of(100000), leaders(6), 5, true, o));
+  s.apply(s.plan.start(0, 0));
+  for (int i = 0; i < 8; i++)
+    s.step(50, true);
+  ASSERT_EQ(s.source.size(), 6u);
+  s.dead.insert("l3");
+  ASSERT_TRUE(s.run(true));
+  const LeaderState* l3 = s.plan.find("l3");
+  EXPECT_EQ(l3->state, "failed");
+  EXPECT_NE(l3->failure.find("silent"), std::string::npos);
+  const LeaderState* l4 = s.plan.find("l4");
+  EXPECT_EQ(l4->state, "delivered");
+  EXPECT_NE(l4->source, "l3");
+  ASSERT_FALSE(l4->failed_sources.empty());
+  EXPECT_EQ(l4->failed_sources[0].rfind("l3", 0), 0u);
+  EXPECT_EQ(s.plan.leaders_ok(), 5u);
+  EXPECT_TRUE(s.plan.succeeded());  // quorum 5 of 6
+  // Named a failed source by its fetcher, it was given up on after a few
+  // silent seconds, not the full stall time.
+  EXPECT_LT(s.now, 400 + o.stall_ms);
+}
+
+TEST(PushPlan, AStalledLeaderFailsAfterTheStallTime) {
+  PlanOptions o;
+  o.stall_ms = 3000;
+  Sim s(Plan(meta_of(100000), leaders(3), 3, false, o));
+  s.apply(s.plan.start(0, 0));
+  s.stalled.insert("l1");
+  s.run(false);
+  ASSERT_TRUE(s.plan.done());
+  EXPECT_EQ(s.plan.find("l1")->state, "failed");
+  EXPECT_GE(s.now, 3000);
+  // The others were served by the manager instead.
+  EXPECT_EQ(s.plan.find("l2")->state, "delivered");
+  EXPECT_EQ(s.plan.find("l3")->state, "delivered");
+  EXPECT_FALSE(s.plan.succeeded());
+}
+
+TEST(PushPlan, ReassignmentNeverPicksADownstreamHolder) {
+  Sim s(Plan(meta_of(100000), leaders(4), 4, true, PlanOptions{}));
+  s.apply(s.plan.start(0, 0));
+  s.step(50, true);
+  // l2's source (l1) fails: l3 and l4 are downstream of l2 and would wait on it.
+  std::vector<Notice> out;
+  s.plan.status("l2", "source-failed", 2000, "l1", "reset", s.now, s.now, out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].leader, "l2");
+  EXPECT_NE(out[0].source, "l3");
+  EXPECT_NE(out[0].source, "l4");
+}
+
+TEST(PushPlan, SurvivesARestartOfTheManager) {
+  Sim s(Plan(meta_of(100000), leaders(5), 5, true, PlanOptions{}));
+  s.apply(s.plan.start(0, 0));
+  s.step(50, true);
+  s.step(50, true);
+  nlohmann::json saved = s.plan.json();
+  Plan back = Plan::from_json(saved, meta_of(100000), PlanOptions{});
+  EXPECT_EQ(back.json().dump(), saved.dump());
+  auto again = back.resume(s.now);
+  for (const Notice& n : again)
+    EXPECT_EQ(back.find(n.leader)->state, "notified");
+  s.plan = std::move(back);
+  s.apply(again);
+  ASSERT_TRUE(s.run(true));
+  EXPECT_TRUE(s.plan.succeeded());
+}
+
+TEST(PushPlan, StrangersAndLateComers) {
+  Plan p(meta_of(100000), leaders(2), 2, true, PlanOptions{});
+  std::vector<Notice> out = p.start(0, 0);
+  EXPECT_FALSE(p.status("mallory", "receiving", 1, "", "", 0, 0, out).empty());
+  EXPECT_FALSE(p.delivered("l2", 0, nullptr, 0, 0).empty());  // never complete
+  EXPECT_FALSE(p.status("l1", "bogus", 1, "", "", 0, 0, out).empty());
+  Answer a = p.next("mallory", 0, 0, out);
+  EXPECT_EQ(a.kind, Answer::None);
+}
