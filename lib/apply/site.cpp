@@ -186,7 +186,10 @@ nlohmann::json Report::json() const {
                    {"data_bytes", data_bytes},
                    {"seconds", seconds},
                    {"version", version},
-                   {"live", live}};
+                   {"live", live},
+                   {"live_sequence", live_sequence}};
+  if (!site.empty())
+    j["site"] = site;
   if (!message.empty())
     j["message"] = message;
   nlohmann::json f = nlohmann::json::array();
@@ -384,6 +387,9 @@ Status Site::apply(assign::PackReader& pack, Report& rep) {
   (void)impl_->empty_trash();
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   rep.live = impl_->state.live;
+  rep.site = impl_->state.site;
+  if (const VersionInfo* v = impl_->state.version(impl_->state.live))
+    rep.live_sequence = v->sequence;
   if (!s.ok()) {
     if (rep.result.empty() || rep.result == "staged")
       rep.result = "failed";

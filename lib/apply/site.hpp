@@ -63,8 +63,10 @@ struct Report {
   uint64_t bytes_written = 0;
   uint64_t data_bytes = 0;
   double seconds = 0;
-  uint64_t version = 0;  // the version made or switched to
-  uint64_t live = 0;     // what is live afterwards
+  uint64_t version = 0;        // the version made or switched to
+  uint64_t live = 0;           // what is live afterwards
+  uint64_t live_sequence = 0;  // and the content sequence it holds
+  std::string site;
   std::string reload_status;
 
   nlohmann::json json() const;

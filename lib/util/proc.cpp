@@ -1,6 +1,7 @@
 #include "util/proc.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,9 +51,31 @@ Result<Child> spawn_shell(const Spawn& s) {
   }
   if (!s.stdin_file.empty())
     posix_spawn_file_actions_addopen(&fa, 0, s.stdin_file.c_str(), O_RDONLY, 0);
+  if (!s.output_file.empty()) {
+    posix_spawn_file_actions_addopen(&fa, 1, s.output_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  }
+  // The command starts with no signal blocked or ignored, whatever the
+  // daemon that runs it does with its own.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD})
+    sigaddset(&defaults, sig);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  if (s.new_group) {
+    flags |= POSIX_SPAWN_SETPGROUP;
+    posix_spawnattr_setpgroup(&attr, 0);
+  }
+  posix_spawnattr_setflags(&attr, flags);
   const char* argv[] = {"/bin/sh", "-c", s.command.c_str(), nullptr};
-  int rc = ::posix_spawn(&c.pid, "/bin/sh", &fa, nullptr, const_cast<char* const*>(argv), envp.data());
+  int rc = ::posix_spawn(&c.pid, "/bin/sh", &fa, &attr, const_cast<char* const*>(argv), envp.data());
   posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
   if (rc != 0)
     return Error("cannot run '" + s.command + "': " + std::strerror(rc));
   return c;

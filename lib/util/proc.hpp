@@ -22,6 +22,8 @@ struct Spawn {
   std::vector<std::string> env;  // added to ours ("NAME=value")
   std::string stdin_file;        // empty: inherit
   bool capture_stdout = false;
+  std::string output_file;  // stdout and stderr appended here (not with capture_stdout)
+  bool new_group = false;   // its own process group, so it can be stopped whole
 };
 
 struct Child {
