@@ -37,7 +37,11 @@ void send_options(po::options_description& d) {
       ("max-idle-passes", po::value<int>()->default_value(5)->value_name("N"),
        "stop after N passes (and 3 s) without progress")  //
       ("report-timeout", po::value<double>()->default_value(60)->value_name("SECONDS"),
-       "how long to wait for members' reports");
+       "how long to wait for members' reports")  //
+      ("self-exec", po::value<std::string>()->value_name("CMD"),
+       "the leader is a member too: run CMD on FILE here ({} is its path) and report it")  //
+      ("self-id", po::value<std::string>()->value_name("NAME"),
+       "this leader's id in the report (default: the --members report's, or the host name)");
 }
 
 void recv_options(po::options_description& d) {
@@ -103,15 +107,25 @@ Status run_send(cli::Context& ctx) {
   }
   if (ctx.vm.count("members") == ctx.vm.count("expect"))
     return Error("give --members FILE or --expect N", kExitUsage);
+  if (ctx.vm.count("self-exec"))
+    o.self_exec = ctx.vm["self-exec"].as<std::string>();
   if (ctx.vm.count("members")) {
-    CM_ASSIGN(o.expected, mcast::members_from_report(ctx.vm["members"].as<std::string>(), n.channel.port));
-    if (o.expected.empty())
+    CM_ASSIGN(o.expected,
+              mcast::members_from_report(ctx.vm["members"].as<std::string>(), n.channel.port, &o.self_id));
+    if (o.expected.empty() && o.self_exec.empty())
       return Error("'" + ctx.vm["members"].as<std::string>() + "' lists no member besides this leader",
                    kExitFailure);
   } else {
     o.expect_count = ctx.vm["expect"].as<size_t>();
     if (o.expect_count == 0)
       return Error("--expect must be at least 1", kExitUsage);
+  }
+  if (ctx.vm.count("self-id"))
+    o.self_id = ctx.vm["self-id"].as<std::string>();
+  if (o.self_id.empty()) {
+    char host[256] = {0};
+    ::gethostname(host, sizeof host - 1);
+    o.self_id = host;
   }
   if (ctx.vm.count("quorum"))
     o.quorum = ctx.vm["quorum"].as<std::string>();

@@ -64,13 +64,16 @@ void set_buffers(int fd) {
 
 }  // namespace
 
-Result<std::vector<Expected>> members_from_report(const std::string& path, uint16_t port) {
+Result<std::vector<Expected>> members_from_report(const std::string& path, uint16_t port,
+                                                  std::string* self_out) {
   CM_ASSIGN(auto in, open_input(path));
   CM_ASSIGN(std::string text, read_all(*in, 16 << 20));
   auto j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("members") || !j["members"].is_array())
     return Error("'" + path + "' is not a cm-elect cluster report", kExitBadInput);
   std::string self = j.value("id", std::string());
+  if (self_out != nullptr)
+    *self_out = self;
   std::vector<Expected> out;
   for (const auto& m : j["members"]) {
     if (!m.is_object() || !m.contains("id") || !m["id"].is_string())
@@ -91,8 +94,43 @@ Result<std::vector<Expected>> members_from_report(const std::string& path, uint1
 
 // ---- send
 
+namespace {
+
+// The leader's own copy: its command runs here and reports like a member.
+void run_self(const SendOptions& opt, SendResult& r) {
+  MemberOutcome m;
+  m.id = opt.self_id;
+  m.joined = m.received = m.reported = true;
+  Spawn sp;
+  sp.command = expand_braces(opt.self_exec, opt.file);
+  sp.env = {"CM_FILE=" + opt.file, "CM_ASSIGNMENT=" + std::to_string(r.assignment)};
+  sp.capture_stdout = true;
+  auto t0 = now_ns();
+  auto ran = run_shell(sp, 8192);
+  m.exit_code = ran.ok() ? exit_code_of(ran->status) : 127;
+  if (ran.ok()) {
+    m.output = ran->output;
+    while (!m.output.empty() && m.output.back() == '\n')
+      m.output.pop_back();
+  }
+  m.millis = static_cast<uint32_t>((now_ns() - t0) / 1000000);
+  r.succeeded = r.succeeded && m.succeeded();
+  r.members.insert(r.members.begin(), m);
+}
+
+}  // namespace
+
 Result<SendResult> run_send(const SendOptions& opt) {
   auto start = now_ns();
+  if (opt.expected.empty() && opt.expect_count == 0 && !opt.self_exec.empty()) {
+    // A cluster of one: nothing to multicast.
+    SendResult r;
+    r.succeeded = true;
+    r.quorum = 0;
+    run_self(opt, r);
+    r.seconds = static_cast<double>(now_ns() - start) / 1e9;
+    return r;
+  }
   int fd = ::open(opt.file.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return sys_error("cannot open", opt.file, errno);
@@ -210,6 +248,8 @@ Result<SendResult> run_send(const SendOptions& opt) {
   r.quorum = s.quorum();
   r.size = size;
   r.assignment = cfg.assignment;
+  if (!opt.self_exec.empty())
+    run_self(opt, r);
   r.seconds = static_cast<double>(now_ns() - start) / 1e9;
   return r;
 }

@@ -29,6 +29,9 @@ struct SendOptions {
   int max_idle_passes = 5;
   double report_timeout = 60;
   std::function<void(const std::string&)> progress;  // a status line, often
+  // The leader is a server too: this command runs on the file here (after
+  // the multicast) and counts as the member self_id.
+  std::string self_exec, self_id;
 };
 
 struct SendResult {
@@ -45,8 +48,10 @@ Result<SendResult> run_send(const SendOptions& opt);
 nlohmann::json to_json(const SendResult& r);
 std::string to_text(const SendResult& r);
 
-// The members of a cm-elect cluster report (the sender itself left out).
-Result<std::vector<Expected>> members_from_report(const std::string& path, uint16_t port);
+// The members of a cm-elect cluster report (the sender itself left out);
+// `self` is set to the report's own id.
+Result<std::vector<Expected>> members_from_report(const std::string& path, uint16_t port,
+                                                  std::string* self = nullptr);
 
 struct RecvOptions {
   std::string dir;

@@ -196,6 +196,13 @@ void Plan::fail(LeaderState& l, const std::string& why, int64_t now, int64_t wal
       reassign(d, now, wall, out);
     }
   fill_manager(now, wall, out);
+  if (successor_) {
+    std::string segment = l.who.segment;
+    if (auto n = successor_(l); n && n->segment == segment) {
+      done_ = false;  // (not done yet: check() below decides)
+      replace_leader(*n, now, wall, out);
+    }
+  }
   check(wall);
 }
 
@@ -241,6 +248,34 @@ void Plan::tick(int64_t now, int64_t wall, std::vector<Notice>& out) {
            out);
   }
   check(wall);
+}
+
+bool Plan::replace_leader(const Leader& fresh, int64_t now, int64_t wall, std::vector<Notice>& out) {
+  if (done_ || fresh.segment.empty() || find(fresh.id) != nullptr)
+    return false;
+  LeaderState* old = nullptr;
+  for (LeaderState& l : leaders_)
+    if (l.who.segment == fresh.segment && l.state == "failed")
+      old = &l;
+  if (old == nullptr)
+    return false;
+  old->failure += "; replaced by " + fresh.id;
+  LeaderState n;
+  n.who = fresh;
+  leaders_.push_back(n);
+  // The holders ask NEXT only while leaders wait; the manager serves it if
+  // none does.
+  fill_manager(now, wall, out);
+  if (find(fresh.id)->state == "pending") {
+    for (LeaderState& h : leaders_)
+      if (holder(h) && h.serving < opt_.leader_fanout && h.bytes == meta_.size) {
+        notify(*get(fresh.id), h.who.id, now, wall, out);
+        break;
+      }
+  }
+  if (find(fresh.id)->state == "pending")
+    notify(*get(fresh.id), kManager, now, wall, out);
+  return true;
 }
 
 std::vector<Notice> Plan::resume(int64_t now) {

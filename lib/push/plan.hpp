@@ -16,6 +16,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -89,6 +91,14 @@ class Plan {
                    std::vector<Notice>& out);
   // Leaders silent too long fail.
   void tick(int64_t now, int64_t wall, std::vector<Notice>& out);
+  // A segment whose leader failed has a new one (cm-elect elected it): it
+  // joins the job, and the manager or a holder serves it.
+  bool replace_leader(const Leader& fresh, int64_t now, int64_t wall, std::vector<Notice>& out);
+  // Asked when a leader fails: the current leader of its segment, if
+  // another (serve looks in its registry). Not saved with the plan.
+  void set_successor(std::function<std::optional<Leader>(const LeaderState&)> f) {
+    successor_ = std::move(f);
+  }
   // After a restart: every leader counts as just heard from; those notified
   // are notified again.
   std::vector<Notice> resume(int64_t now);
@@ -123,6 +133,7 @@ class Plan {
   unsigned manager_serving_ = 0;
   bool done_ = false;
   int64_t created_ms_ = 0, finished_ms_ = 0;
+  std::function<std::optional<Leader>(const LeaderState&)> successor_;
 };
 
 // "3", "75%" or "" (all) of n leaders, at least 1.

@@ -47,8 +47,10 @@ Result<std::string> slurp(const std::string& path, size_t limit) {
 }
 
 struct Entry {
+  std::set<std::string> told;  // failures already logged
   Plan plan;
-  std::string data;  // the manager's copy, in the state directory
+  std::string data;        // the manager's copy, in the state directory
+  bool group_job = false;  // leaders from the registry (not a static list)
 };
 
 class Server {
@@ -71,6 +73,18 @@ class Server {
   Message on_delivered(const Message& m, const std::string& peer);
   Message on_cluster(const Message& m);
 
+  // A group job follows its segments' elections: a failed leader's
+  // successor joins it.
+  void watch(Entry& e) {
+    if (!e.group_job)
+      return;
+    e.plan.set_successor([this](const LeaderState& l) -> std::optional<Leader> {
+      for (const auto& [id, r] : registry_)
+        if (r.segment == l.who.segment && id != l.who.id)
+          return r;
+      return std::nullopt;
+    });
+  }
   // With mu_ held: sends the notices (each from its own thread) and saves.
   void carry_out(uint64_t id, Entry& e, const std::vector<Notice>& notices);
   void save(const Entry& e);
@@ -84,11 +98,15 @@ class Server {
   std::condition_variable changed_;
   std::map<uint64_t, Entry> jobs_;
   std::map<std::string, Leader> registry_;
+  std::map<std::string, nlohmann::json> clusters_;  // the last leader's report of each segment
   uint64_t next_id_ = 1;
   std::atomic<bool> stop_{false};
 };
 
 void Server::carry_out(uint64_t id, Entry& e, const std::vector<Notice>& notices) {
+  for (const LeaderState& l : e.plan.leaders())
+    if (l.state == "failed" && e.told.insert(l.who.id).second)
+      log("job " + std::to_string(id) + ": " + l.who.id + " failed: " + l.failure);
   for (const Notice& n : notices) {
     const LeaderState* l = e.plan.find(n.leader);
     const LeaderState* src = e.plan.find(n.source);
@@ -219,6 +237,7 @@ Message Server::on_cluster(const Message& m) {
                                                                                       : std::next(it);
   bool fresh = registry_.count(l.id) == 0;
   registry_[l.id] = l;
+  clusters_[l.segment] = r;
   save_registry();
   if (fresh)
     log("leader " + l.id + " of segment '" + l.segment + "' at " + l.agent.str());
@@ -316,8 +335,12 @@ Status Server::on_send(net::TlsStream& s, const Message& m) {
   size_t quorum = parse_quorum(m.body.value("quorum", std::string()), n);
   {
     std::lock_guard<std::mutex> g(mu_);
-    Entry e{Plan(*meta, leaders, quorum, m.body.value("cut_through", true), opt_.plan), data};
+    Entry e{{},
+            Plan(*meta, leaders, quorum, m.body.value("cut_through", true), opt_.plan),
+            data,
+            !m.body.contains("leaders")};
     auto [it, ok] = jobs_.emplace(id, std::move(e));
+    watch(it->second);
     log("job " + std::to_string(id) + ": " + path + " (" + std::to_string(meta->size) + " bytes) to " +
         std::to_string(n) + " leaders");
     auto notices = it->second.plan.start(steady_ms(), wall_ms());
@@ -357,7 +380,10 @@ Status Server::on_query(net::TlsStream& s, const Message& m) {
     for (const auto& [id, l] : registry_)
       reg.push_back(
           {{"id", id}, {"address", l.agent.str()}, {"segment", l.segment}, {"location", l.location}});
-    return send(s, Message{Msg::Result, {{"jobs", all}, {"leaders", reg}}, ""});
+    nlohmann::json clusters = nlohmann::json::array();
+    for (const auto& [seg, c] : clusters_)
+      clusters.push_back(c);
+    return send(s, Message{Msg::Result, {{"jobs", all}, {"leaders", reg}, {"clusters", clusters}}, ""});
   }
   CM_ASSIGN(uint64_t id, m.num("job"));
   auto it = jobs_.find(id);
@@ -436,6 +462,7 @@ void Server::handle(Fd fd) {
 void Server::save(const Entry& e) {
   nlohmann::json j = e.plan.json();
   j["data"] = e.data;
+  j["group_job"] = e.group_job;
   Status s =
       write_file_atomic(job_dir() + "/" + std::to_string(e.plan.meta().id) + ".json", j.dump(1) + "\n");
   if (!s.ok())
@@ -451,6 +478,12 @@ void Server::save_registry() {
                  {"segment", l.segment},
                  {"priority", l.priority}});
   Status s = write_file_atomic(opt_.state_dir + "/leaders.json", r.dump(1) + "\n");
+  if (!s.ok())
+    log(s.error().message);
+  nlohmann::json c = nlohmann::json::object();
+  for (const auto& [seg, report] : clusters_)
+    c[seg] = report;
+  s = write_file_atomic(opt_.state_dir + "/clusters.json", c.dump() + "\n");
   if (!s.ok())
     log(s.error().message);
 }
@@ -473,6 +506,13 @@ Status Server::load() {
       l.priority = x.value("priority", uint32_t{0});
       registry_[l.id] = l;
     }
+  }
+  auto clusters_text = slurp(opt_.state_dir + "/clusters.json", 256u << 20);
+  if (clusters_text.ok()) {
+    auto c = nlohmann::json::parse(*clusters_text, nullptr, false);
+    if (c.is_object())
+      for (auto it = c.begin(); it != c.end(); ++it)
+        clusters_[it.key()] = it.value();
   }
   DIR* dir = ::opendir(job_dir().c_str());
   if (dir == nullptr)
@@ -505,9 +545,13 @@ Status Server::load() {
         std::copy_n(reinterpret_cast<const uint8_t*>(table->data() + i), 32, d.begin());
         meta.chunks.push_back(d);
       }
-      Entry e{Plan::from_json(j, meta, opt_.plan), j.at("data").get<std::string>()};
+      Entry e{{},
+              Plan::from_json(j, meta, opt_.plan),
+              j.at("data").get<std::string>(),
+              j.value("group_job", false)};
       next_id_ = std::max(next_id_, meta.id + 1);
       auto [it, ok] = jobs_.emplace(meta.id, std::move(e));
+      watch(it->second);
       if (!it->second.plan.done()) {
         log("job " + std::to_string(meta.id) + " carries on after a restart");
         carry_out(meta.id, it->second, it->second.plan.resume(steady_ms()));
@@ -526,6 +570,14 @@ void Server::tick() {
       continue;
     std::vector<Notice> out;
     e.plan.tick(steady_ms(), wall_ms(), out);
+    // A failed leader's segment may have elected another by now.
+    for (const LeaderState& l : std::vector<LeaderState>(e.plan.leaders()))
+      if (l.state == "failed" && !l.who.segment.empty() && e.group_job)
+        for (const auto& [rid, r] : registry_)
+          if (r.segment == l.who.segment && rid != l.who.id &&
+              e.plan.replace_leader(r, steady_ms(), wall_ms(), out))
+            log("job " + std::to_string(id) + ": " + rid + " replaces " + l.who.id + ", the new leader of '" +
+                r.segment + "'");
     if (!out.empty() || e.plan.done())
       carry_out(id, e, out);
     if (e.plan.done())

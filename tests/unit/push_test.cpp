@@ -326,3 +326,31 @@ TEST(PushPlan, StrangersAndLateComers) {
   Answer a = p.next("mallory", 0, 0, out);
   EXPECT_EQ(a.kind, Answer::None);
 }
+
+TEST(PushPlan, AFailedLeadersSuccessorJoinsTheJob) {
+  PlanOptions o;
+  o.stall_ms = 2000;
+  std::vector<Leader> ls = leaders(4);
+  for (size_t i = 0; i < ls.size(); i++)
+    ls[i].segment = "seg" + std::to_string(i + 1);
+  Sim s(Plan(meta_of(100000), ls, 4, true, o));
+  Leader next;
+  next.id = "l9";
+  next.segment = "seg3";
+  next.agent = *net::parse_endpoint("10.0.0.9:7801");
+  s.plan.set_successor([&](const LeaderState& l) -> std::optional<Leader> {
+    if (l.who.segment == "seg3")
+      return next;
+    return std::nullopt;
+  });
+  s.apply(s.plan.start(0, 0));
+  for (int i = 0; i < 6; i++)
+    s.step(50, true);
+  s.dead.insert("l3");
+  ASSERT_TRUE(s.run(true));
+  EXPECT_EQ(s.plan.find("l3")->state, "failed");
+  EXPECT_NE(s.plan.find("l3")->failure.find("replaced by l9"), std::string::npos);
+  ASSERT_NE(s.plan.find("l9"), nullptr);
+  EXPECT_EQ(s.plan.find("l9")->state, "delivered");
+  EXPECT_TRUE(s.plan.succeeded());  // 4 of 5 leaders, quorum 4
+}
