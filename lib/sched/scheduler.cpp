@@ -297,6 +297,12 @@ Status Scheduler::record(const Job& j, Run& r, const Site& site_before, const nl
     return Error("site '" + j.site + "' was removed during the run", kExitFailure);
   std::vector<std::string> failed;
   int64_t at = now();
+  std::map<std::string, Server> known;
+  {
+    CM_ASSIGN(auto all, store_.servers());
+    for (Server& k : all)
+      known[k.id] = std::move(k);
+  }
   if (result.contains("pushes") && result["pushes"].is_array())
     for (const auto& push : result["pushes"]) {
       if (!push.is_object() || !push.contains("leaders") || !push["leaders"].is_array())
@@ -319,17 +325,16 @@ Status Scheduler::record(const Job& j, Run& r, const Site& site_before, const nl
           bool ok = m.value("succeeded", false);
           nlohmann::json out = m.contains("output") ? m["output"] : nlohmann::json();
           CM_TRY(store_.add_report(r.id, id, leader, ok ? "ok" : "failed", m));
-          CM_ASSIGN(auto known, store_.servers());
           Server sv;
-          for (const Server& k : known)
-            if (k.id == id)
-              sv = k;
+          if (auto k = known.find(id); k != known.end())
+            sv = k->second;
           sv.id = id;
           if (sv.leader.empty())
             sv.leader = leader;
           sv.status = ok ? "ok" : "failed";
           sv.last_seen = at;
           CM_TRY(store_.put_server(sv));
+          known[id] = sv;
           if (!ok)
             failed.push_back(id);
           if (ok && out.is_object() && out.contains("live_sequence") &&
@@ -399,8 +404,10 @@ Status Scheduler::execute(Job j) {
   std::vector<std::string> stale;
   std::ostringstream list;
   size_t reachable = 0;
+  CM_ASSIGN(auto sequences, store_.all_sequences());
   for (const Server& s : servers) {
-    CM_ASSIGN(int64_t seq, store_.server_sequence(s.id, j.site));
+    auto found = sequences.find({s.id, j.site});
+    int64_t seq = found == sequences.end() ? 0 : found->second;
     bool up = s.last_seen >= opt_.now - reach;
     reachable += up;
     list << s.id << " " << s.segment << " " << seq << " " << (up ? "reachable" : "unreachable") << "\n";
@@ -809,11 +816,13 @@ Result<nlohmann::json> status(Store& store, int64_t now) {
   CM_ASSIGN(std::string reach_s, store.config("reachable_seconds", "600"));
   int64_t reach = std::atoll(reach_s.c_str());
   nlohmann::json vl = nlohmann::json::array();
+  CM_ASSIGN(auto sequences, store.all_sequences());
   for (const Server& v : servers) {
     nlohmann::json seqs = nlohmann::json::object();
     nlohmann::json behind = nlohmann::json::array();
     for (const Site& s : sites) {
-      CM_ASSIGN(int64_t q, store.server_sequence(v.id, s.name));
+      auto it = sequences.find({v.id, s.name});
+      int64_t q = it == sequences.end() ? 0 : it->second;
       seqs[s.name] = q;
       if (q < s.sequence)
         behind.push_back(s.name);

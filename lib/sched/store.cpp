@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <sstream>
 
 namespace cm::sched {
 
@@ -257,13 +258,39 @@ Result<std::vector<Server>> Store::servers() {
 }
 
 Result<std::vector<Server>> Store::group_servers(const Group& g) {
-  CM_ASSIGN(std::vector<Server> every, servers());
+  if (g.segments.empty() || g.segments == "all")
+    return servers();
+  // One query through the segment index: a tick over many servers reads
+  // only the group's.
+  std::vector<std::string> segs;
+  std::stringstream ss(g.segments);
+  for (std::string x; std::getline(ss, x, ',');)
+    if (!x.empty())
+      segs.push_back(x);
+  std::string sql = "SELECT id, segment, leader, address, status, last_seen FROM servers WHERE segment IN (";
+  for (size_t i = 0; i < segs.size(); i++)
+    sql += i == 0 ? "?" : ", ?";
+  CM_ASSIGN(Stmt s, db_->prepare(sql + ") ORDER BY id"));
+  for (size_t i = 0; i < segs.size(); i++)
+    s.bind(static_cast<int>(i + 1), segs[i]);
   std::vector<Server> out;
-  std::string segs = "," + g.segments + ",";
-  for (Server& s : every)
-    if (g.segments.empty() || g.segments == "all" || segs.find("," + s.segment + ",") != std::string::npos)
-      out.push_back(std::move(s));
-  return out;
+  for (;;) {
+    CM_ASSIGN(bool row, s.step());
+    if (!row)
+      return out;
+    out.push_back(server_from(s));
+  }
+}
+
+Result<std::map<std::pair<std::string, std::string>, int64_t>> Store::all_sequences() {
+  CM_ASSIGN(Stmt s, db_->prepare("SELECT server, site, sequence FROM server_sites"));
+  std::map<std::pair<std::string, std::string>, int64_t> out;
+  for (;;) {
+    CM_ASSIGN(bool row, s.step());
+    if (!row)
+      return out;
+    out[{s.text(0), s.text(1)}] = s.i64(2);
+  }
 }
 
 Status Store::put_server(const Server& v) {

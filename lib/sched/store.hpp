@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -87,6 +88,8 @@ class Store {
   Result<std::vector<Server>> group_servers(const Group& g);
   Status put_server(const Server& s);
   Result<int64_t> server_sequence(const std::string& server, const std::string& site);
+  // Every (server, site) -> sequence, in one query.
+  Result<std::map<std::pair<std::string, std::string>, int64_t>> all_sequences();
   Status set_server_sequence(const std::string& server, const std::string& site, int64_t seq, int64_t now);
 
   Result<int64_t> add_run(const Run& r);
