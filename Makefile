@@ -2,7 +2,7 @@
 #
 #   make            build everything (build/)
 #   make test       install dependencies, build, run every test suite
-#   make demo       install dependencies, build, publish the built-in sample site
+#   make demo       install dependencies, build, publish the sample site to a farm of 12 servers
 #   make asan       every test under AddressSanitizer + UBSan (build-asan/)
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS (build-fuzz/)
 #   make bench      the benchmarks under bench/ (prints ratios against the peers)

@@ -1,80 +1,115 @@
-#!/bin/sh
-# make demo: publish the built-in sample site with the stages that exist
-# (cm-delta, cm-assign, cm-apply) into a local site directory, as a web
-# server would see it, and say what happened at each step.
+#!/bin/bash
+# make demo: the main job, as a newcomer meets it. A farm of a manager and
+# three sites of four servers starts (network namespaces with capped WAN
+# links when run as root, plain processes on loopback addresses otherwise),
+# the sample site is published to it through cm-sched, every server's report
+# is printed, then a small change is published to show that only deltas
+# travel. The farm is stopped at the end; its files stay for a look around.
 # Usage: scripts/demo.sh BUILD_DIR
 set -eu
 build=$(cd "$1" && pwd)
 src=$(cd "$(dirname "$0")/.." && pwd)
-PATH="$build:$PATH"
+export PATH="$build:$PATH"
 demo="$build/demo"
-rm -rf "$demo"
-mkdir -p "$demo/site" "$demo/keys"
-cd "$demo"
+F="$demo/farm"
+
 say() { printf '\n== %s\n' "$*"; }
 run() {
 	printf '$ %s\n' "$*"
 	"$@"
 }
 
-say "Keys: the manager signs every assignment; servers check with the public key"
-run cm-assign keygen --sign -o keys/site >/dev/null
-echo "keys/site.sec (manager), keys/site.pub (servers)"
+# shellcheck source=../tests/lab/lab.bash
+. "$src/tests/lab/lab.bash"
+# shellcheck source=../tests/lab/farm.bash
+. "$src/tests/lab/farm.bash"
+
+if [ "${FARM_MODE:-}" != loopback ] && [ "$(id -u)" = 0 ] && command -v ip >/dev/null && command -v tc >/dev/null; then
+	FARM_MODE=ns
+	where="network namespaces: each site behind a router, WAN links capped at $FARM_WAN_RATE, the manager's uplink at $FARM_MANAGER_RATE"
+else
+	FARM_MODE=loopback
+	where="processes on loopback addresses (run as root for namespaces with capped WAN links)"
+fi
+LAB_PREFIX="demo$$"
+rm -rf "$demo"
+mkdir -p "$demo"
+trap 'farm_down' EXIT
+
+say "Starting a farm: a manager and 3 sites x 4 servers, as $where"
+echo "On every server: cm-elect (leader election), cm-push agent (the WAN tree), cm-mcast recv (the LAN),"
+echo "each applying what it receives with cm-apply. On the manager: cm-push serve and cm-sched, ticked like cron."
+farm_up "$F"
+for seg in east west north; do echo "  site $seg: leader $(farm_leader "$seg") elected"; done
+
+# publish: runs the publish job on the manager, showing cm-job's steps as
+# they happen (from the run's log).
+publish() {
+	local before after log shown=0 n pid
+	before=$(farm_manager_tx 2>/dev/null || echo 0)
+	RUN=$(($(ls "$F/runs" 2>/dev/null | wc -l) + 1))
+	log="$F/runs/$RUN/log"
+	echo "\$ cm-sched run pub"
+	farm_sched run pub >"$demo/run-$RUN.out" 2>&1 &
+	pid=$!
+	while :; do
+		if [ -e "$log" ]; then
+			n=$(wc -l <"$log")
+			if [ "$n" -gt "$shown" ]; then
+				sed -n "$((shown + 1)),${n}p" "$log" | grep '^cm-job: ' | sed 's/^/   /' || true
+				shown=$n
+			fi
+		fi
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.3
+	done
+	wait "$pid" || true
+	sed 's/^/   /' "$demo/run-$RUN.out"
+	after=$(farm_manager_tx 2>/dev/null || echo 0)
+	SENT=$((after - before))
+}
+
+report() {
+	echo
+	run farm_sched history --run "$RUN"
+	local ok=0 all=0 id
+	for id in $(farm_ids); do
+		all=$((all + 1))
+		if diff -r "$F/staging" "$(farm_root "$id")/live" >/dev/null 2>&1; then ok=$((ok + 1)); fi
+	done
+	echo "$ok of $all servers serve exactly the staging tree."
+}
 
 say "Release 1 of the sample site is built in staging/"
-"$src/scripts/sample-site.sh" staging 1
-echo "$(find staging -type f | wc -l) files, $(du -sh staging | cut -f1)"
+"$src/scripts/sample-site.sh" "$F/staging" 1
+echo "$(find "$F/staging" -type f | wc -l) files, $(du -sh "$F/staging" | cut -f1)"
+run farm_sched job add pub --type publish --site www --group all --sign-key "$F/keys/site.sec" \
+	--quorum 90% --retries 2 --backoff 10 >/dev/null
 
-say "First publish: the shadow copy is empty, so everything is new"
-mkdir shadow
-run cm-delta --stat shadow staging -o publish-1.cmd
-run cm-assign build --type replicate --id 1 --site demo --sign-key keys/site.sec --from staging -o a1
-echo "The assignment is $(wc -c <a1) bytes for $(du -sb staging | cut -f1) bytes of site (solid zstd)."
-run cm-apply --root site --pubkey keys/site.pub a1
-run cm-assign build --type commit --id 2 --site demo --target 1 --sign-key keys/site.sec -o c2
-run cm-apply --root site --pubkey keys/site.pub c2
-echo "site/live -> $(readlink site/live)"
-cp -a staging/. shadow/
-echo "(the manager's shadow copy is now release 1)"
+say "First publish: cm-delta, cm-assign, cm-push to the site leaders, cm-mcast to each site, commit"
+publish
+report
+[ "$FARM_MODE" = ns ] && echo "The manager sent $SENT bytes (the whole site once, into the tree)."
 
 say "Release 2: a rebuild (every mtime new), 3 posts corrected, one added, one removed, the script bundle renamed"
-rm -rf staging
-"$src/scripts/sample-site.sh" staging 2
-run cm-delta --stat shadow staging -o publish-2.cmd
-run cm-assign build --type publish --id 3 --seq 2 --base 1 --site demo --sign-key keys/site.sec \
-	publish-2.cmd -o a3
-echo "The update travels as $(wc -c <a3) bytes."
-run cm-apply --root site --pubkey keys/site.pub a3
-echo "Staged beside live; live still serves release 1: $(readlink site/live)"
-run cm-assign build --type commit --id 4 --site demo --target 3 --sign-key keys/site.sec -o c4
-run cm-apply --root site --pubkey keys/site.pub --reload 'echo "  (reload hook: version $CM_LIVE is live)"' c4
-if diff -r staging site/live >/dev/null; then
-	echo "site/live is identical to staging: release 2 is live."
+rm -rf "$F/staging"
+"$src/scripts/sample-site.sh" "$F/staging" 2
+publish
+report
+if [ "$FARM_MODE" = ns ]; then
+	echo "The manager sent $SENT bytes for the update: only the deltas travelled."
 else
-	echo "site/live differs from staging!" >&2
-	exit 1
+	echo "The update travelled as $(wc -c <"$(ls "$F/runs/$RUN"/a* | head -1)") bytes (publish assignment)."
 fi
 
-say "A rollback is one more assignment"
-run cm-assign build --type rollback --id 5 --site demo --sign-key keys/site.sec -o r5
-run cm-apply --root site --pubkey keys/site.pub r5
-run cm-apply status --root site
-
-say "What happened"
+say "Look around ($F)"
 cat <<EOT
-Only the bytes that changed travelled: unchanged pages with new mtimes were
-not sent, changed pages went as deltas of a few dozen bytes, the renamed
-bundle as a delta against its old name, all compressed as one stream and
-signed. Each server built the new version beside the live one and switched
-with one rename; the rollback switched back the same way.
-
-Look around ($demo):
-  cm-delta show publish-2.cmd             # the delta table
-  cm-assign show a3                       # the assignment: header and commands
-  cm-assign verify --pubkey keys/site.pub a3
-  ls -l site site/versions; cat site/.cm/state.json
-  man -l $src/man/cm.7                    # the overview; cm-delta.1, cm-assign.1, cm-apply.1
-
-The network stages (cm-push, cm-elect, cm-mcast) and the scheduler (cm-sched)
-are not built yet: here the assignments went to one local site directory.
+  cm-sched status --db $F/cm.db           # jobs, sites, servers' freshness
+  cm-sched history --db $F/cm.db          # every run; --run N for the per-server reports
+  less $F/runs/$RUN/log                   # what cm-job did, step by step
+  cm-delta show $F/runs/$RUN/update.cmd   # the delta table of the update
+  cm-assign show $F/runs/$RUN/a*          # the assignment that crossed the WAN
+  ls $F/srv/east1/site                    # a server: versions/, live -> the live version
+  man -l $src/man/cm.7                    # the overview; every program has its page
+The farm's daemons are stopped now; 'make demo' starts a new one.
 EOT

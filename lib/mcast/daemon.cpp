@@ -552,6 +552,10 @@ Status run_recv(const RecvOptions& opt) {
         (pr.error().code == kExitSecurity ? dropped_auth : dropped_bad)++;
         continue;
       }
+      // This server's own leader sending: it takes its copy with
+      // cm-mcast send --self-exec, not as a member of its own session.
+      if (d->from.addr.s_addr == opt.interface.s_addr)
+        continue;
       const Packet& p = *pr;
       if (p.type == Type::Announce) {
         on_announce(p, d->from, now);

@@ -76,6 +76,7 @@ _farm_bg() { # HOST LOG CMD...: prints the pid
 	else
 		"$@" >"$log" 2>&1 &
 		echo $!
+		disown $! 2>/dev/null || true
 	fi
 }
 
@@ -164,17 +165,13 @@ farm_kill() {
 }
 
 farm_leader() { # SEGMENT: from the manager's registry
-	farm_exec m cm-push status --json --tls "$FARM_DIR/tls" --manager "$(_farm_ip m):7800" 2>/dev/null |
-		python3 -c "
-import json, sys
-r = json.load(sys.stdin)
-print(next(l['id'] for l in r['leaders'] if l['segment'] == '$1'))"
+	farm_exec m cm-push status --tls "$FARM_DIR/tls" --manager "$(_farm_ip m):7800" 2>/dev/null |
+		awk -v seg="$1" '$1 == "leader" && $5 == seg { print $2 }'
 }
 
 _farm_ready() { # every site has a leader at the manager, cm-sched knows every server
 	local n
-	n=$(farm_exec m cm-push status --json --tls "$FARM_DIR/tls" --manager "$(_farm_ip m):7800" 2>/dev/null |
-		python3 -c 'import json,sys; print(len(json.load(sys.stdin)["leaders"]))' 2>/dev/null)
+	n=$(farm_exec m cm-push status --tls "$FARM_DIR/tls" --manager "$(_farm_ip m):7800" 2>/dev/null | grep -c '^leader ')
 	[ "${n:-0}" = "$FARM_SITES" ] || return 1
 	n=$(farm_sched server list 2>/dev/null | wc -l)
 	[ "$n" = $((FARM_SITES * FARM_SERVERS)) ]

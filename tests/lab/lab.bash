@@ -92,6 +92,8 @@ lab_bg() { # I LOG CMD...
 	shift 2
 	ip netns exec "$ns" "$@" >"$log" 2>&1 &
 	echo $!
+	# lab_down kills it: no job notice from this shell.
+	disown $! 2>/dev/null || true
 }
 
 lab_loss() { # I PCT
