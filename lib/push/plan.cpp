@@ -241,7 +241,10 @@ void Plan::reassign(LeaderState& d, int64_t now, int64_t wall, std::vector<Notic
 }
 
 void Plan::tick(int64_t now, int64_t wall, std::vector<Notice>& out) {
-  for (LeaderState& l : leaders_) {
+  // By index: fail() may append a failed leader's successor to leaders_,
+  // which moves the vector, so no reference or iterator survives the call.
+  for (size_t i = 0; i < leaders_.size(); i++) {
+    LeaderState& l = leaders_[i];
     bool watched = active(l) || (meta_.deliver && l.state == "complete");
     if (watched && now - l.last_heard > opt_.stall_ms)
       fail(l, "silent for " + std::to_string((now - l.last_heard) / 1000) + " s (dead or stalled)", now, wall,
