@@ -256,14 +256,7 @@ print("; ".join("%s %s/%s%s" % (m["name"], format(m["stored_bytes"], ","), forma
 row() { # NAME BYTES TIME
 	say "$(printf '%-46s %11s %8s' "$@")"
 }
-rat() { # LABEL VALUE [LIMIT]
-	if [ $# -ge 3 ]; then
-		say "$(printf '%-48s = %s' "$1" "$2 (target <= $3: $(verdict "$2" "$3"))")"
-	else
-		say "$(printf '%-48s = %s' "$1" "$2")"
-	fi
-}
-ver() { "$1" --version 2>/dev/null | awk 'NR == 1 { print $NF }'; }
+rat() { ratio_line 48 "$@"; } # LABEL VALUE [LIMIT]
 tarv=$(tar --version | awk 'NR == 1 { print $NF }')
 rsv=$(rsync --version | awk 'NR == 1 { print $3 }')
 zsv=$(zstd --version | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^v[0-9]/) { sub(",", "", $i); print $i; exit } }')

@@ -81,6 +81,34 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf 
 # verdict VALUE LIMIT — "met" when VALUE <= LIMIT, else "missed".
 verdict() { awk -v v="$1" -v l="$2" 'BEGIN { print (v != "n/a" && v <= l) ? "met" : "missed" }'; }
 
+# verdict_min VALUE LIMIT — "met" when VALUE >= LIMIT, else "missed".
+verdict_min() { awk -v v="$1" -v l="$2" 'BEGIN { print (v != "n/a" && v >= l) ? "met" : "missed" }'; }
+
+# spread N... — "first/median/last" of the numbers given ("-" for none).
+spread() {
+	[ $# -gt 0 ] || {
+		printf -- '-'
+		return
+	}
+	printf '%s/%s/%s' "$(printf '%s\n' "$@" | sort -g | head -n 1)" "$(median "$@")" \
+		"$(printf '%s\n' "$@" | sort -g | tail -n 1)"
+}
+
+# ratio_line WIDTH LABEL VALUE [LIMIT] — "LABEL = VALUE", padded to WIDTH,
+# with its verdict when a LIMIT (an upper bound) is given.
+ratio_line() {
+	local w=$1
+	shift
+	if [ $# -ge 3 ]; then
+		say "$(printf "%-${w}s = %s" "$1" "$2 (target <= $3: $(verdict "$2" "$3"))")"
+	else
+		say "$(printf "%-${w}s = %s" "$1" "$2")"
+	fi
+}
+
+# ver CMD — the last word of the first line of CMD --version.
+ver() { "$1" --version 2>/dev/null | awk 'NR == 1 { print $NF }'; }
+
 # fsize FILE — size in bytes.
 fsize() { stat -c %s "$1"; }
 
