@@ -31,6 +31,9 @@ FARM_SERVERS=${FARM_SERVERS:-4}
 FARM_WAN_RATE=${FARM_WAN_RATE:-100mbit}
 FARM_MANAGER_RATE=${FARM_MANAGER_RATE:-200mbit}
 FARM_TICK=${FARM_TICK:-2}
+# How long a leader waits for its members to apply and report (cm-mcast
+# send --report-timeout): the lab runs every server on the same few cores.
+FARM_REPORT_TIMEOUT=${FARM_REPORT_TIMEOUT:-20}
 FARM_NAMES=(east west north south central)
 FARM_PIDS=()
 
@@ -151,7 +154,7 @@ farm_start_server() {
 		--exec "cm-apply --json --root '$d/site' --pubkey '$pub' {}" >"$d/recv.pid"
 	_farm_bg "$id" "$d/agent.log" cm-push agent --tls "$FARM_DIR/tls" --name "$id" --listen "$ip:7801" \
 		--manager "$m:7800" --dir "$d/push" --idle 5 \
-		--deliver "cm-mcast send --json --interface $ip --channel $mch --members '$d/elect.json' --report-timeout 20 --self-exec 'cm-apply --json --root $d/site --pubkey $pub \"\$CM_FILE\"' {}" \
+		--deliver "cm-mcast send --json --interface $ip --channel $mch --members '$d/elect.json' --report-timeout $FARM_REPORT_TIMEOUT --self-exec 'cm-apply --json --root $d/site --pubkey $pub \"\$CM_FILE\"' {}" \
 		>"$d/agent.pid"
 	_farm_bg "$id" "$d/elect.log" cm-elect run --interface "$ip" --id "$id" --segment "$seg" --location "$seg" \
 		--channel "$ech" --state-file "$d/elect.json" --data-dir "$d" \
