@@ -66,15 +66,23 @@ chmod 755 "$run"
 # A copy of the binary: others may rebuild the tree while this runs.
 cp "$CM_BIN/cm-elect" "$run/cm-elect"
 elect=$run/cm-elect
+# cm-elect's state files go where its default (/run/cm) lives on a real
+# host: a tmpfs. (This VM's /run is on the root ext4, where every state
+# write's fsync queues behind whatever else the disk is doing.)
+if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+	sd=$(mktemp -d /dev/shm/cm-bench-elect.XXXXXX)
+else
+	sd=$run
+fi
 
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	lab_down
 	if [ "$KEEP" = 1 ]; then
-		note "kept $run"
+		note "kept $run $sd"
 	else
-		rm -rf "$run"
+		rm -rf "$run" "$sd"
 	fi
 	exit "$rc"
 }
@@ -105,7 +113,8 @@ phase_sleep() { sleep "$(awk -v t="$1" -v r="$RANDOM" 'BEGIN { printf "%.3f", t 
 prio() { echo $((160 - 10 * $1)); } # host 1 = 150 ... host 5 = 110
 
 # loss_on I PCT — host I drops PCT % of the control packets it receives:
-# lab_loss's rule, for VRRP (IP protocol 112) as well as UDP.
+# lab_loss's rule for UDP (cm-elect), and the same for VRRP (IP protocol
+# 112, keepalived), each with its own counter.
 loss_on() {
 	lab_exec "$1" nft -f - <<EOF
 table inet benchloss
@@ -113,15 +122,17 @@ delete table inet benchloss
 table inet benchloss {
 	chain in {
 		type filter hook input priority 0;
-		meta l4proto { udp, 112 } numgen random mod 100 < $2 counter drop
+		meta l4proto udp numgen random mod 100 < $2 counter drop
+		meta l4proto 112 numgen random mod 100 < $2 counter drop
 	}
 }
 EOF
 }
 loss_off() { lab_exec "$1" nft delete table inet benchloss 2>/dev/null || true; }
-loss_dropped() { # I — packets dropped so far
+loss_dropped() { # I udp|vrrp — packets of that kind dropped so far
 	lab_exec "$1" nft list table inet benchloss 2>/dev/null |
-		awk '/counter packets/ { for (i = 1; i < NF; i++) if ($i == "packets") s += $(i + 1) } END { print s + 0 }'
+		awk -v k="$2" '/counter packets/ && ((k == "udp" && / udp /) || (k == "vrrp" && !/ udp /)) {
+			for (i = 1; i < NF; i++) if ($i == "packets") s += $(i + 1) } END { print s + 0 }'
 }
 
 # ------------------------------------------------------------ capture
@@ -133,18 +144,32 @@ cap_start() {
 	lab_bg "$N" "$run/tcpdump.log" tcpdump -i eth0 -n -U -s 128 -w "$CAP" 'ip proto 112 or udp port 7701' >"$run/tcpdump.pid"
 	wait_for 5 grep -q 'listening on' "$run/tcpdump.log" || die "tcpdump did not start: $(cat "$run/tcpdump.log")"
 }
-cap_stop() {
-	kill "$(cat "$run/tcpdump.pid")" 2>/dev/null || true
-	wait "$(cat "$run/tcpdump.pid")" 2>/dev/null || true
+# gone PID — wait (at most 10 s) until PID has exited. lab_bg disowns what
+# it starts, so `wait` cannot: a keepalived still exiting when the next one
+# starts would remove the new one's pid files.
+gone() {
+	local n
+	for ((n = 0; n < 200; n++)); do
+		kill -0 "$1" 2>/dev/null || return 0
+		[ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ] || return 0
+		sleep 0.05
+	done
+	note "process $1 still there after 10 s"
 }
 
-# wire KIND — "time source" of each packet of KIND in the capture:
-# leader (VRRP adverts, cm-elect LA), claim (cm-elect LC).
+cap_stop() {
+	kill "$(cat "$run/tcpdump.pid")" 2>/dev/null || true
+	gone "$(cat "$run/tcpdump.pid")"
+}
+
+# wire KIND — "time source" of each packet of KIND in the capture: leader
+# (TOOL's: VRRP adverts or cm-elect LAs), claim (cm-elect LCs).
 wire() {
 	local f
-	case "$1" in
-	leader) f='ip proto 112 or (udp port 7701 and udp[13] = 1)' ;;
-	claim) f='udp port 7701 and udp[13] = 2' ;;
+	case "$1.$TOOL" in
+	leader.ka) f='ip proto 112' ;;
+	leader.cm) f='udp port 7701 and udp[13] = 1' ;;
+	claim.*) f='udp port 7701 and udp[13] = 2' ;;
 	esac
 	{ tcpdump -r "$CAP" -tt -n "$f" 2>/dev/null || true; } |
 		awk '{ s = $3; n = split(s, p, "."); if (n == 5) s = p[1] "." p[2] "." p[3] "." p[4]; print $1, s }'
@@ -161,7 +186,7 @@ ka_setup() {
 	cat >"$run/notify.sh" <<EOF
 #!/bin/sh
 # notify.sh HOST: keepalived appends "INSTANCE NAME STATE PRIO"
-printf '%s %s state %s\n' "\$(date +%s.%N)" "\$1" "\$4" >>$run/events.log
+printf '%s %s state %s\n' "\$(date +%s.%N)" "\$1" "\$4" >>$run/ka.events
 EOF
 	chmod 755 "$run/notify.sh"
 }
@@ -206,21 +231,23 @@ ka_kill() {
 	T_KILL=$(t_now)
 	kill -KILL "$c"
 	kill -KILL "$p"
-	wait "$(cat "$run/k$i.bg")" 2>/dev/null || true
-	printf '%s n%s state DEAD\n' "$(t_now)" "$i" >>"$run/events.log"
+	gone "$(cat "$run/k$i.bg")"
+	printf '%s n%s state DEAD\n' "$(t_now)" "$i" >>"$run/ka.events"
 }
 
 ka_stop() { # I — cleanly
 	local i=$1 p
 	p=$(cat "$run/k$i.pid" 2>/dev/null) || return 0
 	kill -TERM "$p" 2>/dev/null || true
-	wait "$(cat "$run/k$i.bg")" 2>/dev/null || true
-	printf '%s n%s state DEAD\n' "$(t_now)" "$i" >>"$run/events.log"
+	gone "$(cat "$run/k$i.bg")"
+	printf '%s n%s state DEAD\n' "$(t_now)" "$i" >>"$run/ka.events"
 }
 
-# ka_masters — hosts whose last state is MASTER, sorted.
+# ka_masters — hosts whose last state is MASTER, sorted. By time, not by
+# line: keepalived runs notify scripts concurrently, so a host's MASTER and
+# BACKUP lines can land in the log out of order (keepalived#996).
 ka_masters() {
-	awk '$3 == "state" { st[$2] = $4 } END { for (h in st) if (st[h] == "MASTER") print h }' "$run/events.log" | sort | tr '\n' ' ' | sed 's/ $//'
+	sort -g "$run/ka.events" | awk '$3 == "state" { st[$2] = $4 } END { for (h in st) if (st[h] == "MASTER") print h }' | sort | tr '\n' ' ' | sed 's/ $//'
 }
 
 # ------------------------------------------------------------ cm-elect
@@ -228,7 +255,7 @@ ka_masters() {
 cm_setup() {
 	cat >"$run/hook.sh" <<EOF
 #!/bin/sh
-printf '%s %s %s %s\n' "\$(date +%s.%N)" "\$CM_ID" "\$CM_EVENT" "\${CM_DETAIL:--}" >>$run/events.log
+printf '%s %s %s %s\n' "\$(date +%s.%N)" "\$CM_ID" "\$CM_EVENT" "\${CM_DETAIL:--}" >>$run/cm.events
 EOF
 	chmod 755 "$run/hook.sh"
 }
@@ -236,9 +263,9 @@ EOF
 cm_start() { # I T [options]
 	local i=$1 t=$2
 	shift 2
-	rm -f "$run/c$i.json"
+	rm -f "$sd/c$i.json"
 	lab_bg "$i" "$run/c$i.log" "$elect" run -v --interface "$(lab_ip "$i")" --id "n$i" \
-		--priority "$(prio "$i")" --interval "$t" --state-file "$run/c$i.json" \
+		--priority "$(prio "$i")" --interval "$t" --state-file "$sd/c$i.json" \
 		--on-change "$run/hook.sh" "$@" >"$run/c$i.bg"
 }
 
@@ -247,15 +274,15 @@ cm_kill() { # I — sets T_KILL
 	pid=$(cat "$run/c$1.bg")
 	T_KILL=$(t_now)
 	kill -KILL "$pid"
-	wait "$pid" 2>/dev/null || true
-	rm -f "$run/c$1.json"
+	gone "$pid"
+	rm -f "$sd/c$1.json"
 }
 
 cm_stop() { # I — cleanly
 	local pid
 	pid=$(cat "$run/c$1.bg" 2>/dev/null) || return 0
 	kill -TERM "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
+	gone "$pid"
 }
 
 # cm_agree HOST FILES... — HOST leads by its own state file, and every file
@@ -288,9 +315,14 @@ EOF
 
 # ------------------------------------------------------------ both tools
 
-# The tool of the current phase: ka or cm.
+# Both clusters run on the same five hosts at once (VRRP and cm-elect's UDP
+# channel do not meet); trials alternate between them, so both see the same
+# machine. TOOL (ka or cm) says which one a helper is about.
 TOOL=
-LEADER_STATE=
+
+tool_name() { if [ "$1" = ka ]; then echo keepalived; else echo cm-elect; fi; }
+events() { printf '%s' "$run/$TOOL.events"; }
+leader_state() { if [ "$TOOL" = ka ]; then echo MASTER; else echo leader; fi; }
 
 start_host() { if [ "$TOOL" = ka ]; then ka_start "$1" "$2"; else cm_start "$1" "$2"; fi; }
 kill_host() { if [ "$TOOL" = ka ]; then ka_kill "$1"; else cm_kill "$1"; fi; }
@@ -303,7 +335,7 @@ agree() {
 	if [ "$TOOL" = ka ]; then
 		[ "$(ka_masters)" = "n$want" ]
 	else
-		for h in "$@"; do files+=("$run/c$h.json"); done
+		for h in "$@"; do files+=("$sd/c$h.json"); done
 		cm_agree "n$want" "${files[@]}"
 	fi
 }
@@ -315,16 +347,18 @@ leader_now() {
 		l=$(ka_masters)
 		case "$l" in n[0-9] | n[0-9][0-9]) echo "${l#n}" ;; esac
 	else
-		for h in "$@"; do files+=("$run/c$h.json"); done
+		for h in "$@"; do files+=("$sd/c$h.json"); done
 		l=$(cm_leader "${files[@]}")
 		case "$l" in n[0-9]*) echo "${l#n}" ;; esac
 	fi
 }
 
+has_leader() { [ -n "$(leader_now "$@")" ]; }
+
 # hook_leaders FROM [TO] — "time host" of every transition to leader
-# (MASTER) logged by the hooks in (FROM, TO].
+# (MASTER) logged by TOOL's hooks in (FROM, TO].
 hook_leaders() {
-	awk -v a="$1" -v b="${2:-1e12}" -v s="$LEADER_STATE" '$1 > a && $1 <= b && $3 == "state" && $4 == s { print $1, $2 }' "$run/events.log"
+	awk -v a="$1" -v b="${2:-1e12}" -v s="$(leader_state)" '$1 > a && $1 <= b && $3 == "state" && $4 == s { print $1, $2 }' "$(events)"
 }
 
 # some_new_leader T0 OLD — a hook says some host other than OLD leads.
@@ -333,130 +367,178 @@ some_new_leader() { hook_leaders "$1" | awk -v o="n$2" '$2 != o { f = 1 } END { 
 all_hosts() { seq 1 "$N" | tr '\n' ' '; }
 others() { seq 1 "$N" | grep -vx "$1" | tr '\n' ' '; }
 
+# Results per tool: space-separated lists and counters in R[TOOL.KEY].
+declare -A R=()
+radd() { R[$TOOL.$1]="${R[$TOOL.$1]:-} $2"; }
+rinc() { R[$TOOL.$1]=$((${R[$TOOL.$1]:-0} + ${2:-1})); }
+
 # ------------------------------------------------------------ 1. failover
 
-# trial T — kill the leader (host 1), time the failover, bring host 1 back.
-# Appends to FO_WIRE, FO_HOOK, FO_EXTRA; counts FO_FAILED.
+# trial T — kill TOOL's leader (host 1), time the failover, bring host 1
+# back and wait until every host follows it again.
 trial() {
-	local t=$1 t0 lim settle newl ip first last hook claimers
-	# shellcheck disable=SC2046
+	local t=$1 t0 lim settle newl ip first last hook claimers i name
+	name=$(tool_name "$TOOL")
 	lim=$(ceil_s "$(awk -v t="$t" 'BEGIN { print 6 * t + 5 }')")
 	settle=$(fmax 1.5 "$(fmul 4 "$t")")
 	phase_sleep "$t"
 	kill_host 1
 	t0=$T_KILL
 	if ! wait_for "$lim" some_new_leader "$t0" 1; then
-		FO_FAILED=$((FO_FAILED + 1))
-		note "  no new leader within $lim s"
+		rinc failed
+		note "  $name: no new leader within $lim s"
 	else
 		sleep "$settle"
 		# shellcheck disable=SC2046
+		wait_for "$lim" has_leader $(others 1) || true
+		# shellcheck disable=SC2046
 		newl=$(leader_now $(others 1))
 		if [ -z "$newl" ]; then
-			FO_FAILED=$((FO_FAILED + 1))
-			note "  the survivors do not agree on a leader"
+			rinc failed
+			note "  $name: the survivors do not agree on a leader"
 		else
 			ip=$(lab_ip "$newl")
-			first=$(wire leader | awk -v t0="$t0" -v ip="$ip" '$1 > t0 && $2 == ip { print $1; exit }')
-			hook=$(hook_leaders "$t0" | awk -v h="n$newl" '$2 == h { print $1; exit }')
+			first=$(wire leader | awk -v t0="$t0" -v ip="$ip" '$1 > t0 && $2 == ip && f == "" { f = $1 } END { print f }')
+			hook=$(hook_leaders "$t0" | awk -v h="n$newl" '$2 == h && f == "" { f = $1 } END { print f }')
 			# hosts other than the old leader that sent a leader message
 			claimers=$(wire leader | awk -v t0="$t0" -v old="$(lab_ip 1)" '$1 > t0 && $2 != old { print $2 }' | sort -u | wc -l)
 			if [ -z "$first" ]; then
-				FO_FAILED=$((FO_FAILED + 1))
-				note "  no leader message from n$newl on the wire"
+				rinc failed
+				note "  $name: no leader message from n$newl on the wire"
 			else
 				last=$(wire leader | awk -v f="$first" -v ip="$(lab_ip 1)" '$1 < f && $2 == ip { l = $1 } END { print l }')
-				FO_WIRE+=("$(fsub "$first" "$t0")")
-				[ -n "$last" ] && FO_GAP+=("$(fsub "$first" "$last")")
-				[ -n "$hook" ] && FO_HOOK+=("$(fsub "$hook" "$t0")")
-				FO_NEW+=("n$newl")
-				FO_EXTRA=$((FO_EXTRA + claimers - 1))
-				note "  kill -> n$newl: wire $(fsub "$first" "$t0") s, hook $([ -n "$hook" ] && fsub "$hook" "$t0") s, hosts leading $claimers"
+				radd wire "$(fsub "$first" "$t0")"
+				[ -n "$last" ] && radd gap "$(fsub "$first" "$last")"
+				[ -n "$hook" ] && radd hook "$(fsub "$hook" "$t0")"
+				radd new "n$newl"
+				rinc extra $((claimers - 1))
+				note "  $name: kill -> n$newl: wire $(fsub "$first" "$t0") s, hook $([ -n "$hook" ] && fsub "$hook" "$t0") s, gap $([ -n "$last" ] && fsub "$first" "$last") s, hosts leading $claimers"
 			fi
 		fi
 	fi
 	# Host 1 comes back and, with preemption, takes the lead back.
 	start_host 1 "$t"
 	# shellcheck disable=SC2046
-	wait_for "$((lim + 10))" agree 1 $(all_hosts) || die "n1 did not take the lead back (leader: $(leader_now $(all_hosts)))"
+	if ! wait_for "$((lim + 10))" agree 1 $(all_hosts); then
+		note "  $name: n1 did not take the lead back (leader: $(leader_now $(all_hosts))); restarting every host"
+		rinc restarts
+		for i in $(seq 1 "$N"); do stop_host "$i"; done
+		for i in $(seq 1 "$N"); do start_host "$i" "$t"; done
+		# shellcheck disable=SC2046
+		wait_for 30 agree 1 $(all_hosts) || die "$name: n1 did not win the election after a restart (leader: $(leader_now $(all_hosts)))"
+	fi
 	sleep "$settle"
 }
 
-# phase TOOL T — failover trials, then the loss window, on the same hosts.
+# fo_line T — the failover result line of TOOL at interval T.
+fo_line() {
+	local t=$1 name w med=n/a hmed=- gmed=- news
+	name=$(tool_name "$TOOL")
+	# shellcheck disable=SC2206
+	w=(${R[$TOOL.wire]:-})
+	if [ "${#w[@]}" -gt 0 ]; then
+		med=$(median "${w[@]}")
+		# shellcheck disable=SC2086
+		[ -n "${R[$TOOL.hook]:-}" ] && hmed=$(median ${R[$TOOL.hook]})
+		# shellcheck disable=SC2086
+		[ -n "${R[$TOOL.gap]:-}" ] && gmed=$(median ${R[$TOOL.gap]})
+		# shellcheck disable=SC2086
+		news=$(printf '%s\n' ${R[$TOOL.new]} | sort | uniq -c | awk '{ printf "%s%s*%s", s, $2, $1; s = "," }')
+		say "$(printf '%-11s %8s %3d %9.3f %7.3f %7.3f %7.3f %10s %10s %5d %6d %s' "$name" "$t" "${#w[@]}" \
+			"$med" "$(percentile 95 "${w[@]}")" "$(percentile 0 "${w[@]}")" "$(percentile 100 "${w[@]}")" \
+			"$hmed" "$gmed" "${R[$TOOL.extra]:-0}" "${R[$TOOL.failed]:-0}" "$news")"
+	else
+		say "$(printf '%-11s %8s %3d   (no trial measured; %d failed)' "$name" "$t" 0 "${R[$TOOL.failed]:-0}")"
+	fi
+	[ "${R[$TOOL.restarts]:-0}" -eq 0 ] ||
+		say "$name $t: ${R[$TOOL.restarts]} times the killed host did not take the lead back; every host was restarted"
+	FO_MEDIAN[$TOOL.$t]=$med
+}
+
+# phase T — both clusters on the five hosts: failover trials (alternating),
+# then the loss window (both at once).
 phase() {
-	local tool=$1 t=$2 name i k med p95 hmed gmed
-	TOOL=$tool
-	if [ "$tool" = ka ]; then
-		LEADER_STATE=MASTER
-		name=keepalived
-	else
-		LEADER_STATE=leader
-		name=cm-elect
-	fi
-	: >"$run/events.log"
-	cap_start "$run/cap.$tool.$t.pcap"
-	note "$name, interval $t s: starting $N hosts"
-	for i in $(seq 1 "$N"); do start_host "$i" "$t"; done
-	# shellcheck disable=SC2046
-	wait_for 30 agree 1 $(all_hosts) || die "$name: n1 did not win the first election (leader: $(leader_now $(all_hosts)))"
-	sleep 2
-	FO_WIRE=() FO_HOOK=() FO_GAP=() FO_NEW=() FO_EXTRA=0 FO_FAILED=0
-	for k in $(seq 1 "$TRIALS"); do
-		note "$name, interval $t s: trial $k/$TRIALS"
-		trial "$t"
+	local t=$1 i k tool order
+	for tool in ka cm; do : >"$run/$tool.events"; done
+	cap_start "$run/cap.$t.pcap"
+	note "interval $t s: starting keepalived and cm-elect on $N hosts"
+	LOAD[$t]="$(cut -d' ' -f1 /proc/loadavg)"
+	for tool in ka cm; do
+		TOOL=$tool
+		for i in $(seq 1 "$N"); do start_host "$i" "$t"; done
 	done
-	if [ "${#FO_WIRE[@]}" -gt 0 ]; then
-		med=$(median "${FO_WIRE[@]}")
-		p95=$(percentile 95 "${FO_WIRE[@]}")
-		hmed=-
-		[ "${#FO_HOOK[@]}" -gt 0 ] && hmed=$(median "${FO_HOOK[@]}")
-		gmed=-
-		[ "${#FO_GAP[@]}" -gt 0 ] && gmed=$(median "${FO_GAP[@]}")
-		say "$(printf '%-11s %8s %3d %9.3f %7.3f %7.3f %7.3f %10s %10s %5d %6d %s' "$name" "$t" "${#FO_WIRE[@]}" \
-			"$med" "$p95" "$(percentile 0 "${FO_WIRE[@]}")" "$(percentile 100 "${FO_WIRE[@]}")" \
-			"$hmed" "$gmed" "$FO_EXTRA" "$FO_FAILED" "$(printf '%s\n' "${FO_NEW[@]}" | sort | uniq -c | awk '{ printf "%s%s*%s", s, $2, $1; s = "," }')")"
-	else
-		med=n/a
-		say "$(printf '%-11s %8s %3d   (no trial measured; %d failed)' "$name" "$t" 0 "$FO_FAILED")"
-	fi
-	FO_MEDIAN[$tool.$t]=$med
-	loss_window "$name" "$t"
-	for i in $(seq 1 "$N"); do stop_host "$i"; done
+	for tool in ka cm; do
+		TOOL=$tool
+		# shellcheck disable=SC2046
+		wait_for 30 agree 1 $(all_hosts) || die "$(tool_name "$TOOL"): n1 did not win the first election (leader: $(leader_now $(all_hosts)))"
+	done
+	sleep 2
+	R=()
+	for k in $(seq 1 "$TRIALS"); do
+		order="ka cm"
+		[ $((k % 2)) -eq 0 ] && order="cm ka"
+		for tool in $order; do
+			TOOL=$tool
+			note "interval $t s: trial $k/$TRIALS, $(tool_name "$TOOL")"
+			trial "$t"
+		done
+	done
+	LOAD[$t]="${LOAD[$t]}..$(cut -d' ' -f1 /proc/loadavg)"
+	for tool in ka cm; do
+		TOOL=$tool
+		fo_line "$t"
+	done
+	loss_window "$t"
+	for tool in ka cm; do
+		TOOL=$tool
+		for i in $(seq 1 "$N"); do stop_host "$i"; done
+	done
 	cap_stop
 }
 
 # ------------------------------------------------------------ 2. loss
 
 loss_window() {
-	local name=$1 t=$2 a b i dropped=0 trans demoted lost foreign claims
-	# shellcheck disable=SC2046
-	agree 1 $(all_hosts) || die "$name: no stable leader before the loss window"
-	note "$name, interval $t s: $LOSS_PCT% loss for $LOSS_SECS s"
+	local t=$1 a b i tool trans demoted lost foreign claims
+	local -A drops=([ka]=0 [cm]=0)
+	for tool in ka cm; do
+		TOOL=$tool
+		# shellcheck disable=SC2046
+		agree 1 $(all_hosts) || die "$(tool_name "$TOOL"): no stable leader before the loss window"
+	done
+	note "interval $t s: $LOSS_PCT% loss for $LOSS_SECS s"
 	for i in $(seq 1 "$N"); do loss_on "$i" "$LOSS_PCT"; done
 	a=$(t_now)
 	sleep "$LOSS_SECS"
 	b=$(t_now)
 	for i in $(seq 1 "$N"); do
-		dropped=$((dropped + $(loss_dropped "$i")))
+		drops[cm]=$((drops[cm] + $(loss_dropped "$i" udp)))
+		drops[ka]=$((drops[ka] + $(loss_dropped "$i" vrrp)))
 		loss_off "$i"
 	done
-	# transitions to leader by any host in the window (n1 already leads)
-	trans=$(hook_leaders "$a" "$b" | wc -l)
-	# the leader leaving the leader state
-	demoted=$(awk -v a="$a" -v b="$b" -v s="$LEADER_STATE" '$1 > a && $1 <= b && $2 == "n1" && $3 == "state" && $4 != s' "$run/events.log" | wc -l)
-	# cm-elect only: members that lost the leader (their dead timer fired)
-	lost=-
-	[ "$TOOL" = cm ] && lost=$(awk -v a="$a" -v b="$b" '$1 > a && $1 <= b && $3 == "leader" && $4 == "-"' "$run/events.log" | wc -l)
-	# leader messages on the wire from anyone but n1, and cm-elect's claims
-	foreign=$(wire leader | awk -v a="$a" -v b="$b" -v old="$(lab_ip 1)" '$1 > a && $1 <= b && $2 != old' | wc -l)
-	claims=-
-	[ "$TOOL" = cm ] && claims=$(wire claim | awk -v a="$a" -v b="$b" '$1 > a && $1 <= b' | wc -l)
-	LOSS_LINES+=("$(printf '%-11s %8s %11d %8d %10s %9d %7s %8d' "$name" "$t" "$trans" "$demoted" "$lost" "$foreign" "$claims" "$dropped")")
-	LOSS_TRANS[$TOOL.$t]=$trans
-	note "$name, interval $t s: $trans transitions to leader, $dropped packets dropped"
+	for tool in ka cm; do
+		TOOL=$tool
+		# transitions to leader by any host in the window (n1 already leads)
+		trans=$(hook_leaders "$a" "$b" | wc -l)
+		# the leader leaving the leader state
+		demoted=$(awk -v a="$a" -v b="$b" -v s="$(leader_state)" '$1 > a && $1 <= b && $2 == "n1" && $3 == "state" && $4 != s' "$(events)" | wc -l)
+		# cm-elect only: members that lost the leader (their dead timer fired)
+		lost=-
+		[ "$TOOL" = cm ] && lost=$(awk -v a="$a" -v b="$b" '$1 > a && $1 <= b && $3 == "leader" && $4 == "-"' "$(events)" | wc -l)
+		# leader messages on the wire from anyone but n1, and cm-elect's claims
+		foreign=$(wire leader | awk -v a="$a" -v b="$b" -v old="$(lab_ip 1)" '$1 > a && $1 <= b && $2 != old' | wc -l)
+		claims=-
+		[ "$TOOL" = cm ] && claims=$(wire claim | awk -v a="$a" -v b="$b" '$1 > a && $1 <= b' | wc -l)
+		LOSS_LINES+=("$(printf '%-11s %8s %11d %8d %10s %9d %7s %8d' "$(tool_name "$TOOL")" "$t" "$trans" "$demoted" "$lost" "$foreign" "$claims" "${drops[$TOOL]}")")
+		LOSS_TRANS[$TOOL.$t]=$trans
+		note "$(tool_name "$TOOL"), interval $t s: $trans transitions to leader, ${drops[$TOOL]} packets dropped"
+	done
 	sleep 1
-	# shellcheck disable=SC2046
-	wait_for 10 agree 1 $(all_hosts) || note "$name: after the loss window the leader is $(leader_now $(all_hosts))"
+	for tool in ka cm; do
+		TOOL=$tool
+		# shellcheck disable=SC2046
+		wait_for 10 agree 1 $(all_hosts) || note "$(tool_name "$TOOL"): after the loss window the leader is $(leader_now $(all_hosts))"
+	done
 }
 
 # ------------------------------------------------------------ 3. registration
@@ -466,23 +548,23 @@ loss_window() {
 # (MODE cold: all start together; warm: host 1, the best, leads first).
 big_run() {
 	local mode=$1 i t0 first=2 out
-	for i in $(seq 1 "$BIG"); do rm -f "$run/b$i.json"; done
+	for i in $(seq 1 "$BIG"); do rm -f "$sd/b$i.json"; done
 	if [ "$mode" = warm ]; then
 		lab_bg 1 "$run/b1.log" "$elect" run --interface "$(lab_ip 1)" --id n1 --priority 1000 \
-			--interval 1 --state-file "$run/b1.json" >"$run/b1.bg"
-		wait_for 15 sh -c "grep -q '\"state\": \"leader\"' '$run/b1.json' 2>/dev/null" || die "warm: host 1 did not lead"
+			--interval 1 --state-file "$sd/b1.json" >"$run/b1.bg"
+		wait_for 15 sh -c "grep -q '\"state\": \"leader\"' '$sd/b1.json' 2>/dev/null" || die "warm: host 1 did not lead"
 	else
 		first=1
 	fi
 	t0=$(t_now)
 	for i in $(seq "$first" "$BIG"); do
 		lab_bg "$i" "$run/b$i.log" "$elect" run --interface "$(lab_ip "$i")" --id "n$i" \
-			--priority $((1000 - i)) --interval 1 --state-file "$run/b$i.json" >"$run/b$i.bg"
+			--priority $((1000 - i)) --interval 1 --state-file "$sd/b$i.json" >"$run/b$i.bg"
 	done
 	note "  $((BIG - first + 1)) started in $(fsub "$(t_now)" "$t0") s"
 	# One watcher polls the state files (every 20 ms) and prints the times
 	# (from t0) of: a leader, the leader listing BIG, every host registered.
-	out=$(python3 - "$t0" "$BIG" "$run" <<'EOF'
+	out=$(python3 - "$t0" "$BIG" "$sd" <<'EOF'
 import json, os, sys, time
 t0, n, d = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 files = [f"{d}/b{i}.json" for i in range(1, n + 1)]
@@ -514,7 +596,7 @@ print(f"timeout {t_lead} {t_full} leaders={len(leaders)} members={len(leaders[0]
 EOF
 )
 	for i in $(seq 1 "$BIG"); do kill -KILL "$(cat "$run/b$i.bg")" 2>/dev/null || true; done
-	for i in $(seq 1 "$BIG"); do wait "$(cat "$run/b$i.bg")" 2>/dev/null || true; done
+	for i in $(seq 1 "$BIG"); do gone "$(cat "$run/b$i.bg")"; done
 	printf '%s' "$out"
 }
 
@@ -556,36 +638,34 @@ big() {
 
 # ------------------------------------------------------------ main
 
-declare -A FO_MEDIAN=() LOSS_TRANS=() BIG_MED=()
+declare -A FO_MEDIAN=() LOSS_TRANS=() BIG_MED=() LOAD=()
 LOSS_LINES=()
 
 lab_up ebe "$N" || die "cannot build the lab"
 ka_setup
 cm_setup
-say "== bench/elect.sh: $("$elect" --version), $(keepalived --version 2>&1 | head -n 1) (VRRPv3), tcpdump $(tcpdump --version 2>&1 | awk 'NR == 1 { print $3 }'); $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg) at start; lab of $N namespaces on a bridge (tests/lab/lab.bash)"
+say "== bench/elect.sh: $("$elect" --version), $(keepalived --version 2>&1 | head -n 1) (VRRPv3), tcpdump $(tcpdump --version 2>&1 | awk 'NR == 1 { print $3 }'); $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg) at start; lab of $N namespaces on a bridge (tests/lab/lab.bash); cm-elect state files on $(stat -f -c %T "$sd")"
 
 case " $PHASES " in
 *" failover "*)
-	say "failover after kill -9 of the leader (keepalived: its VRRP child), $TRIALS trials per row; priorities 150..110, preemption on (the killed host returns and takes the lead back between trials)"
+	say "failover after kill -9 of the leader (keepalived: its VRRP child), $TRIALS trials per row; priorities 150..110, preemption on (the killed host returns and takes the lead back between trials); both clusters run on the same hosts at once, trials alternate"
 	say "time from the kill to the new leader's first leader message (VRRP advert / LA) on the wire, tcpdump in host 5; hook = the notify / --on-change timestamp of its transition"
 	say "$(printf '%-11s %8s %3s %9s %7s %7s %7s %10s %10s %5s %6s %s' tool interval n 'median s' 'p95 s' 'min s' 'max s' 'hook med s' 'gap med s' extra failed 'new leader')"
-	for t in $INTERVALS; do
-		phase ka "$t"
-		phase cm "$t"
-	done
+	for t in $INTERVALS; do phase "$t"; done
 	for t in $INTERVALS; do
 		r=$(ratio "${FO_MEDIAN[cm.$t]}" "${FO_MEDIAN[ka.$t]}")
 		say "$(printf 'ratio cm/keepalived failover median at %-4s s = %s (target <= 1.0: %s)' "$t" "$r" "$(verdict "$r" 1.0)")"
 	done
+	for t in $INTERVALS; do say "load average (1 min) at the start and the end of the $t s trials: ${LOAD[$t]}"; done
 	say "(gap: from the old leader's last leader message to the new one's first, independent of when in the cycle the kill landed; extra: hosts other than the new leader that also sent leader messages after the kill, summed over the trials; failed: trials without a measured failover)"
-	say "leader changes in $LOSS_SECS s with $LOSS_PCT% loss: every host drops $LOSS_PCT% of the control packets it receives (nftables on input, UDP and VRRP); n1 leads before the window"
+	say "leader changes in $LOSS_SECS s with $LOSS_PCT% loss: every host drops $LOSS_PCT% of the control packets it receives (nftables on input, UDP and VRRP); both clusters at once; n1 leads before the window"
 	say "$(printf '%-11s %8s %11s %8s %10s %9s %7s %8s' tool interval 'to leader' demoted lost-lead 'wire LA' claims dropped)"
 	for l in "${LOSS_LINES[@]}"; do say "$l"; done
 	for t in $INTERVALS; do
 		v=$([ "${LOSS_TRANS[cm.$t]}" -eq 0 ] && echo met || echo missed)
 		say "$(printf 'cm-elect leader changes at %-4s s with %s%% loss = %s (keepalived: %s; target 0: %s)' "$t" "$LOSS_PCT" "${LOSS_TRANS[cm.$t]}" "${LOSS_TRANS[ka.$t]}" "$v")"
 	done
-	say "(to leader: transitions to MASTER / leader by the hooks; demoted: n1 leaving it; lost-lead: cm-elect members whose dead timer fired; wire LA: leader messages from hosts other than n1; claims: cm-elect LCs; dropped: packets the rules dropped)"
+	say "(to leader: transitions to MASTER / leader by the hooks; demoted: n1 leaving it; lost-lead: cm-elect members whose dead timer fired; wire LA: leader messages from hosts other than n1; claims: cm-elect LCs; dropped: the tool's packets the rules dropped)"
 	;;
 esac
 
