@@ -40,7 +40,7 @@ void build_options(po::options_description& d) {
       ("store", po::value<std::vector<std::string>>()->value_name("GLOBS"),
        "store files matching these globs as they are")  //
       ("level", po::value<int>()->value_name("N"),
-       "zstd level, 1-19 (default: 19, lower for large parts)")                                         //
+       "zstd level, 1-19 (default: 19 up to 2 MiB, lower for more)")                                    //
       ("sign-key", po::value<std::string>()->value_name("FILE"), "sign with this Ed25519 private key")  //
       ("encrypt-key", po::value<std::string>()->value_name("FILE"), "encrypt with this AES-256 key")    //
       ("max-size", po::value<std::string>()->value_name("SIZE"),
