@@ -37,11 +37,7 @@ Result<bool> Stmt::step() {
 }
 
 Status Stmt::run() {
-  for (;;) {
-    CM_ASSIGN(bool row, step());
-    if (!row)
-      return {};
-  }
+  return each([] {});
 }
 
 int64_t Stmt::i64(int col) const {

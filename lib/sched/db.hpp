@@ -31,6 +31,16 @@ class Stmt {
   // A row (true) or the end (false).
   Result<bool> step();
   Status run();  // steps to the end
+  // Steps to the end, calling on_row() at each row (read it from *this).
+  template <class F>
+  Status each(F on_row) {
+    for (;;) {
+      CM_ASSIGN(bool row, step());
+      if (!row)
+        return {};
+      on_row();
+    }
+  }
   int64_t i64(int col) const;
   std::optional<int64_t> opt_i64(int col) const;
   std::string text(int col) const;

@@ -186,12 +186,7 @@ Result<std::optional<Job>> Scheduler::claim_next() {
                 "IS NOT NULL AND next_run <= ? ORDER BY next_run, name"));
   s.bind(1, opt_.now);
   std::vector<Job> due;
-  for (;;) {
-    CM_ASSIGN(bool row, s.step());
-    if (!row)
-      break;
-    due.push_back(job_from(s));
-  }
+  CM_TRY(s.each([&] { due.push_back(job_from(s)); }));
   for (Job& j : due) {
     if (skipped_.count(j.name))
       continue;

@@ -105,12 +105,8 @@ template <class T, class F>
 Result<std::vector<T>> all(Db& db, const std::string& sql, F from) {
   CM_ASSIGN(Stmt s, db.prepare(sql));
   std::vector<T> out;
-  for (;;) {
-    CM_ASSIGN(bool row, s.step());
-    if (!row)
-      return out;
-    out.push_back(from(s));
-  }
+  CM_TRY(s.each([&] { out.push_back(from(s)); }));
+  return out;
 }
 
 }  // namespace
@@ -274,23 +270,15 @@ Result<std::vector<Server>> Store::group_servers(const Group& g) {
   for (size_t i = 0; i < segs.size(); i++)
     s.bind(static_cast<int>(i + 1), segs[i]);
   std::vector<Server> out;
-  for (;;) {
-    CM_ASSIGN(bool row, s.step());
-    if (!row)
-      return out;
-    out.push_back(server_from(s));
-  }
+  CM_TRY(s.each([&] { out.push_back(server_from(s)); }));
+  return out;
 }
 
 Result<std::map<std::pair<std::string, std::string>, int64_t>> Store::all_sequences() {
   CM_ASSIGN(Stmt s, db_->prepare("SELECT server, site, sequence FROM server_sites"));
   std::map<std::pair<std::string, std::string>, int64_t> out;
-  for (;;) {
-    CM_ASSIGN(bool row, s.step());
-    if (!row)
-      return out;
-    out[{s.text(0), s.text(1)}] = s.i64(2);
-  }
+  CM_TRY(s.each([&] { out[{s.text(0), s.text(1)}] = s.i64(2); }));
+  return out;
 }
 
 Status Store::put_server(const Server& v) {
@@ -349,12 +337,8 @@ Result<std::vector<Run>> Store::runs(const std::string& job, int64_t limit) {
   if (!job.empty())
     s.bind(1, job);
   std::vector<Run> out;
-  for (;;) {
-    CM_ASSIGN(bool row, s.step());
-    if (!row)
-      return out;
-    out.push_back(run_from(s));
-  }
+  CM_TRY(s.each([&] { out.push_back(run_from(s)); }));
+  return out;
 }
 
 Result<std::optional<Run>> Store::run(int64_t id) {
@@ -379,15 +363,13 @@ Result<nlohmann::json> Store::reports(int64_t run) {
             db_->prepare("SELECT server, leader, status, detail FROM reports WHERE run = ? ORDER BY server"));
   s.bind(1, run);
   nlohmann::json out = nlohmann::json::array();
-  for (;;) {
-    CM_ASSIGN(bool row, s.step());
-    if (!row)
-      return out;
+  CM_TRY(s.each([&] {
     out.push_back({{"server", s.text(0)},
                    {"leader", s.text(1)},
                    {"status", s.text(2)},
                    {"detail", parse_json(s.text(3))}});
-  }
+  }));
+  return out;
 }
 
 Status Store::add_snapshot(const std::string& site, int64_t seq, const std::string& job, int64_t run,
@@ -403,16 +385,14 @@ Result<nlohmann::json> Store::snapshots(const std::string& site) {
                                  "ORDER BY sequence DESC"));
   s.bind(1, site);
   nlohmann::json out = nlohmann::json::array();
-  for (;;) {
-    CM_ASSIGN(bool row, s.step());
-    if (!row)
-      return out;
+  CM_TRY(s.each([&] {
     out.push_back({{"sequence", s.i64(0)},
                    {"job", s.text(1)},
                    {"run", s.i64(2)},
                    {"time", s.i64(3)},
                    {"details", parse_json(s.text(4))}});
-  }
+  }));
+  return out;
 }
 
 Status Store::add_checkpoint(const std::string& site, int64_t seq, int64_t time, const std::string& path,
@@ -430,16 +410,14 @@ Result<nlohmann::json> Store::checkpoints(const std::string& site) {
                                  "ORDER BY id DESC"));
   s.bind(1, site);
   nlohmann::json out = nlohmann::json::array();
-  for (;;) {
-    CM_ASSIGN(bool row, s.step());
-    if (!row)
-      return out;
+  CM_TRY(s.each([&] {
     out.push_back({{"id", s.i64(0)},
                    {"sequence", s.i64(1)},
                    {"time", s.i64(2)},
                    {"path", s.text(3)},
                    {"bytes", s.i64(4)}});
-  }
+  }));
+  return out;
 }
 
 Status Store::remove_checkpoint(const std::string& site, int64_t id) {
