@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +17,7 @@
 #include <vector>
 
 #include "fs/tree.hpp"
+#include "push/daemon.hpp"
 #include "push/job.hpp"
 #include "push/proto.hpp"
 #include "util/hash.hpp"
@@ -617,12 +617,7 @@ void Agent::prune() {
 }
 
 Status Agent::run() {
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGTERM);
-  sigaddset(&mask, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
+  block_stop_signals();
   if (opt_.dir.empty())
     return Error("cm-push agent needs a directory for its copies", kExitUsage);
   if (::mkdir(opt_.dir.c_str(), 0755) != 0 && errno != EEXIST)
@@ -630,21 +625,8 @@ Status Agent::run() {
   CM_ASSIGN(net::Listener l, net::Listener::open(opt_.listen));
   log("agent " + opt_.tls->name() + " on " + l.local().str() + ", manager " + opt_.manager.str());
   std::thread beat([this] { heartbeat(); });
-  while (!stop_) {
-    sigset_t pending;
-    sigpending(&pending);
-    if (sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT)) {
-      stop_ = true;
-      break;
-    }
-    auto fd = l.accept(200);
-    if (!fd.ok()) {
-      log(fd.error().message);
-      continue;
-    }
-    if (*fd)
-      std::thread([this, f = std::move(**fd)]() mutable { handle(std::move(f)); }).detach();
-  }
+  accept_until_stopped(
+      l, stop_, [this](Fd fd) { handle(std::move(fd)); }, [this](const std::string& m) { log(m); });
   {
     std::lock_guard<std::mutex> g(mu_);
     for (auto& [id, c] : copies_)

@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "push/daemon.hpp"
 #include "push/job.hpp"
 #include "push/proto.hpp"
 
@@ -588,12 +588,7 @@ void Server::tick() {
 }
 
 Status Server::run() {
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGTERM);
-  sigaddset(&mask, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
+  block_stop_signals();
   if (opt_.state_dir.empty())
     return Error("cm-push serve needs a state directory", kExitUsage);
   for (const std::string& d : {opt_.state_dir, job_dir()})
@@ -616,21 +611,8 @@ Status Server::run() {
       tick();
     }
   });
-  while (!stop_) {
-    sigset_t pending;
-    sigpending(&pending);
-    if (sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT)) {
-      stop_ = true;
-      break;
-    }
-    auto fd = l.accept(200);
-    if (!fd.ok()) {
-      log(fd.error().message);
-      continue;
-    }
-    if (*fd)
-      std::thread([this, f = std::move(**fd)]() mutable { handle(std::move(f)); }).detach();
-  }
+  accept_until_stopped(
+      l, stop_, [this](Fd fd) { handle(std::move(fd)); }, [this](const std::string& m) { log(m); });
   ticker.join();
   std::lock_guard<std::mutex> g(mu_);
   for (auto& [id, e] : jobs_)

@@ -1,0 +1,24 @@
+// What cm-push serve and cm-push agent share as daemons: stop signals are
+// polled, not handled, and each accepted connection gets a thread.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+
+#include "net/tls.hpp"
+
+namespace cm::push {
+
+// Blocks SIGTERM and SIGINT in this thread and the threads it starts
+// (accept_until_stopped polls for them) and ignores SIGPIPE (a peer that
+// goes away is an error on the write instead).
+void block_stop_signals();
+
+// Accepts connections on `l` until `stop` is set or SIGTERM or SIGINT is
+// pending (then sets `stop`), looking every 200 ms. Each connection goes to
+// `handle` on a detached thread; an accept error goes to `log`.
+void accept_until_stopped(net::Listener& l, std::atomic<bool>& stop, const std::function<void(Fd)>& handle,
+                          const std::function<void(const std::string&)>& log);
+
+}  // namespace cm::push
