@@ -11,6 +11,7 @@
 #include "assign/inspect.hpp"
 #include "assign/sources.hpp"
 #include "cli/cli.hpp"
+#include "util/clock.hpp"
 #include "util/text.hpp"
 
 namespace po = boost::program_options;
@@ -92,9 +93,7 @@ int64_t now_ns() {
   // SOURCE_DATE_EPOCH makes builds reproducible, as for Debian packages.
   if (const char* sde = std::getenv("SOURCE_DATE_EPOCH"); sde != nullptr && *sde)
     return static_cast<int64_t>(std::strtoll(sde, nullptr, 10)) * 1000000000;
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return wall_ns();
 }
 
 template <class T>

@@ -8,6 +8,7 @@
 
 #include "cli/cli.hpp"
 #include "delta/delta.hpp"
+#include "util/clock.hpp"
 #include "util/text.hpp"
 
 namespace po = boost::program_options;
@@ -97,9 +98,7 @@ Status run_diff(cli::Context& ctx) {
   opt.block_len = block;
   opt.filter = filter.empty() ? nullptr : &filter;
   opt.manifest = manifest_path.empty() ? nullptr : &manifest;
-  opt.now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                   std::chrono::system_clock::now().time_since_epoch())
-                   .count();
+  opt.now_ns = wall_ns();
 
   cli::Progress progress(ctx.progress);
   delta::Callbacks cb;

@@ -8,6 +8,7 @@
 
 #include "cli/cli.hpp"
 #include "elect/daemon.hpp"
+#include "util/clock.hpp"
 #include "util/text.hpp"
 
 namespace po = boost::program_options;
@@ -187,9 +188,7 @@ Status status(cli::Context& ctx) {
   auto j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("state"))
     return Error("'" + path + "' is not a cm-elect state file", kExitBadInput);
-  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    std::chrono::system_clock::now().time_since_epoch())
-                    .count();
+  int64_t now = wall_ms();
   double age = static_cast<double>(now - j.value("updated_ms", int64_t{0})) / 1000.0;
   j["age_seconds"] = age;
   if (ctx.json) {

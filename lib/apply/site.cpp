@@ -19,6 +19,7 @@
 
 #include "apply/applier.hpp"
 #include "fs/tree.hpp"
+#include "util/clock.hpp"
 #include "util/proc.hpp"
 #include "util/text.hpp"
 
@@ -28,12 +29,6 @@ namespace {
 
 constexpr size_t kAppliedKept = 1000;
 constexpr int kStateFormat = 1;
-
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 struct Staging {
   uint64_t id = 0;
@@ -295,7 +290,7 @@ struct Site::Impl {
       const Staging& sg = *state.staging;
       std::erase_if(state.versions, [&](const VersionInfo& v) { return v.id == sg.id; });
       state.versions.push_back(VersionInfo{sg.id, sg.sequence, sg.type, sg.created_ns});
-      state.applied.push_back(Applied{sg.id, sg.parts_done + 1, sg.type, sg.sequence, now_ns()});
+      state.applied.push_back(Applied{sg.id, sg.parts_done + 1, sg.type, sg.sequence, wall_ns()});
       state.staging.reset();
       CM_TRY(save());
     }
@@ -341,7 +336,7 @@ struct Site::Impl {
   }
 
   void record(const assign::Header& h) {
-    state.applied.push_back(Applied{h.id, h.part, assign::type_name(h.type), h.sequence, now_ns()});
+    state.applied.push_back(Applied{h.id, h.part, assign::type_name(h.type), h.sequence, wall_ns()});
     while (state.applied.size() > kAppliedKept)
       state.applied.pop_front();
   }

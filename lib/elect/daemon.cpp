@@ -17,24 +17,13 @@
 #include <nlohmann/json.hpp>
 
 #include "elect/priority.hpp"
+#include "util/clock.hpp"
 #include "util/io.hpp"
 #include "util/proc.hpp"
 
 namespace cm::elect {
 
 namespace {
-
-Nanos steady_now() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Hooks run one at a time, in the order of their events, each told its
 // sequence number (keepalived's notify scripts run concurrently and can
@@ -139,7 +128,7 @@ nlohmann::json cluster_report(const Elector& e, const DaemonOptions& opt, uint64
     j["leader"] = nullptr;
   }
   nlohmann::json members = nlohmann::json::array();
-  Nanos now = steady_now();
+  Nanos now = steady_ns();
   for (const auto& [id, m] : e.members()) {
     nlohmann::json mj{{"id", id},       {"name", m.name},         {"address", m.address},
                       {"port", m.port}, {"priority", m.priority}, {"seen_ms_ago", (now - m.last_seen) / kMs}};
@@ -184,7 +173,7 @@ Status run_daemon(DaemonOptions opt) {
   uint64_t hook_seq = 0, report_seq = 0;
   uint64_t sent = 0, received = 0, dropped_bad = 0, dropped_auth = 0, dropped_replay = 0;
   std::string last_written;
-  Nanos next_refresh = 0, next_measure = steady_now() + 30000 * kMs;
+  Nanos next_refresh = 0, next_measure = steady_ns() + 30000 * kMs;
 
   auto counters = [&] {
     return nlohmann::json{{"sent", sent},
@@ -249,17 +238,17 @@ Status run_daemon(DaemonOptions opt) {
     return {};
   };
 
-  e.start(steady_now(), wall_ms());
-  CM_TRY(flush(steady_now()));
+  e.start(steady_ns(), wall_ms());
+  CM_TRY(flush(steady_ns()));
   for (;;) {
-    Nanos now = steady_now();
+    Nanos now = steady_ns();
     Nanos wake = e.next_wakeup();
     int timeout = static_cast<int>(std::clamp<Nanos>((wake - now) / kMs + 1, 0, 1000));
     pollfd fds[3] = {{sock.fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}, {hooks.fd(), POLLIN, 0}};
     int n = ::poll(fds, hooks.busy() ? 3 : 2, timeout);
     if (n < 0 && errno != EINTR)
       return sys_error("cannot wait", "poll", errno);
-    now = steady_now();
+    now = steady_ns();
     if (fds[1].revents & POLLIN) {
       signalfd_siginfo si;
       if (::read(sigfd.get(), &si, sizeof si) == sizeof si && si.ssi_signo != SIGHUP) {

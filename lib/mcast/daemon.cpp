@@ -21,6 +21,7 @@
 
 #include "assign/reader.hpp"
 #include "mcast/receiver.hpp"
+#include "util/clock.hpp"
 #include "util/proc.hpp"
 #include "util/text.hpp"
 
@@ -28,14 +29,8 @@ namespace cm::mcast {
 
 namespace {
 
-Nanos now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 uint64_t random64() {
-  static std::mt19937_64 rng{std::random_device{}() ^ static_cast<uint64_t>(now_ns())};
+  static std::mt19937_64 rng{std::random_device{}() ^ static_cast<uint64_t>(steady_ns())};
   return rng();
 }
 
@@ -105,7 +100,7 @@ void run_self(const SendOptions& opt, SendResult& r) {
   sp.command = expand_braces(opt.self_exec, opt.file);
   sp.env = {"CM_FILE=" + opt.file, "CM_ASSIGNMENT=" + std::to_string(r.assignment)};
   sp.capture_stdout = true;
-  auto t0 = now_ns();
+  auto t0 = steady_ns();
   auto ran = run_shell(sp, 8192);
   m.exit_code = ran.ok() ? exit_code_of(ran->status) : 127;
   if (ran.ok()) {
@@ -113,7 +108,7 @@ void run_self(const SendOptions& opt, SendResult& r) {
     while (!m.output.empty() && m.output.back() == '\n')
       m.output.pop_back();
   }
-  m.millis = static_cast<uint32_t>((now_ns() - t0) / 1000000);
+  m.millis = static_cast<uint32_t>((steady_ns() - t0) / 1000000);
   r.succeeded = r.succeeded && m.succeeded();
   r.members.insert(r.members.begin(), m);
 }
@@ -121,14 +116,14 @@ void run_self(const SendOptions& opt, SendResult& r) {
 }  // namespace
 
 Result<SendResult> run_send(const SendOptions& opt) {
-  auto start = now_ns();
+  auto start = steady_ns();
   if (opt.expected.empty() && opt.expect_count == 0 && !opt.self_exec.empty()) {
     // A cluster of one: nothing to multicast.
     SendResult r;
     r.succeeded = true;
     r.quorum = 0;
     run_self(opt, r);
-    r.seconds = static_cast<double>(now_ns() - start) / 1e9;
+    r.seconds = static_cast<double>(steady_ns() - start) / 1e9;
     return r;
   }
   int fd = ::open(opt.file.c_str(), O_RDONLY | O_CLOEXEC);
@@ -206,10 +201,10 @@ Result<SendResult> run_send(const SendOptions& opt) {
     }
     return out;
   });
-  s.start(now_ns());
+  s.start(steady_ns());
   Nanos next_progress = 0;
   for (;;) {
-    Nanos now = now_ns();
+    Nanos now = steady_ns();
     CM_TRY(s.tick(now));
     for (Outgoing& o : s.take_outgoing())
       CM_TRY(sock.send_to(o.to ? *o.to : opt.channel, encode(o.packet, opt.key)));
@@ -221,9 +216,9 @@ Result<SendResult> run_send(const SendOptions& opt) {
       next_progress = now + 100 * kMs;
     }
     Nanos wake = s.next_wakeup();
-    int timeout = static_cast<int>(std::clamp<Nanos>((wake - now_ns()) / kMs, 0, 100));
+    int timeout = static_cast<int>(std::clamp<Nanos>((wake - steady_ns()) / kMs, 0, 100));
     pollfd fds[2] = {{sock.fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
-    if (timeout > 0 || wake > now_ns()) {
+    if (timeout > 0 || wake > steady_ns()) {
       if (::poll(fds, 2, timeout) < 0 && errno != EINTR)
         return sys_error("cannot wait", "poll", errno);
     } else {
@@ -238,7 +233,7 @@ Result<SendResult> run_send(const SendOptions& opt) {
       auto p = decode(d->data, opt.key);
       if (!p.ok())
         continue;
-      s.recv(*p, d->from, now_ns());
+      s.recv(*p, d->from, steady_ns());
     }
   }
   SendResult r;
@@ -250,7 +245,7 @@ Result<SendResult> run_send(const SendOptions& opt) {
   r.assignment = cfg.assignment;
   if (!opt.self_exec.empty())
     run_self(opt, r);
-  r.seconds = static_cast<double>(now_ns() - start) / 1e9;
+  r.seconds = static_cast<double>(steady_ns() - start) / 1e9;
   return r;
 }
 
@@ -402,7 +397,7 @@ Status run_recv(const RecvOptions& opt) {
       return;
     if (!it->second.temp.empty() && !it->second.placed)
       ::unlink(it->second.temp.c_str());
-    finished[id] = now_ns();
+    finished[id] = steady_ns();
     sessions.erase(it);
   };
   // Does DIR hold this file already (same name, size and SHA-256)?
@@ -526,9 +521,9 @@ Status run_recv(const RecvOptions& opt) {
     done_once = true;
   };
 
-  Nanos last_gc = now_ns();
+  Nanos last_gc = steady_ns();
   while (!stop) {
-    Nanos now = now_ns();
+    Nanos now = steady_ns();
     Nanos wake = now + 200 * kMs;
     for (auto& [id, s] : sessions)
       if (s.rx)
@@ -540,7 +535,7 @@ Status run_recv(const RecvOptions& opt) {
                      {running ? running->out.get() : -1, POLLIN, 0}};
     if (::poll(fds, 4, timeout) < 0 && errno != EINTR)
       return sys_error("cannot wait", "poll", errno);
-    now = now_ns();
+    now = steady_ns();
     if (fds[1].revents & POLLIN)
       stop = true;
     if (running && (fds[3].revents & POLLIN)) {

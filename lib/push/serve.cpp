@@ -20,22 +20,11 @@
 #include "push/daemon.hpp"
 #include "push/job.hpp"
 #include "push/proto.hpp"
+#include "util/clock.hpp"
 
 namespace cm::push {
 
 namespace {
-
-int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 Message error_msg(const std::string& why) {
   return Message{Msg::Error, {{"error", why}}, ""};

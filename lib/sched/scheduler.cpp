@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "sched/cron.hpp"
+#include "util/clock.hpp"
 #include "util/io.hpp"
 #include "util/proc.hpp"
 
@@ -25,11 +26,6 @@ namespace cm::sched {
 namespace {
 
 constexpr int64_t kIdsPerRun = 10;  // assignment ids reserved for each run
-
-int64_t steady_s() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string dir_of(const std::string& path) {
   size_t slash = path.rfind('/');
@@ -87,13 +83,13 @@ class Scheduler {
   Status record(const Job& j, Run& r, const Site& site, const nlohmann::json& result);
   void run_hook(const Job& j, const char* which, const std::vector<std::string>& servers,
                 const std::string& dir);
-  int64_t now() const { return opt_.now + (steady_s() - started_); }
+  int64_t now() const { return opt_.now + (steady_ms() / 1000 - started_); }
 
   Store& store_;
   const SchedOptions& opt_;
   std::vector<Event> events_;
   std::set<std::string> skipped_;  // handled in this tick already
-  int64_t started_ = steady_s();
+  int64_t started_ = steady_ms() / 1000;
 };
 
 Result<std::set<std::string>> server_ids(Store& store, const Group& g) {
