@@ -27,7 +27,10 @@
 #    `cp -a` of OLD made before the timed runs. Shown too, for information:
 #    `rsync -a -c`, and cm-apply's way done with common tools (cp -al of
 #    live, tar -x of the changed files into it, sync -f, a symlink renamed
-#    over live).
+#    over live). cm-apply runs twice: as installed (after a switch it
+#    makes a spare copy of live in the background, untimed here but
+#    reported, and the publish stages from it) and with --no-spare (the
+#    staging tree a hard-link clone of live).
 # 3. The issue's target: cm-apply (apply + commit) <= 1.2 x the faster of
 #    rsync and tar. The fair comparison counts the peers' sync (cm-apply's
 #    success means "on disk"); the ratio without it is printed too.
@@ -163,11 +166,16 @@ prepare() {
 	done
 }
 
-# apply SITE PACK REPORT — cm-apply, its JSON report kept; dies unless the
-# result is RESULT.
+# spare_wait SITE — until the spare cm-apply makes in the background after
+# a switch is done (cm-apply status waits for the site's lock).
+spare_wait() { "$cmp_" status --root "$1" >/dev/null || die "cm-apply status $1 failed"; }
+
+# apply SITE PACK REPORT RESULT [OPTION...] — cm-apply, its JSON report
+# kept; dies unless the result is RESULT.
 apply() {
 	local site=$1 pack=$2 rep=$3 want=$4
-	"$cmp_" --root "$site" --json "$pack" >"$rep" || die "cm-apply failed on $pack: $(cat "$rep")"
+	shift 4
+	"$cmp_" --root "$site" --json "$@" "$pack" >"$rep" || die "cm-apply failed on $pack: $(cat "$rep")"
 	grep -q "\"result\":\"$want\"" "$rep" || die "cm-apply $pack: not $want: $(cat "$rep")"
 }
 
@@ -315,6 +323,8 @@ EOF
 		cm_a+=("$T_WALL")
 		timed apply "$d/site" "$run/rep-commit.pack" "$d/commit.json" switched
 		cm_c+=("$T_WALL")
+		timed spare_wait "$d/site"
+		cm_w+=("$T_WALL")
 		timed sync -f "$d/site"
 		cm_s+=("$T_WALL")
 		cm_t+=("$(tsum "${cm_a[-1]}" "${cm_c[-1]}")")
@@ -353,7 +363,7 @@ EOF
 
 	tools=(cm rsync tar)
 	[ "$TZST" != 1 ] || tools+=(tzst)
-	cm_a=() cm_c=() cm_s=() cm_t=() rs_a=() rs_s=() rs_t=() tx_a=() tx_s=() tx_t=() tz_a=() tz_s=() tz_t=()
+	cm_a=() cm_c=() cm_w=() cm_s=() cm_t=() rs_a=() rs_s=() rs_t=() tx_a=() tx_s=() tx_t=() tz_a=() tz_s=() tz_t=()
 	settled=() orders=() loads=()
 	for ((r = 1; r <= REP_RUNS; r++)); do
 		if [ "$r" -gt 1 ]; then
@@ -396,6 +406,7 @@ EOF
 	row "cm-apply replicate (staged, syncfs inside)" "$m_cma" "-" "-"
 	row "cm-apply commit" "$m_cmc" "-" "-"
 	row "cm-apply replicate + commit" "$m_cmt" "($m_cms)" "$m_cmt"
+	row "  then the spare, in the background (untimed)" "$(median "${cm_w[@]}")" "-" "-"
 	row "rsync -a SRC/ DST/" "$m_rsa" "$m_rss" "$m_rst"
 	row "tar -xf TREE.tar" "$m_txa" "$m_txs" "$m_txt"
 	if [ "$TZST" = 1 ]; then
@@ -446,6 +457,10 @@ if [ "$SKIP_PUB" != 1 ]; then
 		mkdir "$p/site.$r"
 		apply "$p/site.$r" "$p/rep.pack" "$p/r.$r.json" staged
 		apply "$p/site.$r" "$p/commit1.pack" "$p/c.$r.json" switched
+		spare_wait "$p/site.$r"
+		mkdir "$p/nosp.$r"
+		apply "$p/nosp.$r" "$p/rep.pack" "$p/nr.$r.json" staged --no-spare
+		apply "$p/nosp.$r" "$p/commit1.pack" "$p/nc.$r.json" switched --no-spare
 		cp -a "$old" "$p/rsync.$r"
 		cp -a "$old" "$p/rsyncc.$r"
 		cp -a "$old" "$p/tar.$r"
@@ -461,7 +476,7 @@ if [ "$SKIP_PUB" != 1 ]; then
 		ln -s "${2##*/}" "$4/.live.tmp"
 		mv -T "$4/.live.tmp" "$4/live"
 	}
-	pc_a=() pc_c=() pc_s=() pc_t=() pr_a=() pr_s=() pr_t=() pk_a=() pk_s=() pk_t=() px_a=() px_s=() px_t=() pl_t=()
+	pc_a=() pc_c=() pc_s=() pc_t=() pc_w=() pn_a=() pn_c=() pn_t=() pr_a=() pr_s=() pr_t=() pk_a=() pk_s=() pk_t=() px_a=() px_s=() px_t=() pl_t=()
 	pub_loads=()
 	for ((r = 1; r <= PUB_RUNS; r++)); do
 		quiet
@@ -475,6 +490,15 @@ if [ "$SKIP_PUB" != 1 ]; then
 		timed sync -f "$p/site.$r"
 		pc_s+=("$T_WALL")
 		pc_t+=("$(tsum "${pc_a[-1]}" "${pc_c[-1]}")")
+		timed spare_wait "$p/site.$r"
+		pc_w+=("$T_WALL")
+
+		prepare "$p/pub.pack" "$p/commit3.pack" "$p/nosp.$r/live/"
+		timed apply "$p/nosp.$r" "$p/pub.pack" "$p/np.$r.json" staged --no-spare
+		pn_a+=("$T_WALL")
+		timed apply "$p/nosp.$r" "$p/commit3.pack" "$p/npc.$r.json" switched --no-spare
+		pn_c+=("$T_WALL")
+		pn_t+=("$(tsum "${pn_a[-1]}" "${pn_c[-1]}")")
 
 		prepare "$new" "$p/rsync.$r"
 		timed rsync -a --delete "$new/" "$p/rsync.$r/"
@@ -507,6 +531,7 @@ if [ "$SKIP_PUB" != 1 ]; then
 		pl_t+=("$T_WALL")
 
 		same_tree "$new" "$p/site.$r/live/" || die "cm-apply's live tree differs from $NEW"
+		same_tree "$new" "$p/nosp.$r/live/" || die "cm-apply --no-spare's live tree differs from $NEW"
 		same_tree "$new" "$p/atomic.$r/live/" || die "cp -al + tar's tree differs from $NEW"
 		same_tree "$old" "$p/atomic.$r/base" || die "cp -al + tar changed the live tree"
 		same_tree "$new" "$p/rsync.$r" || die "rsync's copy differs from $NEW"
@@ -526,15 +551,19 @@ if [ "$SKIP_PUB" != 1 ]; then
 	row "cm-apply publish (staged, syncfs inside)" "$m_pca" "-" "-"
 	row "cm-apply commit" "$m_pcc" "-" "-"
 	row "cm-apply publish + commit" "$m_pct" "($m_pcs)" "$m_pct"
+	row "  then the next spare, in the background (untimed)" "$(median "${pc_w[@]}")" "-" "-"
+	row "cm-apply --no-spare publish" "$(median "${pn_a[@]}")" "-" "-"
+	row "cm-apply --no-spare publish + commit" "$(median "${pn_t[@]}")" "-" "$(median "${pn_t[@]}")"
 	row "rsync -a --delete NEW/ COPY/" "$m_pra" "$m_prs" "$m_prt"
 	row "tar -xf CHANGED.tar -C COPY" "$m_pxa" "$m_pxs" "$m_pxt"
 	row "rsync -a -c --delete (not in the ratio)" "$(median "${pk_a[@]}")" "$(median "${pk_s[@]}")" "$(median "${pk_t[@]}")"
 	row "cp -al LIVE STAGE + tar -x + sync + switch (*)" "-" "-" "$(median "${pl_t[@]}")"
-	say "(rsync -a rewrites all $(group "$n_new") files: every mtime differs; tar writes only the changed ones. (*) not in the ratio: cm-apply's way with common tools — a hard-link clone of live, tar -x of the changed files into it, sync -f, a symlink renamed over live)"
+	say "(cm-apply: the site's spare, a hard-link copy of live made in the background after the switch to $OLD, becomes the staging tree; with --no-spare, staging starts as a hard-link clone of live. rsync -a rewrites all $(group "$n_new") files: every mtime differs; tar writes only the changed ones. (*) not in the ratio: cm-apply's way with common tools — a hard-link clone of live, tar -x of the changed files into it, sync -f, a symlink renamed over live)"
 	best=$(fastest "rsync=$m_prt" "tar=$m_pxt")
 	rat "ratio publish cm-apply+commit / faster peer incl. sync ($best)" "$(ratio "$m_pct" "$(tmin "$m_prt" "$m_pxt")")" 1.2
 	best=$(fastest "rsync=$m_pra" "tar=$m_pxa")
 	rat "ratio publish cm-apply+commit / faster peer, no sync ($best)" "$(ratio "$m_pct" "$(tmin "$m_pra" "$m_pxa")")" 1.2
+	rat "ratio publish cm-apply --no-spare / faster peer incl. sync" "$(ratio "$(median "${pn_t[@]}")" "$(tmin "$m_prt" "$m_pxt")")" 1.2
 	rat "ratio publish cm-apply+commit / rsync -a incl. sync" "$(ratio "$m_pct" "$m_prt")"
 	rat "ratio publish cm-apply+commit / cp -al + tar -x + sync + switch" "$(ratio "$m_pct" "$(median "${pl_t[@]}")")"
 fi

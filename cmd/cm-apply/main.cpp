@@ -1,6 +1,9 @@
 // cm-apply: carry out assignments on a server's site directory: stage new
 // versions, switch live atomically, roll back (cm-apply(1)). Options and
 // wiring only.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -25,8 +28,26 @@ void apply_options(po::options_description& d) {
       ("keep", po::value<unsigned>()->default_value(2)->value_name("N"),
        "earlier live versions kept for rollback")                                                //
       ("reload", po::value<std::string>()->value_name("CMD"), "run CMD (sh -c) after a switch")  //
+      ("no-spare", "keep no spare copy of live to stage the next assignment from")               //
       ("wait", po::value<double>()->default_value(30)->value_name("SECONDS"),
        "wait this long for another cm-apply on the same site");
+}
+
+// After a switch, live's spare is cloned by a child that keeps the site's
+// lock, so that this command returns now and the next one waits for it.
+void spare_in_background(apply::Site& site) {
+  if (!site.wants_spare())
+    return;
+  std::cout.flush();
+  pid_t pid = ::fork();
+  if (pid != 0)
+    return;  // the parent (or no child: no spare, no harm)
+  ::setsid();
+  int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null >= 0)
+    for (int fd = 0; fd <= 2; fd++)
+      ::dup2(null, fd);
+  ::_exit(site.prepare_spare().ok() ? 0 : 1);
 }
 
 Result<std::string> root_of(const cli::Context& ctx) {
@@ -42,6 +63,7 @@ Status run_apply(cli::Context& ctx) {
   so.wait_seconds = ctx.vm["wait"].as<double>();
   if (ctx.vm.count("reload"))
     so.reload = ctx.vm["reload"].as<std::string>();
+  so.spare = !ctx.vm.count("no-spare");
   std::optional<crypto::SigningKey> pub;
   std::optional<crypto::SymmetricKey> key;
   assign::Keys keys;
@@ -73,8 +95,11 @@ Status run_apply(cli::Context& ctx) {
     if (rep.code != 0)
       return Error("", rep.code);
     CM_ASSIGN(bool end, buf.at_end());
-    if (end)
+    if (end) {
+      if (rep.result == "switched")
+        spare_in_background(*site);
       return {};
+    }
     if (pack.header().last_part)
       return Error("'" + in->name() + "': data after the last part", kExitBadInput);
   }

@@ -24,6 +24,13 @@ namespace {
 
 constexpr size_t kBuf = 256 * 1024;
 
+// One copy buffer per thread, kept: a fresh one per file costs a
+// zero-fill and page faults each time.
+std::vector<char>& copy_buffer() {
+  thread_local std::vector<char> buf(kBuf);
+  return buf;
+}
+
 // Whether a digest starts with the given check.
 bool matches(const Digest& d, const std::string& check) {
   return !check.empty() && check.size() <= d.size() && std::memcmp(d.data(), check.data(), check.size()) == 0;
@@ -113,7 +120,7 @@ class Exactly : public Reader {
 };
 
 Status pump(Reader& in, Writer& out) {
-  std::vector<char> buf(kBuf);
+  std::vector<char>& buf = copy_buffer();
   for (;;) {
     CM_ASSIGN(size_t got, in.read(buf.data(), buf.size()));
     if (got == 0)
@@ -326,9 +333,14 @@ Status Applier::patch(int dir, const std::string& name, const Op& e, Reader& del
   };
   if (e.format == DeltaFormat::Zstd) {
     // The whole basis is the prefix; its size is bounded like the sender's.
-    StringWriter whole;
-    std::vector<char> buf(kBuf);
-    Sha256 h;
+    // Read into a buffer kept from one patch to the next.
+    thread_local StringWriter whole;
+    whole.data().clear();
+    struct stat st;
+    if (::fstat(basis.fd(), &st) == 0 && st.st_size > 0 &&
+        static_cast<uint64_t>(st.st_size) <= delta::kMaxZstdPatch)
+      whole.data().reserve(static_cast<size_t>(st.st_size));
+    std::vector<char>& buf = copy_buffer();
     for (;;) {
       CM_ASSIGN(size_t got, basis.read(buf.data(), buf.size()));
       if (got == 0)

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "apply/applier.hpp"
+#include "apply/spare.hpp"
 #include "fs/tree.hpp"
 #include "util/clock.hpp"
 #include "util/proc.hpp"
@@ -29,6 +30,8 @@ namespace {
 
 constexpr size_t kAppliedKept = 1000;
 constexpr int kStateFormat = 1;
+// How many change records a spare may be behind its base.
+constexpr int kMaxChain = 64;
 
 struct Staging {
   uint64_t id = 0;
@@ -55,6 +58,7 @@ struct State {
   std::vector<VersionInfo> versions;
   std::optional<Staging> staging;
   std::deque<Applied> applied;
+  uint64_t spare = 0;  // the version versions/.spare-<id> holds; 0: none
 
   const VersionInfo* version(uint64_t id) const {
     for (const VersionInfo& v : versions)
@@ -109,6 +113,7 @@ nlohmann::json to_json(const State& s) {
     ap.push_back(
         {{"id", a.id}, {"part", a.part}, {"type", a.type}, {"sequence", a.sequence}, {"at_ns", a.at_ns}});
   j["applied"] = ap;
+  j["spare"] = s.spare;
   return j;
 }
 
@@ -135,6 +140,8 @@ Result<State> from_json(const std::string& text, const std::string& name) {
       s.applied.push_back(Applied{a.at("id").get<uint64_t>(), a.at("part").get<uint64_t>(),
                                   a.at("type").get<std::string>(), a.at("sequence").get<uint64_t>(),
                                   a.at("at_ns").get<int64_t>()});
+    // Absent in state files written before spares existed.
+    s.spare = j.value("spare", uint64_t{0});
     return s;
   } catch (const std::exception& e) {
     return Error("'" + name + "': damaged state file (" + e.what() + "); repair or remove it by hand",
@@ -196,6 +203,8 @@ nlohmann::json Report::json() const {
   j["failures"] = f;
   if (!reload_status.empty())
     j["reload"] = reload_status;
+  if (!staged_from.empty())
+    j["staged_from"] = staged_from;
   return j;
 }
 
@@ -226,6 +235,10 @@ struct Site::Impl {
   std::string version_dir(uint64_t id) const { return versions_dir() + "/" + std::to_string(id); }
   std::string staging_dir(uint64_t id) const { return versions_dir() + "/.staging-" + std::to_string(id); }
   std::string scratch_dir(uint64_t id) const { return versions_dir() + "/.scratch-" + std::to_string(id); }
+  std::string spare_dir(uint64_t id) const { return versions_dir() + "/.spare-" + std::to_string(id); }
+  std::string changes_dir() const { return cm_dir() + "/changes"; }
+  std::string changes_path(uint64_t id) const { return changes_dir() + "/" + std::to_string(id); }
+  std::vector<Touched> touched;  // by the commands run so far
   std::string state_path() const { return cm_dir() + "/state.json"; }
 
   Status save() {
@@ -326,8 +339,11 @@ struct Site::Impl {
     if (dir == nullptr)
       return {};
     std::vector<std::string> names;
+    // A spare the state does not name is left by a killed run.
+    const std::string spare = state.spare != 0 ? ".spare-" + std::to_string(state.spare) : std::string();
     while (struct dirent* de = ::readdir(dir))
-      if (std::strncmp(de->d_name, ".trash-", 7) == 0)
+      if (std::strncmp(de->d_name, ".trash-", 7) == 0 ||
+          (std::strncmp(de->d_name, ".spare-", 7) == 0 && de->d_name != spare))
         names.emplace_back(de->d_name);
     ::closedir(dir);
     for (const std::string& n : names)
@@ -343,6 +359,8 @@ struct Site::Impl {
 
   Status apply(assign::PackReader& pack, Report& rep);
   Status stage(assign::PackReader& pack, Report& rep);
+  Result<bool> reuse_spare(uint64_t base_id, const std::string& sdir);
+  Status prepare_spare();
   Status run_commands(assign::PackReader& pack, int base_fd, int target_fd, int scratch_fd,
                       const std::string& name, Report& rep);
   Status switch_to(uint64_t id, bool rollback, Report& rep);
@@ -487,14 +505,24 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
     CM_TRY(trash(sdir));
     state.staging = Staging{h.id, h.sequence, base_id, assign::type_name(h.type), 0, "cloning", h.created_ns};
     CM_TRY(save());
-    CM_TRY(make_dir(sdir, 0755));
+    // The spare, brought to the base by its changes, or a clone of the base.
+    bool reused = false;
     if (base_id != 0) {
-      Fd from(::open(version_dir(base_id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      Fd to(::open(sdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      if (!from.valid() || !to.valid())
-        return sys_error("cannot open", !from.valid() ? version_dir(base_id) : sdir, errno);
-      CM_TRY(clone_tree(from.get(), to.get(), version_dir(base_id)));
+      CM_ASSIGN(reused, reuse_spare(base_id, sdir));
     }
+    rep.staged_from = reused ? "spare" : base_id != 0 ? "clone" : "nothing";
+    if (!reused) {
+      CM_TRY(make_dir(sdir, 0755));
+      if (base_id != 0) {
+        Fd from(::open(version_dir(base_id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        Fd to(::open(sdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!from.valid() || !to.valid())
+          return sys_error("cannot open", !from.valid() ? version_dir(base_id) : sdir, errno);
+        CM_TRY(clone_tree(from.get(), to.get(), version_dir(base_id)));
+      }
+    }
+    if (::unlink(changes_path(h.id).c_str()) != 0 && errno != ENOENT)
+      return sys_error("cannot remove", changes_path(h.id), errno);
     state.staging->phase = "applying";
     CM_TRY(save());
   } else if (h.part > 1 || (state.staging && state.staging->id == h.id)) {
@@ -526,6 +554,7 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
   Fd scratch(::open(xdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!scratch.valid())
     return sys_error("cannot open", xdir, errno);
+  touched.clear();
   Status s = run_commands(pack, base.get(), target.get(), scratch.get(), sdir, rep);
   (void)trash(xdir);
   if (!s.ok()) {
@@ -540,6 +569,13 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
   }
   state.staging->parts_done = h.part;
   if (h.last_part) {
+    // What changed from the base, for a spare to catch up on later (one
+    // part only; a version without a record just cannot serve that way).
+    if (h.part == 1 && state.staging->base_id != 0) {
+      ChangeRecord rec{state.staging->base_id, std::move(touched)};
+      if (make_dir(changes_dir(), 0755).ok())
+        (void)write_file_atomic(changes_path(h.id), encode_changes(rec));
+    }
     // Everything written reaches the disk before the version counts.
     if (::syncfs(target.get()) != 0)
       return sys_error("cannot sync", sdir, errno);
@@ -580,6 +616,7 @@ Status Site::Impl::run_commands(assign::PackReader& pack, int base_fd, int targe
     if (c->takes_data()) {
       CM_ASSIGN(data, pack.member(c->from));
     }
+    touched.push_back(Touched{c->path, c->op == assign::Op::Remove || c->op == assign::Op::Rmdir});
     Status s = applier.apply(from_command(*c), data);
     if (!s.ok()) {
       rep.failures.push_back(Failure{index, assign::op_name(c->op), c->path, s.error().message});
@@ -648,15 +685,120 @@ Status Site::Impl::cleanup() {
   for (const VersionInfo& v : state.versions)
     if (!keep.count(v.id))
       drop.push_back(v.id);
+  if (!opt.spare && state.spare != 0) {
+    CM_TRY(trash(spare_dir(state.spare)));
+    state.spare = 0;
+    CM_TRY(save());
+  }
   if (drop.empty())
-    return {};
+    return empty_trash();
+  // The newest version dropped becomes the spare, unless the spare is newer.
+  uint64_t to_spare = 0;
+  if (opt.spare)
+    for (uint64_t id : drop)
+      if (id > state.spare && id > to_spare)
+        to_spare = id;
   for (uint64_t id : drop) {
-    CM_TRY(trash(version_dir(id)));
+    bool spared = false;
+    if (id == to_spare) {
+      CM_TRY(trash(spare_dir(id)));
+      if (::rename(version_dir(id).c_str(), spare_dir(id).c_str()) == 0) {
+        if (state.spare != 0)
+          CM_TRY(trash(spare_dir(state.spare)));
+        state.spare = id;
+        spared = true;
+      }
+    }
+    if (!spared)
+      CM_TRY(trash(version_dir(id)));
+    ::unlink(changes_path(id).c_str());
     std::erase_if(state.versions, [&](const VersionInfo& v) { return v.id == id; });
   }
   std::erase_if(state.history, [&](uint64_t id) { return !keep.count(id); });
   CM_TRY(save());
   return empty_trash();
+}
+
+// Turns the spare into the staging tree `sdir` for a version built on
+// base_id, if the base's change records lead back to it. False: there is
+// no usable spare (any there was is gone), clone the base instead.
+Result<bool> Site::Impl::reuse_spare(uint64_t base_id, const std::string& sdir) {
+  uint64_t spare = state.spare;
+  if (spare == 0)
+    return false;
+  if (!opt.spare) {
+    // --no-spare: none is kept.
+    state.spare = 0;
+    CM_TRY(trash(spare_dir(spare)));
+    return false;
+  }
+  std::vector<Touched> all;
+  uint64_t v = base_id;
+  for (int i = 0; v != spare && i < kMaxChain; i++) {
+    auto in = open_input(changes_path(v));
+    if (!in.ok())
+      break;
+    auto text = read_all(**in, size_t{256} << 20);
+    if (!text.ok())
+      break;
+    auto rec = decode_changes(*text, changes_path(v));
+    if (!rec.ok())
+      break;
+    all.insert(all.end(), std::make_move_iterator(rec->paths.begin()),
+               std::make_move_iterator(rec->paths.end()));
+    v = rec->base;
+    if (v == 0)
+      break;
+  }
+  // Saved with the staging's next step; until then a missing spare
+  // directory only means "clone".
+  state.spare = 0;
+  if (v != spare) {
+    CM_TRY(trash(spare_dir(spare)));
+    return false;
+  }
+  if (::rename(spare_dir(spare).c_str(), sdir.c_str()) != 0) {
+    if (errno == ENOENT)
+      return false;
+    return sys_error("cannot move the spare to", sdir, errno);
+  }
+  normalize(all);
+  Fd from(::open(version_dir(base_id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  Fd to(::open(sdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  Status s = !from.valid() || !to.valid()
+                 ? sys_error("cannot open", !from.valid() ? version_dir(base_id) : sdir, errno)
+                 : catch_up(from.get(), to.get(), all, version_dir(base_id), sdir);
+  if (!s.ok()) {
+    CM_TRY(trash(sdir));
+    return false;
+  }
+  return true;
+}
+
+// A hard-link clone of live as the spare, so that the next assignment
+// built on live stages at the cost of its changes.
+Status Site::Impl::prepare_spare() {
+  if (state.spare != 0 || state.live == 0 || !opt.spare)
+    return {};
+  uint64_t id = state.live;
+  std::string dir = spare_dir(id);
+  CM_TRY(trash(dir));
+  CM_TRY(make_dir(dir, 0755));
+  Fd from(::open(version_dir(id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  Fd to(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  Status s = !from.valid() || !to.valid()
+                 ? sys_error("cannot open", !from.valid() ? version_dir(id) : dir, errno)
+                 : clone_tree(from.get(), to.get(), version_dir(id));
+  // On disk before the state names it: a spare is trusted to be whole.
+  if (s.ok() && ::syncfs(to.get()) != 0)
+    s = sys_error("cannot sync", dir, errno);
+  if (!s.ok()) {
+    (void)trash(dir);
+    (void)empty_trash();
+    return s;
+  }
+  state.spare = id;
+  return save();
 }
 
 void Site::Impl::reload(Report& rep) {
@@ -675,6 +817,15 @@ void Site::Impl::reload(Report& rep) {
     rep.reload_status = describe_status(ran->status);
     rep.code = kExitFailure;
   }
+}
+
+bool Site::wants_spare() const {
+  const State& s = impl_->state;
+  return impl_->opt.spare && s.spare == 0 && s.live != 0;
+}
+
+Status Site::prepare_spare() {
+  return impl_->prepare_spare();
 }
 
 nlohmann::json Site::status() const {
@@ -698,6 +849,8 @@ std::string Site::status_text() const {
   if (s.staging)
     t += "staging: assignment " + std::to_string(s.staging->id) + ", " +
          std::to_string(s.staging->parts_done) + " part(s) done (" + s.staging->phase + ")\n";
+  if (s.spare != 0)
+    t += "spare: a copy of version " + std::to_string(s.spare) + ", to stage the next assignment from\n";
   t += "latest sequence: " + std::to_string(s.last_sequence()) + "\n";
   return t;
 }

@@ -5,6 +5,8 @@
 //   SITE_DIR/versions/<id>/            complete versions, by assignment id
 //   SITE_DIR/versions/.staging-<id>/   the version an assignment is building
 //   SITE_DIR/versions/.trash-*/        being deleted
+//   SITE_DIR/versions/.spare-<id>/     a copy of version <id> to stage from
+//   SITE_DIR/.cm/changes/<id>          the paths version <id> changed
 //   SITE_DIR/.cm/state.json            versions, history, applied ids
 //   SITE_DIR/.cm/lock                  one cm-apply at a time (flock)
 //
@@ -41,6 +43,7 @@ struct SiteOptions {
   unsigned keep = 2;         // previous live versions kept for rollback
   double wait_seconds = 30;  // for the lock
   std::string reload;        // shell command run after a switch
+  bool spare = true;         // keep a spare version to stage from (spare.hpp)
 };
 
 struct Failure {
@@ -68,6 +71,9 @@ struct Report {
   uint64_t live_sequence = 0;  // and the content sequence it holds
   std::string site;
   std::string reload_status;
+  // What a new staging tree started as: "spare" (the site's spare, caught
+  // up to the base), "clone" (a hard-link clone of the base), "nothing".
+  std::string staged_from;
 
   nlohmann::json json() const;
   std::string text() const;
@@ -83,6 +89,12 @@ class Site {
   // Carries out one part of an assignment, read from `pack` (already
   // open). Fills the report; the Status is the run's overall outcome.
   Status apply(assign::PackReader& pack, Report& report);
+
+  // Whether live has no spare yet, and prepare_spare() would make one.
+  bool wants_spare() const;
+  // Clones live as the spare (slow: one link per file; run it when
+  // nothing waits, cm-apply does in the background after a switch).
+  Status prepare_spare();
 
   // What is there: versions, live, history, staging, last applied.
   nlohmann::json status() const;

@@ -60,14 +60,18 @@ Result<bool> zstd_delta(std::string_view basis, std::string_view next, Writer& o
 }
 
 Status zstd_patch(std::string_view basis, Reader& delta, Writer& out, uint64_t max_output) {
-  std::unique_ptr<ZSTD_DCtx, DCtxFree> dctx(ZSTD_createDCtx());
+  // One decoder per thread, kept with its buffers from one patch to the
+  // next (an update patches many files; each new decoder allocated and
+  // faulted in a window's worth of memory).
+  thread_local std::unique_ptr<ZSTD_DCtx, DCtxFree> dctx(ZSTD_createDCtx());
   if (!dctx)
     return Error("zstd: out of memory");
+  ZSTD_DCtx_reset(dctx.get(), ZSTD_reset_session_and_parameters);
   ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, kMaxWindowLog);
   size_t r = ZSTD_DCtx_refPrefix(dctx.get(), basis.data(), basis.size());
   if (ZSTD_isError(r))
     return Error(std::string("zstd: ") + ZSTD_getErrorName(r));
-  std::vector<char> in(ZSTD_DStreamInSize()), obuf(ZSTD_DStreamOutSize());
+  thread_local std::vector<char> in(ZSTD_DStreamInSize()), obuf(ZSTD_DStreamOutSize());
   uint64_t produced = 0;
   size_t last = 1;  // nonzero: a frame is not finished
   bool any = false;

@@ -81,10 +81,13 @@ versions() {
 	ls "$1/versions" | sort -n | tr '\n' ' ' | sed 's/ $//'
 }
 
-# no_temps SITE: nothing staged or half deleted is left under versions/.
+# no_temps SITE: nothing staged or half deleted is left under versions/;
+# only the spare the state names (cm-apply status waits for the one being
+# made in the background).
 no_temps() {
-	local left
-	left=$(find "$1/versions" -mindepth 1 -maxdepth 1 -name '.*' -printf '%f\n')
+	local left spare
+	spare=$(jfield "$(cm-apply status --root "$1" --json)" spare)
+	left=$(find "$1/versions" -mindepth 1 -maxdepth 1 -name '.*' ! -name ".spare-$spare" -printf '%f\n')
 	[ -z "$left" ] || {
 		echo "left in $1/versions: $left"
 		return 1
@@ -585,6 +588,144 @@ teardown() {
 	cm-apply --root S rollback.11
 	live_is S 7
 	same_tree t7 S/live
+}
+
+# ---- the spare
+
+# inode FILE: its inode number.
+inode() { stat -c %i "$1"; }
+
+@test "after a switch a spare copy of live is made in the background; the next publish stages from it" {
+	base_site
+	# status waits for the site's lock, which the background spare holds.
+	run cm-apply status --root S --json
+	assert_success
+	[ "$(jfield "$output" spare)" = 1 ]
+	[ -d S/versions/.spare-1 ]
+	same_tree src S/versions/.spare-1
+	# Files are hard links to live's, not copies.
+	[ "$(inode S/versions/.spare-1/big.txt)" = "$(inode S/versions/1/big.txt)" ]
+	run cm-apply status --root S
+	assert_output --partial "spare: a copy of version 1"
+	mkchange src new
+	publish 3 3 1 src new
+	run cm-apply --root S --json p.3
+	assert_success
+	[ "$(jfield "$output" staged_from)" = spare ]
+	[ ! -e S/versions/.spare-1 ]
+	same_tree new S/versions/3
+	same_tree src S/versions/1
+	switch commit 4 3
+	cm-apply --root S commit.4
+	same_tree new S/live
+	run cm-apply status --root S --json
+	[ "$(jfield "$output" spare)" = 3 ]
+	same_tree new S/versions/.spare-3
+	no_temps S
+}
+
+# chain_site: versions 1 (replicate) to 7, each publish on the one
+# before, t3 t5 t7 their trees (a/b replaced whole each time); live is 7
+# and the spare is version 1, dropped from the history at the switch to 7:
+# the commits before made no spare (--no-spare), so 1 became it.
+chain_site() {
+	base_site
+	prev=src
+	for n in 3 5 7; do
+		cp -a "$prev" "t$n"
+		echo "version $n" >"t$n/v.txt"
+		rm -rf "t$n/a/b" && mkdir -p "t$n/a/b" && echo "in $n" >"t$n/a/b/only-$n.txt"
+		publish "$n" "$n" "$((n - 2))" "$prev" "t$n"
+		cm-apply --root S "p.$n"
+		switch commit "$((n + 1))" "$n"
+		if [ "$n" = 7 ]; then
+			cm-apply --root S "commit.$((n + 1))"
+		else
+			cm-apply --root S --no-spare "commit.$((n + 1))"
+		fi
+		prev=t$n
+	done
+	[ "$(versions S)" = "3 5 7" ]
+	[ "$(jfield "$(cm-apply status --root S --json)" spare)" = 1 ]
+	same_tree src S/versions/.spare-1
+	cp -a t7 t9
+	echo "version 9" >t9/v.txt
+	rm -rf t9/a/b && mkdir -p t9/a/b && echo "in 9" >t9/a/b/only-9.txt
+	publish 9 9 7 t7 t9
+	switch commit 10 9
+}
+
+@test "a spare several releases behind catches up through their change records" {
+	chain_site
+	# Staging 9 on 7 goes back 7 -> 5 -> 3 -> 1.
+	run cm-apply --root S --json p.9
+	assert_success
+	[ "$(jfield "$output" staged_from)" = spare ]
+	cm-apply --root S commit.10
+	same_tree t9 S/live
+	same_tree t7 S/versions/7
+	same_tree t5 S/versions/5
+	# Nothing below a/b survives from an earlier release.
+	[ "$(ls S/live/a/b)" = only-9.txt ]
+	no_temps S
+}
+
+@test "a spare that cannot be trusted is dropped and live cloned instead: the result is still exact" {
+	chain_site
+	printf 'not a record' >S/.cm/changes/5
+	run cm-apply --root S --json p.9
+	assert_success
+	[ "$(jfield "$output" staged_from)" = clone ]
+	[ ! -e S/versions/.spare-1 ]
+	cm-apply --root S commit.10
+	same_tree t9 S/live
+	same_tree t7 S/versions/7
+	no_temps S
+}
+
+@test "--no-spare: staging clones live and no spare is made" {
+	mksrc src
+	mkdir S
+	pk --type replicate --id 1 --from src -o r1
+	switch commit 2 1
+	cm-apply --root S --no-spare r1
+	cm-apply --root S --no-spare commit.2
+	[ "$(jfield "$(cm-apply status --root S --json)" spare)" = 0 ]
+	[ -z "$(find S/versions -maxdepth 1 -name '.spare-*')" ]
+	mkchange src new
+	publish 3 3 1 src new
+	run cm-apply --root S --no-spare --json p.3
+	assert_success
+	[ "$(jfield "$output" staged_from)" = clone ]
+}
+
+@test "a version dropped from the history becomes the spare, no clone needed" {
+	base_site
+	cp -a src t3
+	echo "version 3" >t3/v.txt
+	cp -a t3 t5
+	echo "version 5" >t5/v.txt
+	publish 3 3 1 src t3
+	publish 5 5 3 t3 t5
+	# --no-spare drops the spare of 1 made after the first switch.
+	cm-apply --root S --no-spare p.3
+	switch commit 4 3
+	# --keep 0: the version before live is dropped at once, and is the spare.
+	cm-apply --root S --keep 0 commit.4
+	[ "$(versions S)" = 3 ]
+	[ "$(jfield "$(cm-apply status --root S --json)" spare)" = 1 ]
+	same_tree src S/versions/.spare-1
+	run cm-apply --root S --json p.5
+	assert_success
+	[ "$(jfield "$output" staged_from)" = spare ]
+	switch commit 6 5
+	cm-apply --root S --keep 0 commit.6
+	same_tree t5 S/live
+	[ "$(versions S)" = 5 ]
+	[ "$(jfield "$(cm-apply status --root S --json)" spare)" = 3 ]
+	same_tree t3 S/versions/.spare-3
+	[ ! -e S/.cm/changes/3 ]
+	no_temps S
 }
 
 @test "--reload runs after a switch with CM_LIVE set; its failure is an error the report names" {
