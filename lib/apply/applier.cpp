@@ -211,6 +211,13 @@ Status Applier::apply(const Op& op, Reader* data) {
     return Error("unsafe source path " + quote_path(op.source), kExitBadInput);
   std::string parent = dirname_of(op.path);
   std::string name = basename_of(op.path);
+  if (opt_.track) {
+    changed_.dirs.insert(parent);
+    if (op.kind == Kind::Mkdir)
+      changed_.dirs.insert(op.path);
+    else if (op.kind == Kind::Chmod)
+      changed_.inodes.push_back(op.path);
+  }
   int pfd = fs::open_beneath(target_, parent, O_RDONLY | O_DIRECTORY);
   if (pfd < 0) {
     // Nothing to remove where there is no directory.
@@ -301,6 +308,11 @@ Status Applier::make_file(int dir, const std::string& name, const Op& e,
   }
   if (s.ok() && opt_.fsync && ::fsync(out.get()) != 0)
     s = sys_error("cannot write", where(e.path), errno);
+  if (s.ok() && opt_.track) {
+    // A hint: sync_changed()'s fsync reports the errors.
+    (void)::sync_file_range(out.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+    changed_.inodes.push_back(e.path);
+  }
   if (s.ok() && ::renameat(tdir, tmp.c_str(), dir, name.c_str()) != 0)
     s = sys_error("cannot replace", where(e.path), errno);
   if (!s.ok()) {
@@ -408,6 +420,29 @@ Status Applier::chmod(int dir, const std::string& name, const Op& e) {
   copy.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   return make_file(
       dir, name, copy, [&](Writer& w) { return pump(src, w); }, "file");
+}
+
+Status sync_changed(int root, const Changed& changed, const std::string& root_name) {
+  auto sync_one = [&](const std::string& rel) -> Status {
+    Fd fd(fs::open_beneath(root, rel, O_RDONLY));
+    if (!fd.valid()) {
+      // Changed, then removed by a later command: nothing to sync.
+      if (errno == ENOENT || errno == ENOTDIR)
+        return {};
+      return sys_error("cannot open", root_name + "/" + rel, errno);
+    }
+    if (::fsync(fd.get()) != 0)
+      return sys_error("cannot sync", root_name + "/" + rel, errno);
+    return {};
+  };
+  for (const std::string& f : changed.inodes)
+    CM_TRY(sync_one(f));
+  for (const std::string& d : changed.dirs)
+    if (!d.empty())
+      CM_TRY(sync_one(d));
+  if (::fsync(root) != 0)
+    return sys_error("cannot sync", root_name, errno);
+  return {};
 }
 
 // ---- clone

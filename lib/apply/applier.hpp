@@ -13,7 +13,9 @@
 #pragma once
 
 #include <functional>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "assign/format.hpp"
 #include "delta/table.hpp"
@@ -52,6 +54,17 @@ struct ApplyOptions {
   // that a killed run leaves no half-written file inside the target; -1:
   // beside the final name.
   int scratch_dir = -1;
+  // Note what changed (synced()), and start each written file's write-back
+  // before it is renamed, so that syncing them later has little to wait for.
+  bool track = false;
+};
+
+// What an Applier changed in the target, relative paths: directories whose
+// entries or mode changed, and files written or re-moded.
+struct Changed {
+  std::set<std::string> dirs;
+  std::vector<std::string> inodes;
+  bool bulk = false;  // whole subtrees too: sync the file system instead
 };
 
 class Applier {
@@ -64,6 +77,7 @@ class Applier {
   // delta (exactly op.length bytes) and is unused by other operations.
   Status apply(const Op& op, Reader* data);
   uint64_t bytes_written() const { return written_; }
+  const Changed& changed() const { return changed_; }
 
  private:
   // Creates a new file beside `name` from what fill() writes, checks its
@@ -81,7 +95,12 @@ class Applier {
   std::string name_;
   ApplyOptions opt_;
   uint64_t written_ = 0;
+  Changed changed_;
 };
+
+// Makes what `changed` lists under `root` durable: fsync of every file and
+// directory it names, then of root itself.
+Status sync_changed(int root, const Changed& changed, const std::string& root_name);
 
 // Makes `target` (an empty directory) a clone of `base`: directories copied
 // with their modes, regular files hard-linked (copied across filesystems),

@@ -239,6 +239,7 @@ struct Site::Impl {
   std::string changes_dir() const { return cm_dir() + "/changes"; }
   std::string changes_path(uint64_t id) const { return changes_dir() + "/" + std::to_string(id); }
   std::vector<Touched> touched;  // by the commands run so far
+  Changed changed;               // in the staging tree, by this run
   std::string state_path() const { return cm_dir() + "/state.json"; }
 
   Status save() {
@@ -362,7 +363,7 @@ struct Site::Impl {
   Result<bool> reuse_spare(uint64_t base_id, const std::string& sdir);
   Status prepare_spare();
   Status run_commands(assign::PackReader& pack, int base_fd, int target_fd, int scratch_fd,
-                      const std::string& name, Report& rep);
+                      const std::string& name, bool track, Report& rep);
   Status switch_to(uint64_t id, bool rollback, Report& rep);
   Status cleanup();
   void reload(Report& rep);
@@ -506,6 +507,7 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
     state.staging = Staging{h.id, h.sequence, base_id, assign::type_name(h.type), 0, "cloning", h.created_ns};
     CM_TRY(save());
     // The spare, brought to the base by its changes, or a clone of the base.
+    changed = Changed{};
     bool reused = false;
     if (base_id != 0) {
       CM_ASSIGN(reused, reuse_spare(base_id, sdir));
@@ -555,7 +557,9 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
   if (!scratch.valid())
     return sys_error("cannot open", xdir, errno);
   touched.clear();
-  Status s = run_commands(pack, base.get(), target.get(), scratch.get(), sdir, rep);
+  // Synced file by file at the end (see below), or all at once.
+  bool targeted = h.part == 1 && h.last_part && rep.staged_from == "spare" && !changed.bulk;
+  Status s = run_commands(pack, base.get(), target.get(), scratch.get(), sdir, targeted, rep);
   (void)trash(xdir);
   if (!s.ok()) {
     // An unusable staging tree takes space: out of the way, now.
@@ -576,9 +580,17 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
       if (make_dir(changes_dir(), 0755).ok())
         (void)write_file_atomic(changes_path(h.id), encode_changes(rec));
     }
-    // Everything written reaches the disk before the version counts.
-    if (::syncfs(target.get()) != 0)
+    // Everything written reaches the disk before the version counts. A
+    // tree staged from the spare by this one run: what changed, one fsync
+    // each (syncfs would wait for every other writer on the file system
+    // too); otherwise (a clone, a full tree, parts, a resumed run) all of
+    // it, with one syncfs (many files: one journal commit, and write-back
+    // in the kernel's order, not file by file).
+    if (targeted) {
+      CM_TRY(sync_changed(target.get(), changed, sdir));
+    } else if (::syncfs(target.get()) != 0) {
       return sys_error("cannot sync", sdir, errno);
+    }
     // A directory of that name the state does not know is a leftover.
     if (state.version(h.id) == nullptr)
       CM_TRY(trash(version_dir(h.id)));
@@ -600,10 +612,20 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
 }
 
 Status Site::Impl::run_commands(assign::PackReader& pack, int base_fd, int target_fd, int scratch_fd,
-                                const std::string& name, Report& rep) {
+                                const std::string& name, bool track, Report& rep) {
   ApplyOptions ao;
   ao.scratch_dir = scratch_fd;
+  ao.track = track;
   Applier applier(base_fd, target_fd, name, ao);
+  // Whatever ends this run, what it changed is known.
+  struct Merge {
+    Changed& into;
+    const Applier& from;
+    ~Merge() {
+      into.dirs.insert(from.changed().dirs.begin(), from.changed().dirs.end());
+      into.inodes.insert(into.inodes.end(), from.changed().inodes.begin(), from.changed().inodes.end());
+    }
+  } merge{changed, applier};
   uint64_t index = 0;
   for (;;) {
     CM_ASSIGN(auto c, pack.next_command());
@@ -767,7 +789,7 @@ Result<bool> Site::Impl::reuse_spare(uint64_t base_id, const std::string& sdir) 
   Fd to(::open(sdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   Status s = !from.valid() || !to.valid()
                  ? sys_error("cannot open", !from.valid() ? version_dir(base_id) : sdir, errno)
-                 : catch_up(from.get(), to.get(), all, version_dir(base_id), sdir);
+                 : catch_up(from.get(), to.get(), all, version_dir(base_id), sdir, changed);
   if (!s.ok()) {
     CM_TRY(trash(sdir));
     return false;

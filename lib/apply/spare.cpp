@@ -120,7 +120,7 @@ void normalize(std::vector<Touched>& paths) {
 }
 
 Status catch_up(int from, int to, const std::vector<Touched>& paths, const std::string& from_name,
-                const std::string& to_name) {
+                const std::string& to_name, Changed& changed) {
   std::string rebuilt;  // a directory copied whole: what is below it is done
   for (const Touched& t : paths) {
     if (!rebuilt.empty() && is_below(t.path, rebuilt))
@@ -151,10 +151,14 @@ Status catch_up(int from, int to, const std::vector<Touched>& paths, const std::
     if (!exists && errno != ENOENT)
       return sys_error("cannot stat", to_path, errno);
     if (!present) {
-      if (exists)
+      if (exists) {
         CM_TRY(fs::remove_tree_at(tp.get(), name, to_path));
+        changed.dirs.insert(parent);
+      }
       continue;
     }
+    // From here on the entry is (re)made unless it is already right.
+    changed.dirs.insert(parent);
     if (S_ISREG(src.st_mode)) {
       if (exists && S_ISREG(dst.st_mode) && dst.st_ino == src.st_ino && dst.st_dev == src.st_dev)
         continue;
@@ -179,6 +183,7 @@ Status catch_up(int from, int to, const std::vector<Touched>& paths, const std::
           Fd d(::openat(tp.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
           if (!d.valid() || ::fchmod(d.get(), src.st_mode & 07777) != 0)
             return sys_error("cannot set the mode of", to_path, errno);
+          changed.dirs.insert(t.path);
         }
         continue;
       }
@@ -186,6 +191,7 @@ Status catch_up(int from, int to, const std::vector<Touched>& paths, const std::
         CM_TRY(fs::remove_tree_at(tp.get(), name, to_path));
       CM_TRY(rebuild_dir(fp.get(), tp.get(), name, src, from_path, to_path));
       rebuilt = t.path;
+      changed.bulk = true;
     } else if (exists) {
       // Special files are not part of a version.
       CM_TRY(fs::remove_tree_at(tp.get(), name, to_path));

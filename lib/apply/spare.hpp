@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "apply/applier.hpp"
 #include "util/result.hpp"
 
 namespace cm::apply {
@@ -45,8 +46,9 @@ void normalize(std::vector<Touched>& paths);
 
 // Makes the tree at `to` equal the tree at `from` at every listed path
 // (normalized), leaving the rest alone. Regular files become hard links
-// to `from`'s; nothing under `from` is modified. Names are for messages.
+// to `from`'s; nothing under `from` is modified. What it changed goes to
+// `changed` (for sync_changed()). Names are for messages.
 Status catch_up(int from, int to, const std::vector<Touched>& paths, const std::string& from_name,
-                const std::string& to_name);
+                const std::string& to_name, Changed& changed);
 
 }  // namespace cm::apply

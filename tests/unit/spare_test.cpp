@@ -21,11 +21,16 @@ ino_t inode_of(const std::string& path) {
   return st.st_ino;
 }
 
-Status run_catch_up(const std::string& from, const std::string& to, std::vector<Touched> paths) {
+Status run_catch_up(const std::string& from, const std::string& to, std::vector<Touched> paths,
+                    Changed* out = nullptr) {
   normalize(paths);
   Fd f(::open(from.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   Fd t(::open(to.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  return catch_up(f.get(), t.get(), paths, from, to);
+  Changed changed;
+  Status s = catch_up(f.get(), t.get(), paths, from, to, changed);
+  if (out != nullptr)
+    *out = changed;
+  return s;
 }
 
 }  // namespace
@@ -129,8 +134,14 @@ TEST(CatchUp, MakesTheTreeEqualAtTheListedPaths) {
                                 {"new/sub", false},     {"new/sub/f", false},  {"link", false},
                                 {"f2d", true},          {"f2d/inner", false},  {"d2f", true},
                                 {"re", true},           {"re/kept", false},    {"mode", false}};
-  Status s = run_catch_up(from, to, paths);
+  Changed changed;
+  Status s = run_catch_up(from, to, paths, &changed);
   ASSERT_TRUE(s.ok()) << s.error().message;
+  // What it changed, for the sync: the root's entries, the mode of mode/,
+  // and whole subtrees (so the caller syncs the file system).
+  EXPECT_TRUE(changed.dirs.count(""));
+  EXPECT_TRUE(changed.dirs.count("mode"));
+  EXPECT_TRUE(changed.bulk);
 
   auto diff = tree_diff(from, to);
   ASSERT_EQ(diff.size(), 1u) << (diff.empty() ? "" : diff.front());
@@ -153,9 +164,12 @@ TEST(CatchUp, GoneOnBothSidesIsFine) {
   make_dir(to);
   make_dir(to + "/d");
   write_file(to + "/d/f", "x");
-  Status s = run_catch_up(from, to, {{"d", true}, {"d/f", false}, {"never/there", false}});
+  Changed changed;
+  Status s = run_catch_up(from, to, {{"d", true}, {"d/f", false}, {"never/there", false}}, &changed);
   ASSERT_TRUE(s.ok()) << s.error().message;
   EXPECT_TRUE(tree_diff(from, to).empty());
+  EXPECT_FALSE(changed.bulk);
+  EXPECT_EQ(changed.dirs, std::set<std::string>{""});
 }
 
 // A spare missing a directory its changes need is an error (the caller
