@@ -2,6 +2,9 @@
 // versions, switch live atomically, roll back (cm-apply(1)). Options and
 // wiring only.
 #include <fcntl.h>
+#include <linux/ioprio.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -43,6 +46,11 @@ void spare_in_background(apply::Site& site) {
   if (pid != 0)
     return;  // the parent (or no child: no spare, no harm)
   ::setsid();
+  // Background work: the lowest CPU and best-effort I/O priority, so that
+  // whatever else runs now (on a farm, the other servers' commits) goes
+  // first. Not the idle I/O class: the next cm-apply waits for this one.
+  (void)::setpriority(PRIO_PROCESS, 0, 19);
+  (void)::syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_PRIO_VALUE(IOPRIO_CLASS_BE, 7));
   int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null >= 0)
     for (int fd = 0; fd <= 2; fd++)

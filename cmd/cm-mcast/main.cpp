@@ -51,8 +51,6 @@ void recv_options(po::options_description& d) {
       ("id", po::value<std::string>()->value_name("NAME"), "this member's id (default: the host name)")  //
       ("exec", po::value<std::string>()->value_name("CMD"),
        "run CMD (sh -c) on each complete file, {} being its path; its output is reported")  //
-      ("no-fsync",
-       "do not sync a file to disk before it takes its name (the command makes its result durable)")  //
       ("once", "stop after the first file (and its command)");
 }
 
@@ -160,7 +158,6 @@ Status run_recv(cli::Context& ctx) {
   if (ctx.vm.count("exec"))
     o.exec = ctx.vm["exec"].as<std::string>();
   o.once = ctx.vm.count("once") > 0;
-  o.fsync = ctx.vm.count("no-fsync") == 0;
   o.log = [&](const std::string& m) { ctx.diag.verbose(m); };
   o.completed = [&](const nlohmann::json& j) {
     if (ctx.json)

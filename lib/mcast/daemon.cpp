@@ -308,8 +308,7 @@ namespace {
 
 class FileSink : public FrameSink {
  public:
-  FileSink(Fd fd, std::string path, bool writeback)
-      : fd_(std::move(fd)), path_(std::move(path)), writeback_(writeback) {}
+  FileSink(Fd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
   Status write(uint64_t offset, std::string_view data) override {
     size_t done = 0;
     while (done < data.size()) {
@@ -325,7 +324,7 @@ class FileSink : public FrameSink {
     // Start the write-back now and then, so the fsync before the file is
     // placed has little left to wait for (a hint: fsync reports errors).
     unsynced_ += data.size();
-    if (writeback_ && unsynced_ >= kWritebackEvery) {
+    if (unsynced_ >= kWritebackEvery) {
       (void)::sync_file_range(fd_.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
       unsynced_ = 0;
     }
@@ -343,7 +342,6 @@ class FileSink : public FrameSink {
   static constexpr uint64_t kWritebackEvery = 8u << 20;
   Fd fd_;
   std::string path_;
-  bool writeback_;  // only when the file is synced before it is named
   uint64_t unsynced_ = 0;
 };
 
@@ -456,7 +454,7 @@ Status run_recv(const RecvOptions& opt) {
         ::unlink(s.temp.c_str());
         return;
       }
-      auto sink = std::make_unique<FileSink>(Fd(fd), s.temp, opt.fsync);
+      auto sink = std::make_unique<FileSink>(Fd(fd), s.temp);
       s.sink = sink.get();
       s.rx =
           std::make_unique<ReceiverSession>(a, ReceiverConfig{opt.id, 5 * kMs, random64()}, std::move(sink));
@@ -615,8 +613,7 @@ Status run_recv(const RecvOptions& opt) {
         }
         if (s.rx->complete() && !s.placed) {
           // Verified: only now does the file take its name.
-          if ((opt.fsync && ::fsync(s.sink->fd()) != 0) ||
-              ::rename(s.temp.c_str(), s.final_path.c_str()) != 0) {
+          if (::fsync(s.sink->fd()) != 0 || ::rename(s.temp.c_str(), s.final_path.c_str()) != 0) {
             log("cannot place " + s.final_path + ": " + std::strerror(errno));
             drop(id);
             continue;

@@ -61,9 +61,6 @@ struct RecvOptions {
   const crypto::SymmetricKey* key = nullptr;
   std::string exec;   // run on each complete file; {} is its path
   bool once = false;  // stop after the first file (and its command)
-  // Sync each file to disk before it takes its name. Off: the command
-  // reads it from the page cache and makes its own result durable.
-  bool fsync = true;
   std::function<void(const std::string&)> log;
   std::function<void(const nlohmann::json&)> completed;  // one per file
 };

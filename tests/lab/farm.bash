@@ -150,7 +150,7 @@ farm_start_server() {
 	pub="$FARM_DIR/keys/site.pub"
 	mkdir -p "$d/site" "$d/in" "$d/push"
 	local ech="239.192.$((70 + s)).1:$((7701 + 10 * s))" mch="239.192.$((70 + s)).2:$((7702 + 10 * s))"
-	_farm_bg "$id" "$d/recv.log" cm-mcast recv -v --interface "$ip" --channel "$mch" --dir "$d/in" --id "$id" --no-fsync \
+	_farm_bg "$id" "$d/recv.log" cm-mcast recv -v --interface "$ip" --channel "$mch" --dir "$d/in" --id "$id" \
 		--exec "cm-apply --json --root '$d/site' --pubkey '$pub' {}" >"$d/recv.pid"
 	_farm_bg "$id" "$d/agent.log" cm-push agent --tls "$FARM_DIR/tls" --name "$id" --listen "$ip:7801" \
 		--manager "$m:7800" --dir "$d/push" --idle 5 \
