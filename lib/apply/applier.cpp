@@ -426,8 +426,9 @@ Status sync_changed(int root, const Changed& changed, const std::string& root_na
   auto sync_one = [&](const std::string& rel) -> Status {
     Fd fd(fs::open_beneath(root, rel, O_RDONLY));
     if (!fd.valid()) {
-      // Changed, then removed by a later command: nothing to sync.
-      if (errno == ENOENT || errno == ENOTDIR)
+      // Changed, then removed or replaced by a symlink by a later
+      // command: nothing to sync (its directory is synced).
+      if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)
         return {};
       return sys_error("cannot open", root_name + "/" + rel, errno);
     }

@@ -655,6 +655,30 @@ chain_site() {
 	switch commit 10 9
 }
 
+@test "a publish staged from the spare syncs what it wrote, not the whole file system" {
+	base_site
+	cm-apply status --root S >/dev/null
+	mkchange src new
+	publish 3 3 1 src new
+	strace -f -e trace=fsync,syncfs -o sync.txt cm-apply --root S p.3
+	grep -q 'fsync(' sync.txt
+	if grep -q 'syncfs(' sync.txt; then
+		echo "syncfs from the spare:"
+		cat sync.txt
+		return 1
+	fi
+	# A clone (--no-spare) syncs the file system: one journal commit for
+	# its thousands of links.
+	cp -a new t5
+	echo five >t5/five.txt
+	publish 5 5 3 new t5
+	strace -f -e trace=fsync,syncfs -o sync5.txt cm-apply --root S --no-spare p.5
+	grep -q 'syncfs(' sync5.txt
+	switch commit 6 5
+	cm-apply --root S commit.6
+	same_tree t5 S/live
+}
+
 @test "a spare several releases behind catches up through their change records" {
 	chain_site
 	# Staging 9 on 7 goes back 7 -> 5 -> 3 -> 1.
