@@ -331,6 +331,12 @@ cm_pub() {
 	timeout -k 10 "$TIMEOUT" ip netns exec "$(manager_ns)" cm-sched run pub --db "$F/cm.db" \
 		>"$run/cm-$N-$1.out" 2>&1 || rc=$?
 	end
+	# After a switch every cm-apply leaves a child making its spare, in
+	# the background: untimed, but not into the next tool's time.
+	local w0
+	w0=$(now_ns)
+	wait_for 300 bash -c '! pgrep -x cm-apply >/dev/null' || note "background cm-apply still running after 300 s"
+	R_SPARE=$(secs $(($(now_ns) - w0)))
 	R_RUN=$(find "$F/runs" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort -n | tail -n 1)
 	R_PER=$(python3 "$run/push-summary.py" "$T0" "$F/runs/$R_RUN"/push-*.json) || R_PER="(no cm-push report)"
 	[ "$rc" = 0 ] || note "cm-sched run pub exited $rc ($run/cm-$N-$1.out, $F/runs/$R_RUN/log)"
@@ -343,6 +349,7 @@ per_leader() {
 	while IFS= read -r l; do
 		[ -z "$l" ] || say "             $l"
 	done <<<"$R_PER"
+	say "             then the servers' spares, in the background (untimed): $R_SPARE s"
 }
 
 # row WHAT — one result line from R_*; checks made by the caller.

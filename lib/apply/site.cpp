@@ -256,12 +256,16 @@ struct Site::Impl {
     if (!lock.valid())
       return sys_error("cannot open", path, errno);
     auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(opt.wait_seconds);
+    // Tries again after 1 ms, 2, 4 ... at most 50 ms apart: the holder is
+    // often about to finish (the background spare, a commit).
+    auto pause = std::chrono::milliseconds(1);
     while (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
       if (errno != EWOULDBLOCK)
         return sys_error("cannot lock", path, errno);
       if (std::chrono::steady_clock::now() >= deadline)
         return Error("'" + root + "' is busy: another cm-apply holds " + path, kExitBusy);
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(50));
     }
     return {};
   }

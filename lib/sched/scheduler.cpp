@@ -639,9 +639,11 @@ void ShellRunner::stop(pid_t pid) {
 
 Result<int> ShellRunner::run(const RunSpec& spec, const std::function<void(pid_t)>& started) {
   // Signals to this process stop the job command too, and are recorded.
+  // SIGCHLD is waited for with them: the job's end is seen at once, not
+  // at the next look.
   sigset_t mask, old;
   sigemptyset(&mask);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP})
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGCHLD})
     sigaddset(&mask, sig);
   pthread_sigmask(SIG_BLOCK, &mask, &old);
   Spawn sp;
@@ -671,6 +673,8 @@ Result<int> ShellRunner::run(const RunSpec& spec, const std::function<void(pid_t
     }
     timespec ts{0, 100 * 1000 * 1000};
     int sig = sigtimedwait(&mask, nullptr, &ts);
+    if (sig == SIGCHLD)
+      continue;
     if (sig > 0 && signalled == 0) {
       signalled = sig;
       ::kill(-pid, SIGTERM);
