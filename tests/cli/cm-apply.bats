@@ -1232,23 +1232,37 @@ PY
 	cm-apply --root S commit.2
 	cmp A.list <(listing S/live)
 	cm-delta A B | pk --type publish --id 100 --seq 2 --base 1 - -o b
+	# How long a publish and a commit take here, on a copy of the site (its
+	# spare included): the kills land at random moments within those.
+	cm-apply status --root S >/dev/null
+	cp -a S S.trial
+	switch commit 99 100
+	t0=$(date +%s%N)
+	cm-apply --root S.trial b >/dev/null
+	t1=$(date +%s%N)
+	cm-apply --root S.trial commit.99 >/dev/null
+	t2=$(date +%s%N)
+	pub_ms=$(((t1 - t0) / 1000000)) com_ms=$(((t2 - t1) / 1000000))
+	echo "# a publish takes $pub_ms ms here, a commit $com_ms ms" >&3
+	cm-apply status --root S.trial >/dev/null
+	rm -rf S.trial
 	killed=0
 	for i in $(seq 1 50); do
 		bid=$((100 + i)) cid=$((200 + i)) rid=$((300 + i))
 		packtool rewrite b "b.$i" "id:$bid"
 		switch commit "$cid" "$bid"
 		switch rollback "$rid" 1
-		# Odd rounds kill the publish (it takes a few hundred ms), even
-		# rounds the commit (some tens of ms, deleting an old version).
+		# Odd rounds kill the publish, even rounds the commit (which also
+		# deletes an old version), somewhere within the time each takes.
 		if [ $((i % 2)) = 1 ]; then
-			victim=b.$i maxms=450
+			victim=b.$i maxms=$((pub_ms + 5))
 		else
 			cm-apply --root S "b.$i" >/dev/null
-			victim=commit.$cid maxms=50
+			victim=commit.$cid maxms=$((com_ms + 5))
 		fi
 		cm-apply --root S "$victim" >/dev/null 2>&1 &
 		BG=$!
-		sleep "$(printf '0.%03d' $((RANDOM % maxms)))"
+		sleep "$(awk -v m=$((RANDOM % maxms)) 'BEGIN { printf "%.3f", m / 1000 }')"
 		kill -9 "$BG" 2>/dev/null || true
 		rc=0
 		wait "$BG" 2>/dev/null || rc=$?
