@@ -36,16 +36,6 @@ bool matches(const Digest& d, const std::string& check) {
   return !check.empty() && check.size() <= d.size() && std::memcmp(d.data(), check.data(), check.size()) == 0;
 }
 
-std::string dirname_of(const std::string& p) {
-  size_t slash = p.rfind('/');
-  return slash == std::string::npos ? std::string() : p.substr(0, slash);
-}
-
-std::string basename_of(const std::string& p) {
-  size_t slash = p.rfind('/');
-  return slash == std::string::npos ? p : p.substr(slash + 1);
-}
-
 std::string temp_name() {
   static std::mt19937_64 rng{std::random_device{}()};
   static const char chars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -209,14 +199,14 @@ Status Applier::apply(const Op& op, Reader* data) {
   if ((op.kind == Kind::Patch || op.kind == Kind::Copy || op.kind == Kind::CopyNew) &&
       !fs::is_safe_relative_path(op.source))
     return Error("unsafe source path " + quote_path(op.source), kExitBadInput);
-  std::string parent = dirname_of(op.path);
-  std::string name = basename_of(op.path);
-  if (opt_.track) {
-    changed_.dirs.insert(parent);
+  std::string parent = fs::parent_of(op.path);
+  std::string name = fs::name_of(op.path);
+  if (opt_.track != nullptr) {
+    opt_.track->dirs.insert(parent);
     if (op.kind == Kind::Mkdir)
-      changed_.dirs.insert(op.path);
+      opt_.track->dirs.insert(op.path);
     else if (op.kind == Kind::Chmod)
-      changed_.inodes.push_back(op.path);
+      opt_.track->inodes.push_back(op.path);
   }
   int pfd = fs::open_beneath(target_, parent, O_RDONLY | O_DIRECTORY);
   if (pfd < 0) {
@@ -282,7 +272,7 @@ Status Applier::make_file(int dir, const std::string& name, const Op& e,
   int tdir = scratch(dir);
   int fd = ::openat(tdir, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0)
-    return sys_error("cannot create a file in", where(dirname_of(e.path)), errno);
+    return sys_error("cannot create a file in", where(fs::parent_of(e.path)), errno);
   Fd out(fd);
   HashingFdWriter w(out.get(), where(e.path));
   Status s = fill(w);
@@ -308,10 +298,10 @@ Status Applier::make_file(int dir, const std::string& name, const Op& e,
   }
   if (s.ok() && opt_.fsync && ::fsync(out.get()) != 0)
     s = sys_error("cannot write", where(e.path), errno);
-  if (s.ok() && opt_.track) {
+  if (s.ok() && opt_.track != nullptr) {
     // A hint: sync_changed()'s fsync reports the errors.
     (void)::sync_file_range(out.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
-    changed_.inodes.push_back(e.path);
+    opt_.track->inodes.push_back(e.path);
   }
   if (s.ok() && ::renameat(tdir, tmp.c_str(), dir, name.c_str()) != 0)
     s = sys_error("cannot replace", where(e.path), errno);
@@ -512,11 +502,7 @@ Status clone_dir(int from, int to, const std::string& rel, const std::string& ba
       ::futimens(out.get(), times);
       ::fchmod(out.get(), st.st_mode & 07777);
     } else if (S_ISLNK(st.st_mode)) {
-      std::string target(4096, '\0');
-      ssize_t len = ::readlinkat(from, n.c_str(), target.data(), target.size());
-      if (len < 0)
-        return sys_error("cannot read symlink", base_name + "/" + path, errno);
-      target.resize(static_cast<size_t>(len));
+      CM_ASSIGN(std::string target, fs::read_link_at(from, n, base_name + "/" + path));
       if (::symlinkat(target.c_str(), to, n.c_str()) != 0)
         return sys_error("cannot create symlink", path, errno);
     }

@@ -48,23 +48,24 @@ struct Op {
 Op from_entry(const delta::Entry& e);
 Op from_command(const assign::Command& c);
 
-struct ApplyOptions {
-  bool fsync = false;  // fsync every written file before renaming it
-  // A directory (on the target's filesystem) for files being written, so
-  // that a killed run leaves no half-written file inside the target; -1:
-  // beside the final name.
-  int scratch_dir = -1;
-  // Note what changed (synced()), and start each written file's write-back
-  // before it is renamed, so that syncing them later has little to wait for.
-  bool track = false;
-};
-
 // What an Applier changed in the target, relative paths: directories whose
 // entries or mode changed, and files written or re-moded.
 struct Changed {
   std::set<std::string> dirs;
   std::vector<std::string> inodes;
   bool bulk = false;  // whole subtrees too: sync the file system instead
+};
+
+struct ApplyOptions {
+  bool fsync = false;  // fsync every written file before renaming it
+  // A directory (on the target's filesystem) for files being written, so
+  // that a killed run leaves no half-written file inside the target; -1:
+  // beside the final name.
+  int scratch_dir = -1;
+  // Note what changed here (for sync_changed()), and start each written
+  // file's write-back before it is renamed, so that syncing them later has
+  // little to wait for.
+  Changed* track = nullptr;
 };
 
 class Applier {
@@ -77,7 +78,6 @@ class Applier {
   // delta (exactly op.length bytes) and is unused by other operations.
   Status apply(const Op& op, Reader* data);
   uint64_t bytes_written() const { return written_; }
-  const Changed& changed() const { return changed_; }
 
  private:
   // Creates a new file beside `name` from what fill() writes, checks its
@@ -95,7 +95,6 @@ class Applier {
   std::string name_;
   ApplyOptions opt_;
   uint64_t written_ = 0;
-  Changed changed_;
 };
 
 // Makes what `changed` lists under `root` durable: fsync of every file and

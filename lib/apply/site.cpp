@@ -368,6 +368,7 @@ struct Site::Impl {
   Status apply(assign::PackReader& pack, Report& rep);
   Status stage(assign::PackReader& pack, Report& rep);
   Result<bool> reuse_spare(uint64_t base_id, const std::string& sdir);
+  Status clone_version(uint64_t id, const std::string& dir, bool sync);
   Status prepare_spare();
   Status run_commands(assign::PackReader& pack, int base_fd, int target_fd, int scratch_fd,
                       const std::string& name, bool track, Report& rep);
@@ -522,13 +523,8 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
     rep.staged_from = reused ? "spare" : base_id != 0 ? "clone" : "nothing";
     if (!reused) {
       CM_TRY(make_dir(sdir, 0755));
-      if (base_id != 0) {
-        Fd from(::open(version_dir(base_id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        Fd to(::open(sdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        if (!from.valid() || !to.valid())
-          return sys_error("cannot open", !from.valid() ? version_dir(base_id) : sdir, errno);
-        CM_TRY(clone_tree(from.get(), to.get(), version_dir(base_id)));
-      }
+      if (base_id != 0)
+        CM_TRY(clone_version(base_id, sdir, false));
     }
     if (::unlink(changes_path(h.id).c_str()) != 0 && errno != ENOENT)
       return sys_error("cannot remove", changes_path(h.id), errno);
@@ -624,17 +620,8 @@ Status Site::Impl::run_commands(assign::PackReader& pack, int base_fd, int targe
                                 const std::string& name, bool track, Report& rep) {
   ApplyOptions ao;
   ao.scratch_dir = scratch_fd;
-  ao.track = track;
+  ao.track = track ? &changed : nullptr;
   Applier applier(base_fd, target_fd, name, ao);
-  // Whatever ends this run, what it changed is known.
-  struct Merge {
-    Changed& into;
-    const Applier& from;
-    ~Merge() {
-      into.dirs.insert(from.changed().dirs.begin(), from.changed().dirs.end());
-      into.inodes.insert(into.inodes.end(), from.changed().inodes.begin(), from.changed().inodes.end());
-    }
-  } merge{changed, applier};
   uint64_t index = 0;
   for (;;) {
     CM_ASSIGN(auto c, pack.next_command());
@@ -806,6 +793,21 @@ Result<bool> Site::Impl::reuse_spare(uint64_t base_id, const std::string& sdir) 
   return true;
 }
 
+// Makes the empty directory `dir` a hard-link clone of version `id`, and
+// with `sync` syncs the file system after.
+Status Site::Impl::clone_version(uint64_t id, const std::string& dir, bool sync) {
+  Fd from(::open(version_dir(id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!from.valid())
+    return sys_error("cannot open", version_dir(id), errno);
+  Fd to(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!to.valid())
+    return sys_error("cannot open", dir, errno);
+  CM_TRY(clone_tree(from.get(), to.get(), version_dir(id)));
+  if (sync && ::syncfs(to.get()) != 0)
+    return sys_error("cannot sync", dir, errno);
+  return {};
+}
+
 // A hard-link clone of live as the spare, so that the next assignment
 // built on live stages at the cost of its changes.
 Status Site::Impl::prepare_spare() {
@@ -815,14 +817,8 @@ Status Site::Impl::prepare_spare() {
   std::string dir = spare_dir(id);
   CM_TRY(trash(dir));
   CM_TRY(make_dir(dir, 0755));
-  Fd from(::open(version_dir(id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  Fd to(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  Status s = !from.valid() || !to.valid()
-                 ? sys_error("cannot open", !from.valid() ? version_dir(id) : dir, errno)
-                 : clone_tree(from.get(), to.get(), version_dir(id));
   // On disk before the state names it: a spare is trusted to be whole.
-  if (s.ok() && ::syncfs(to.get()) != 0)
-    s = sys_error("cannot sync", dir, errno);
+  Status s = clone_version(id, dir, true);
   if (!s.ok()) {
     (void)trash(dir);
     (void)empty_trash();

@@ -19,27 +19,8 @@ namespace {
 
 constexpr std::string_view kMagic = "cm-changes 1\n";
 
-std::string dirname_of(const std::string& p) {
-  size_t slash = p.rfind('/');
-  return slash == std::string::npos ? std::string() : p.substr(0, slash);
-}
-
-std::string basename_of(const std::string& p) {
-  size_t slash = p.rfind('/');
-  return slash == std::string::npos ? p : p.substr(slash + 1);
-}
-
 bool is_below(const std::string& p, const std::string& dir) {
   return p.size() > dir.size() && p[dir.size()] == '/' && p.compare(0, dir.size(), dir) == 0;
-}
-
-Result<std::string> read_link_at(int dir, const std::string& name, const std::string& display) {
-  std::string target(4096, '\0');
-  ssize_t len = ::readlinkat(dir, name.c_str(), target.data(), target.size());
-  if (len < 0)
-    return sys_error("cannot read symlink", display, errno);
-  target.resize(static_cast<size_t>(len));
-  return target;
 }
 
 // Rebuilds `name` in `tp` as a copy of the directory `name` in `fp`.
@@ -125,8 +106,8 @@ Status catch_up(int from, int to, const std::vector<Touched>& paths, const std::
   for (const Touched& t : paths) {
     if (!rebuilt.empty() && is_below(t.path, rebuilt))
       continue;
-    std::string parent = dirname_of(t.path);
-    std::string name = basename_of(t.path);
+    std::string parent = fs::parent_of(t.path);
+    std::string name = fs::name_of(t.path);
     std::string from_path = from_name + "/" + t.path;
     std::string to_path = to_name + "/" + t.path;
     struct stat src;
@@ -167,9 +148,9 @@ Status catch_up(int from, int to, const std::vector<Touched>& paths, const std::
       if (::linkat(fp.get(), name.c_str(), tp.get(), name.c_str(), 0) != 0)
         return sys_error("cannot link", to_path, errno);
     } else if (S_ISLNK(src.st_mode)) {
-      CM_ASSIGN(std::string target, read_link_at(fp.get(), name, from_path));
+      CM_ASSIGN(std::string target, fs::read_link_at(fp.get(), name, from_path));
       if (exists && S_ISLNK(dst.st_mode)) {
-        CM_ASSIGN(std::string have, read_link_at(tp.get(), name, to_path));
+        CM_ASSIGN(std::string have, fs::read_link_at(tp.get(), name, to_path));
         if (have == target)
           continue;
       }

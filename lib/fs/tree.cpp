@@ -30,6 +30,25 @@ std::string Tree::display(const std::string& rel) const {
   return root() + "/" + rel;
 }
 
+std::string parent_of(const std::string& rel) {
+  size_t slash = rel.rfind('/');
+  return slash == std::string::npos ? std::string() : rel.substr(0, slash);
+}
+
+std::string name_of(const std::string& rel) {
+  size_t slash = rel.rfind('/');
+  return slash == std::string::npos ? rel : rel.substr(slash + 1);
+}
+
+Result<std::string> read_link_at(int dir, const std::string& name, const std::string& display) {
+  std::string target(4096, '\0');
+  ssize_t len = ::readlinkat(dir, name.c_str(), target.data(), target.size());
+  if (len < 0)
+    return sys_error("cannot read symlink", display, errno);
+  target.resize(static_cast<size_t>(len));
+  return target;
+}
+
 bool path_less(const std::string& a, const std::string& b) {
   size_t n = std::min(a.size(), b.size());
   for (size_t i = 0; i < n; i++) {

@@ -76,6 +76,15 @@ inline std::string join(const std::string& dir, const std::string& name) {
   return dir.empty() ? name : dir + "/" + name;
 }
 
+// The two halves of a relative path: its directory ("" at the top) and
+// its last component. join(parent_of(p), name_of(p)) == p.
+std::string parent_of(const std::string& rel);
+std::string name_of(const std::string& rel);
+
+// The target of the symlink `name` in directory `dir`; errors name
+// `display`.
+Result<std::string> read_link_at(int dir, const std::string& name, const std::string& display);
+
 // The order of every cm listing: depth first, siblings sorted by the bytes
 // of their names. Equivalent to comparing paths with '/' ranked below every
 // other byte, so a directory comes right before its contents.
