@@ -33,13 +33,16 @@ void apply_options(po::options_description& d) {
        "earlier live versions kept for rollback")                                                //
       ("reload", po::value<std::string>()->value_name("CMD"), "run CMD (sh -c) after a switch")  //
       ("no-spare", "keep no spare copy of live to stage the next assignment from")               //
+      ("spare-delay", po::value<double>()->default_value(2)->value_name("SECONDS"),
+       "after a switch, start the spare this long later, or as soon as another cm-apply waits")  //
       ("wait", po::value<double>()->default_value(30)->value_name("SECONDS"),
        "wait this long for another cm-apply on the same site");
 }
 
 // After a switch, live's spare is cloned by a child that keeps the site's
 // lock, so that this command returns now and the next one waits for it.
-void spare_in_background(apply::Site& site) {
+// The child starts after `delay`, or at once when another cm-apply comes.
+void spare_in_background(apply::Site& site, double delay) {
   if (!site.wants_spare())
     return;
   std::cout.flush();
@@ -60,6 +63,7 @@ void spare_in_background(apply::Site& site) {
   if (null >= 0)
     for (int fd = 0; fd <= 2; fd++)
       ::dup2(null, fd);
+  site.wait_unless_wanted(delay);
   ::_exit(site.prepare_spare().ok() ? 0 : 1);
 }
 
@@ -77,6 +81,9 @@ Status run_apply(cli::Context& ctx) {
   if (ctx.vm.count("reload"))
     so.reload = ctx.vm["reload"].as<std::string>();
   so.spare = !ctx.vm.count("no-spare");
+  double spare_delay = ctx.vm["spare-delay"].as<double>();
+  if (!(spare_delay >= 0 && spare_delay <= 3600))
+    return Error("--spare-delay must be between 0 and 3600 seconds", kExitUsage);
   std::optional<crypto::SigningKey> pub;
   std::optional<crypto::SymmetricKey> key;
   assign::Keys keys;
@@ -110,7 +117,7 @@ Status run_apply(cli::Context& ctx) {
     CM_ASSIGN(bool end, buf.at_end());
     if (end) {
       if (rep.result == "switched")
-        spare_in_background(*site);
+        spare_in_background(*site, spare_delay);
       return {};
     }
     if (pack.header().last_part)

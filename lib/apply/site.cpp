@@ -2,7 +2,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -853,6 +855,30 @@ bool Site::wants_spare() const {
 
 Status Site::prepare_spare() {
   return impl_->prepare_spare();
+}
+
+void Site::wait_unless_wanted(double seconds) const {
+  if (!(seconds > 0))
+    return;
+  // Every cm-apply opens the lock file before it waits for the lock: an
+  // IN_OPEN on it means someone is waiting for us. Without inotify (a
+  // limit reached), no wait.
+  Fd in(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+  std::string path = impl_->cm_dir() + "/lock";
+  if (!in.valid() || ::inotify_add_watch(in.get(), path.c_str(), IN_OPEN) < 0)
+    return;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  for (;;) {
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0)
+      return;
+    struct pollfd p {
+      in.get(), POLLIN, 0
+    };
+    int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 60'000)));
+    if (r > 0 || (r < 0 && errno != EINTR))
+      return;
+  }
 }
 
 nlohmann::json Site::status() const {

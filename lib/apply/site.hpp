@@ -95,6 +95,13 @@ class Site {
   // Clones live as the spare (slow: one link per file; run it when
   // nothing waits, cm-apply does in the background after a switch).
   Status prepare_spare();
+  // Waits up to `seconds` before prepare_spare(), and less when another
+  // process opens the site's lock file meanwhile (a cm-apply or status,
+  // about to wait for the lock this one holds). Right after a switch the
+  // server reloads and, on a farm, its neighbours are still switching:
+  // the spare's one link per file can wait a moment, but never delays
+  // the next assignment by more than the time it takes.
+  void wait_unless_wanted(double seconds) const;
 
   // What is there: versions, live, history, staging, last applied.
   nlohmann::json status() const;

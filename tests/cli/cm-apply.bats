@@ -624,6 +624,31 @@ inode() { stat -c %i "$1"; }
 	no_temps S
 }
 
+@test "the spare waits --spare-delay after a switch, and no longer than the next cm-apply" {
+	mksrc src
+	mkdir S
+	pk --type replicate --id 1 --from src -o r1
+	switch commit 2 1
+	cm-apply --root S r1
+	cm-apply --root S --spare-delay 600 commit.2
+	# The child waits without copying: no spare yet, and it holds the
+	# lock (a second cm-apply that gives up at once finds the site busy).
+	[ -z "$(find S/versions -mindepth 1 -maxdepth 1 -name '.spare-*')" ]
+	run cm-apply --root S --wait 0 commit.2
+	[ "$status" -eq 7 ]
+	assert_output --partial "is busy"
+	# Opening the lock file, that cm-apply woke the child: it copies now,
+	# and status waits for it (well within the 600 s; timeout bounds it).
+	run timeout 120 cm-apply status --root S --json
+	assert_success
+	[ "$(jfield "$output" spare)" = 1 ]
+	same_tree src S/versions/.spare-1
+	# 0: at once, as before; a bad delay is a usage error.
+	run cm-apply --root S --spare-delay -1 commit.2
+	[ "$status" -eq 2 ]
+	assert_output --partial "--spare-delay must be between 0 and 3600 seconds"
+}
+
 # chain_site: versions 1 (replicate) to 7, each publish on the one
 # before, t3 t5 t7 their trees (a/b replaced whole each time); live is 7
 # and the spare is version 1, dropped from the history at the switch to 7:
