@@ -17,7 +17,9 @@
 #include <deque>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
+#include <thread>
 
 #include "assign/reader.hpp"
 #include "mcast/receiver.hpp"
@@ -92,13 +94,13 @@ Result<std::vector<Expected>> members_from_report(const std::string& path, uint1
 namespace {
 
 // The leader's own copy: its command runs here and reports like a member.
-void run_self(const SendOptions& opt, SendResult& r) {
+MemberOutcome run_self(const SendOptions& opt, uint64_t assignment) {
   MemberOutcome m;
   m.id = opt.self_id;
   m.joined = m.received = m.reported = true;
   Spawn sp;
   sp.command = expand_braces(opt.self_exec, opt.file);
-  sp.env = {"CM_FILE=" + opt.file, "CM_ASSIGNMENT=" + std::to_string(r.assignment)};
+  sp.env = {"CM_FILE=" + opt.file, "CM_ASSIGNMENT=" + std::to_string(assignment)};
   sp.capture_stdout = true;
   auto t0 = steady_ns();
   auto ran = run_shell(sp, 8192);
@@ -109,8 +111,7 @@ void run_self(const SendOptions& opt, SendResult& r) {
       m.output.pop_back();
   }
   m.millis = static_cast<uint32_t>((steady_ns() - t0) / 1000000);
-  r.succeeded = r.succeeded && m.succeeded();
-  r.members.insert(r.members.begin(), m);
+  return m;
 }
 
 }  // namespace
@@ -122,7 +123,9 @@ Result<SendResult> run_send(const SendOptions& opt) {
     SendResult r;
     r.succeeded = true;
     r.quorum = 0;
-    run_self(opt, r);
+    MemberOutcome m = run_self(opt, r.assignment);
+    r.succeeded = m.succeeded();
+    r.members.push_back(std::move(m));
     r.seconds = static_cast<double>(steady_ns() - start) / 1e9;
     return r;
   }
@@ -201,6 +204,14 @@ Result<SendResult> run_send(const SendOptions& opt) {
     }
     return out;
   });
+  // The leader applies its own copy while the session runs, not after
+  // it: the file is whole here already, and the group's time is then the
+  // slower of the two, not their sum. (Started after signal_fd(), so the
+  // thread blocks SIGTERM and SIGINT too; a jthread joins on every return.)
+  std::optional<MemberOutcome> self;
+  std::jthread self_thread;
+  if (!opt.self_exec.empty())
+    self_thread = std::jthread([&opt, &self, id = cfg.assignment] { self = run_self(opt, id); });
   s.start(steady_ns());
   Nanos next_progress = 0;
   for (;;) {
@@ -243,8 +254,12 @@ Result<SendResult> run_send(const SendOptions& opt) {
   r.quorum = s.quorum();
   r.size = size;
   r.assignment = cfg.assignment;
-  if (!opt.self_exec.empty())
-    run_self(opt, r);
+  if (self_thread.joinable())
+    self_thread.join();
+  if (self) {
+    r.succeeded = r.succeeded && self->succeeded();
+    r.members.insert(r.members.begin(), *self);
+  }
   r.seconds = static_cast<double>(steady_ns() - start) / 1e9;
   return r;
 }

@@ -112,6 +112,24 @@ for m in j["members"]:
 	assert_output --partial "command exit 3"
 }
 
+@test "the leader's own command (--self-exec) runs beside the session, not after it" {
+	lab_up mc 4
+	# Each member's command waits (at most 20 s) for the leader's to have
+	# started: were the leader's run after the session, which waits for
+	# the members' reports, they would time out and fail.
+	receivers 3 --exec "for i in \$(seq 200); do [ -e '$T/self.started' ] && exit 0; sleep 0.1; done; exit 9"
+	head -c 300000 /dev/urandom >f.bin
+	run send f.bin --expect 3 --json --self-id leader \
+		--self-exec "touch '$T/self.started'; echo '{\"self\": 1}'"
+	assert_success
+	echo "$output" | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+ms = j["members"]
+assert ms[0]["id"] == "leader" and ms[0]["output"] == {"self": 1} and ms[0]["succeeded"], ms[0]
+assert len(ms) == 4 and all(m["exit_code"] == 0 for m in ms), ms'
+}
+
 @test "a received file is synced to disk before it takes its name" {
 	lab_up mc 2
 	head -c 3000000 /dev/urandom >f.bin
