@@ -206,12 +206,17 @@ Result<SendResult> run_send(const SendOptions& opt) {
   });
   // The leader applies its own copy while the session runs, not after
   // it: the file is whole here already, and the group's time is then the
-  // slower of the two, not their sum. (Started after signal_fd(), so the
-  // thread blocks SIGTERM and SIGINT too; a jthread joins on every return.)
+  // slower of the two, not their sum. It starts once every frame went out
+  // once: the first pass is when the receivers drop what they cannot keep
+  // up with, and a 100 MB apply beside it on the same cores made more of
+  // them drop. (The thread blocks SIGTERM and SIGINT too, as it is made
+  // after signal_fd(); a jthread joins on every return.)
   std::optional<MemberOutcome> self;
   std::jthread self_thread;
-  if (!opt.self_exec.empty())
-    self_thread = std::jthread([&opt, &self, id = cfg.assignment] { self = run_self(opt, id); });
+  auto start_self = [&] {
+    if (!opt.self_exec.empty() && !self_thread.joinable())
+      self_thread = std::jthread([&opt, &self, id = cfg.assignment] { self = run_self(opt, id); });
+  };
   s.start(steady_ns());
   Nanos next_progress = 0;
   for (;;) {
@@ -219,6 +224,8 @@ Result<SendResult> run_send(const SendOptions& opt) {
     CM_TRY(s.tick(now));
     for (Outgoing& o : s.take_outgoing())
       CM_TRY(sock.send_to(o.to ? *o.to : opt.channel, encode(o.packet, opt.key)));
+    if (s.first_pass_sent())
+      start_self();
     if (s.finished())
       break;
     if (opt.progress && now >= next_progress) {
@@ -254,6 +261,7 @@ Result<SendResult> run_send(const SendOptions& opt) {
   r.quorum = s.quorum();
   r.size = size;
   r.assignment = cfg.assignment;
+  start_self();  // (a session that ended before: no member needed it)
   if (self_thread.joinable())
     self_thread.join();
   if (self) {

@@ -114,6 +114,9 @@ class Sender {
   std::vector<MemberOutcome> outcome() const;
   const SenderStats& stats() const { return stats_; }
   std::string phase_name() const;
+  // Every frame has been sent once: what follows is waiting (for NACKs,
+  // reports) and resending what was missed.
+  bool first_pass_sent() const { return phase_ != Phase::Announce && !(phase_ == Phase::Send && pass_ <= 1); }
   uint64_t frames() const { return frames_; }
   size_t complete_members() const;
 

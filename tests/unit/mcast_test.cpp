@@ -60,7 +60,9 @@ struct McRun {
   Nanos took = 0;
   uint64_t union_lost = 0;  // data frames lost at some receiver
   size_t quorum = 0;
-  int kill_after_frames = -1;  // receiver 0 dies after this many frames
+  int kill_after_frames = -1;       // receiver 0 dies after this many frames
+  bool first_pass_seen = false;     // Sender::first_pass_sent() became true
+  uint64_t data_at_first_pass = 0;  // data packets sent by then
 };
 
 void simulate(McRun& r, uint64_t seed = 1) {
@@ -134,6 +136,10 @@ void simulate(McRun& r, uint64_t seed = 1) {
       if (any_lost && o.packet.type == Type::Data)
         r.union_lost++;
     }
+    if (!r.first_pass_seen && s.first_pass_sent()) {
+      r.first_pass_seen = true;
+      r.data_at_first_pass = s.stats().data_packets;
+    }
     for (size_t i = 0; i < r.rx.size(); i++) {
       Rx& x = r.rx[i];
       if (!x.session || !x.up)
@@ -192,6 +198,15 @@ TEST_P(McastLoss, EveryReceiverGetsAnIdenticalCopy) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Loss, McastLoss, ::testing::Values(0.0, 0.02, 0.10));
+
+TEST(Mcast, TheFirstPassIsSentBeforeTheSenderSaysSo) {
+  McRun r = basic(100000, 4, 0.10);  // 100 frames, some lost: more passes
+  simulate(r);
+  ASSERT_TRUE(r.succeeded);
+  ASSERT_TRUE(r.first_pass_seen);
+  EXPECT_EQ(r.data_at_first_pass, 100u);  // every frame once, nothing more yet
+  EXPECT_GT(r.stats.data_packets, r.data_at_first_pass);
+}
 
 TEST(Mcast, ZeroByteOneFrameAndExactMultiple) {
   for (size_t size : {size_t{0}, size_t{1}, size_t{1000}, size_t{3000}, size_t{2999}}) {
