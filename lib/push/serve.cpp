@@ -583,7 +583,6 @@ Status Server::run() {
   for (const std::string& d : {opt_.state_dir, job_dir()})
     if (::mkdir(d.c_str(), 0750) != 0 && errno != EEXIST)
       return sys_error("cannot create", d, errno);
-  CM_TRY(load());
   CM_ASSIGN(net::Listener l, net::Listener::open(opt_.listen));
   if (opt_.listen.port == 0)
     opt_.listen = l.local();
@@ -593,6 +592,10 @@ Status Server::run() {
     opt_.advertise.port = opt_.listen.port;
   if (opt_.advertise.addr.s_addr == 0)
     return Error("listening on every address: say which one leaders reach with --advertise", kExitUsage);
+  // After the address is known: resumed jobs notify leaders at once, and
+  // name this manager as a source (it was 0.0.0.0:0 before, and a leader
+  // told to fetch from there failed the job).
+  CM_TRY(load());
   log("serving on " + opt_.listen.str() + " as " + opt_.tls->name());
   std::thread ticker([this] {
     while (!stop_) {
