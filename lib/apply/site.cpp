@@ -266,6 +266,10 @@ struct Site::Impl {
         return sys_error("cannot lock", path, errno);
       if (std::chrono::steady_clock::now() >= deadline)
         return Error("'" + root + "' is busy: another cm-apply holds " + path, kExitBusy);
+      // Each try opens the file again: a background spare waiting out its
+      // delay (wait_unless_wanted) watches for opens, and may have started
+      // watching after our first one.
+      Fd knock(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
       std::this_thread::sleep_for(pause);
       pause = std::min(pause * 2, std::chrono::milliseconds(50));
     }

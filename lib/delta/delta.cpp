@@ -285,6 +285,18 @@ class Differ {
     return h;
   }
 
+  // Reads up to n bytes at offset, fewer only at the end of the file.
+  static Result<size_t> pread_full(fs::File& f, char* buf, size_t n, uint64_t offset) {
+    size_t have = 0;
+    while (have < n) {
+      CM_ASSIGN(size_t got, f.pread(buf + have, n - have, offset + have));
+      if (got == 0)
+        break;
+      have += got;
+    }
+    return have;
+  }
+
   // Whether two files of the same size have the same bytes, read side by
   // side: the same reads as hashing both, without the SHA-256 (a rebuild
   // touches every mtime, so this is most of the files of an update).
@@ -299,8 +311,8 @@ class Differ {
     uint64_t pos = 0;
     while (pos < n.st.size) {
       size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, n.st.size - pos));
-      CM_ASSIGN(size_t gx, bf->pread(x, want, pos));
-      CM_ASSIGN(size_t gy, nf->pread(y, want, pos));
+      CM_ASSIGN(size_t gx, pread_full(*bf, x, want, pos));
+      CM_ASSIGN(size_t gy, pread_full(*nf, y, want, pos));
       if (gx != want)
         return changed(base_, b.path);
       if (gy != want)
