@@ -7,6 +7,7 @@
 
 #include "cli/cli.hpp"
 #include "mcast/daemon.hpp"
+#include "util/hash.hpp"
 
 namespace po = boost::program_options;
 using namespace cm;
@@ -41,7 +42,13 @@ void send_options(po::options_description& d) {
       ("self-exec", po::value<std::string>()->value_name("CMD"),
        "the leader is a member too: run CMD on FILE here ({} is its path) and report it")  //
       ("self-id", po::value<std::string>()->value_name("NAME"),
-       "this leader's id in the report (default: the --members report's, or the host name)");
+       "this leader's id in the report (default: the --members report's, or the host name)")  //
+      ("follow", po::value<std::string>()->value_name("PART"),
+       "FILE is still being written as PART: send as it grows (needs --size, --sha256)")                   //
+      ("size", po::value<uint64_t>()->value_name("BYTES"), "with --follow: FILE's size when whole")        //
+      ("sha256", po::value<std::string>()->value_name("HEX"), "with --follow: FILE's SHA-256 when whole")  //
+      ("follow-idle", po::value<double>()->default_value(60)->value_name("SECONDS"),
+       "with --follow: fail when PART does not grow for this long");
 }
 
 void recv_options(po::options_description& d) {
@@ -126,6 +133,19 @@ Status run_send(cli::Context& ctx) {
     char host[256] = {0};
     ::gethostname(host, sizeof host - 1);
     o.self_id = host;
+  }
+  if (ctx.vm.count("follow")) {
+    if (!ctx.vm.count("size") || !ctx.vm.count("sha256"))
+      return Error("--follow needs --size and --sha256", kExitUsage);
+    o.follow = ctx.vm["follow"].as<std::string>();
+    o.follow_size = ctx.vm["size"].as<uint64_t>();
+    if (!from_hex(ctx.vm["sha256"].as<std::string>(), o.follow_sha256))
+      return Error("bad --sha256 '" + ctx.vm["sha256"].as<std::string>() + "' (64 hex digits)", kExitUsage);
+    o.follow_idle = ctx.vm["follow-idle"].as<double>();
+    if (!(o.follow_idle > 0 && o.follow_idle <= 86400))
+      return Error("--follow-idle must be between 0 and 86400 seconds", kExitUsage);
+  } else if (ctx.vm.count("size") || ctx.vm.count("sha256")) {
+    return Error("--size and --sha256 go with --follow", kExitUsage);
   }
   if (ctx.vm.count("quorum"))
     o.quorum = ctx.vm["quorum"].as<std::string>();

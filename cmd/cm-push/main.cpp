@@ -128,6 +128,8 @@ void agent_options(po::options_description& d) {
        "where copies are kept")  //
       ("deliver", po::value<std::string>()->value_name("CMD"),
        "run CMD (sh -c) on each verified copy, {} being its path; its output is the group report")  //
+      ("deliver-early",
+       "start CMD with the fetch, CM_PART naming the copy as it grows (cm-mcast send --follow)")  //
       ("manager-name", po::value<std::string>()->default_value("manager")->value_name("NAME"),
        "the certificate name of the manager (only it may notify)")  //
       ("idle", po::value<double>()->default_value(10)->value_name("SECONDS"),
@@ -137,12 +139,15 @@ void agent_options(po::options_description& d) {
 
 Status run_agent(cli::Context& ctx) {
   push::AgentOptions o;
+  if (ctx.vm.count("deliver-early") && !ctx.vm.count("deliver"))
+    return Error("--deliver-early needs --deliver", kExitUsage);
   CM_ASSIGN(o.tls, tls_of(ctx, hostname()));
   CM_ASSIGN(o.listen, endpoint(ctx, "listen", std::to_string(kAgentPort)));
   CM_ASSIGN(o.manager, endpoint(ctx, "manager", kManagerPort));
   o.dir = ctx.vm["dir"].as<std::string>();
   if (ctx.vm.count("deliver"))
     o.deliver = ctx.vm["deliver"].as<std::string>();
+  o.deliver_early = ctx.vm.count("deliver-early") != 0;
   o.manager_name = ctx.vm["manager-name"].as<std::string>();
   double idle = ctx.vm["idle"].as<double>();
   if (!(idle >= 1 && idle <= 3600))

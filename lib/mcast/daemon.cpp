@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
+#include <system_error>
 #include <thread>
 
 #include "assign/reader.hpp"
@@ -114,6 +115,77 @@ MemberOutcome run_self(const SendOptions& opt, uint64_t assignment) {
   return m;
 }
 
+// Waits until `ok()` holds, checking every 2 ms; false after `idle`
+// seconds without `progress()` changing.
+template <class Ok, class Progress>
+bool wait_until(Ok ok, Progress progress, double idle) {
+  auto last = progress();
+  Nanos since = steady_ns();
+  while (!ok()) {
+    auto now = progress();
+    if (now != last) {
+      last = now;
+      since = steady_ns();
+    } else if (static_cast<double>(steady_ns() - since) / 1e9 >= idle) {
+      return false;
+    }
+    ::usleep(2000);
+  }
+  return true;
+}
+
+uint64_t file_size(int fd) {
+  struct stat st;
+  return ::fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
+bool exists(const std::string& path) {
+  return ::access(path.c_str(), F_OK) == 0;
+}
+
+// The file to send, its size and SHA-256: read whole, or (--follow) the
+// growing file with the size and digest given.
+struct Source {
+  Fd file;
+  uint64_t size = 0;
+  Digest sha256{};
+  bool growing = false;
+  std::string name;  // for messages
+};
+
+Result<Source> open_source(const SendOptions& opt) {
+  Source src;
+  if (!opt.follow.empty()) {
+    // Still growing; or renamed already, whole.
+    src.file = Fd(::open(opt.follow.c_str(), O_RDONLY | O_CLOEXEC));
+    src.name = opt.follow;
+    src.growing = src.file.valid();
+    if (!src.file.valid() && errno == ENOENT) {
+      src.file = Fd(::open(opt.file.c_str(), O_RDONLY | O_CLOEXEC));
+      src.name = opt.file;
+    }
+    if (!src.file.valid())
+      return sys_error("cannot open", src.name, errno);
+    src.size = opt.follow_size;
+    src.sha256 = opt.follow_sha256;
+    return src;
+  }
+  src.file = Fd(::open(opt.file.c_str(), O_RDONLY | O_CLOEXEC));
+  src.name = opt.file;
+  if (!src.file.valid())
+    return sys_error("cannot open", opt.file, errno);
+  struct stat st;
+  if (::fstat(src.file.get(), &st) != 0 || !S_ISREG(st.st_mode))
+    return Error("'" + opt.file + "' is not a regular file", kExitFailure);
+  FdReader reader(src.file.get(), opt.file);
+  CM_ASSIGN(HashedSize hs, sha256_stream(reader));
+  if (hs.size != static_cast<uint64_t>(st.st_size))
+    return Error("'" + opt.file + "' changed while it was read", kExitChanged);
+  src.size = hs.size;
+  src.sha256 = hs.digest;
+  return src;
+}
+
 }  // namespace
 
 Result<SendResult> run_send(const SendOptions& opt) {
@@ -123,30 +195,25 @@ Result<SendResult> run_send(const SendOptions& opt) {
     SendResult r;
     r.succeeded = true;
     r.quorum = 0;
+    if (!opt.follow.empty() &&
+        !wait_until([&] { return exists(opt.file); }, [] { return 0; }, opt.follow_idle))
+      return Error("'" + opt.file + "' did not appear within " + std::to_string(opt.follow_idle) + " s",
+                   kExitFailure);
     MemberOutcome m = run_self(opt, r.assignment);
     r.succeeded = m.succeeded();
     r.members.push_back(std::move(m));
     r.seconds = static_cast<double>(steady_ns() - start) / 1e9;
     return r;
   }
-  int fd = ::open(opt.file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return sys_error("cannot open", opt.file, errno);
-  Fd file(fd);
-  struct stat st;
-  if (::fstat(file.get(), &st) != 0 || !S_ISREG(st.st_mode))
-    return Error("'" + opt.file + "' is not a regular file", kExitFailure);
-  FdReader reader(file.get(), opt.file);
-  CM_ASSIGN(HashedSize hs, sha256_stream(reader));
-  if (hs.size != static_cast<uint64_t>(st.st_size))
-    return Error("'" + opt.file + "' changed while it was read", kExitChanged);
+  CM_ASSIGN(Source src, open_source(opt));
+  Fd& file = src.file;
 
   SenderConfig cfg;
   cfg.session = random64();
   cfg.name = opt.file.substr(opt.file.rfind('/') == std::string::npos ? 0 : opt.file.rfind('/') + 1);
-  cfg.size = hs.size;
-  cfg.sha256 = hs.digest;
-  cfg.frame_size = opt.frame_size != 0 ? opt.frame_size : default_frame(hs.size, opt.key != nullptr);
+  cfg.size = src.size;
+  cfg.sha256 = src.sha256;
+  cfg.frame_size = opt.frame_size != 0 ? opt.frame_size : default_frame(src.size, opt.key != nullptr);
   cfg.rate = opt.rate;
   cfg.keyed = opt.key != nullptr;
   cfg.expected = opt.expected;
@@ -155,7 +222,13 @@ Result<SendResult> run_send(const SendOptions& opt) {
   cfg.report_timeout = static_cast<Nanos>(opt.report_timeout * 1e9);
   cfg.seed = random64();
   {
-    // An assignment pack names its id in its header.
+    // An assignment pack names its id in its header (a growing file:
+    // once the header can be there; a file that is no pack has no id).
+    if (src.growing &&
+        !wait_until([&] { return file_size(file.get()) >= std::min<uint64_t>(src.size, 72 << 10); },
+                    [&] { return file_size(file.get()); }, opt.follow_idle))
+      return Error("'" + src.name + "' did not grow for " + std::to_string(opt.follow_idle) + " s",
+                   kExitFailure);
     FdReader r(file.get(), opt.file);
     ::lseek(file.get(), 0, SEEK_SET);
     assign::BufferedInput buf(r, opt.file);
@@ -196,11 +269,27 @@ Result<SendResult> run_send(const SendOptions& opt) {
     size_t n = off >= size ? 0 : static_cast<size_t>(std::min<uint64_t>(frame, size - off));
     std::string out(n, '\0');
     size_t have = 0;
+    Nanos waited_since = 0;
     while (have < n) {
       ssize_t got = ::pread(file.get(), out.data() + have, n - have, static_cast<off_t>(off + have));
-      if (got <= 0)
-        return Error("'" + opt.file + "' changed while it was sent", kExitChanged);
-      have += static_cast<size_t>(got);
+      if (got > 0) {
+        have += static_cast<size_t>(got);
+        waited_since = 0;
+        continue;
+      }
+      if (got < 0 && errno == EINTR)
+        continue;
+      if (got < 0 || !src.growing)
+        return Error("'" + src.name + "' changed while it was sent", kExitChanged);
+      // Not written yet: wait for it (the receivers see the writer's pace;
+      // the sender does not bank the time for a burst).
+      if (waited_since == 0)
+        waited_since = steady_ns();
+      else if (static_cast<double>(steady_ns() - waited_since) / 1e9 >= opt.follow_idle)
+        return Error("'" + src.name + "' stopped growing at " + with_commas(off + have) + " of " +
+                         with_commas(size) + " bytes",
+                     kExitFailure);
+      ::usleep(1000);
     }
     return out;
   });
@@ -213,9 +302,19 @@ Result<SendResult> run_send(const SendOptions& opt) {
   // after signal_fd(); a jthread joins on every return.)
   std::optional<MemberOutcome> self;
   std::jthread self_thread;
+  // With --follow, FILE appears when the writer has it whole.
+  // (When the send fails after the command started, the failure returns
+  // once the command has ended: the jthread joins.)
+  bool self_started = false;
   auto start_self = [&] {
-    if (!opt.self_exec.empty() && !self_thread.joinable())
+    if (opt.self_exec.empty() || self_started || (!opt.follow.empty() && !exists(opt.file)))
+      return;
+    self_started = true;
+    try {
       self_thread = std::jthread([&opt, &self, id = cfg.assignment] { self = run_self(opt, id); });
+    } catch (const std::system_error&) {
+      self = run_self(opt, cfg.assignment);  // no thread to be had: here, now
+    }
   };
   s.start(steady_ns());
   Nanos next_progress = 0;
@@ -261,7 +360,12 @@ Result<SendResult> run_send(const SendOptions& opt) {
   r.quorum = s.quorum();
   r.size = size;
   r.assignment = cfg.assignment;
-  start_self();  // (a session that ended before: no member needed it)
+  // A session that ended before: no member needed it.
+  if (!opt.self_exec.empty() && !opt.follow.empty() &&
+      !wait_until([&] { return exists(opt.file); }, [] { return 0; }, opt.follow_idle))
+    return Error("'" + opt.file + "' did not appear within " + std::to_string(opt.follow_idle) + " s",
+                 kExitFailure);
+  start_self();
   if (self_thread.joinable())
     self_thread.join();
   if (self) {

@@ -29,9 +29,19 @@ struct SendOptions {
   int max_idle_passes = 5;
   double report_timeout = 60;
   std::function<void(const std::string&)> progress;  // a status line, often
-  // The leader is a server too: this command runs on the file here (after
-  // the multicast) and counts as the member self_id.
+  // The leader is a server too: this command runs on the file here (beside
+  // the multicast, once its first pass is out) and counts as the member
+  // self_id.
   std::string self_exec, self_id;
+  // Cut-through: `file` is still being written, as `follow`, by a process
+  // that renames it to `file` once whole and verified (cm-push agent
+  // --deliver-early). Frames are sent as their bytes arrive; the size and
+  // SHA-256, which cannot be read yet, are given; the self command waits
+  // for `file`. It fails when the file does not grow for follow_idle s.
+  std::string follow;
+  uint64_t follow_size = 0;
+  Digest follow_sha256{};
+  double follow_idle = 60;
 };
 
 struct SendResult {

@@ -52,7 +52,8 @@ struct Copy {
   unsigned serving = 0;
   int deliver_exit = -1;
   std::string deliver_output;
-  bool finished = false;  // nothing left to do but serve
+  bool early = false, early_done = false;  // the deliver command started with the fetch
+  bool finished = false;                   // nothing left to do but serve
 };
 
 class Agent {
@@ -74,6 +75,9 @@ class Agent {
   Status fetch_from(const std::shared_ptr<Copy>& c, uint64_t gen, const net::Endpoint& src);
   void ask_next(std::shared_ptr<Copy> c);
   void deliver(const std::shared_ptr<Copy>& c);
+  void deliver_early(const std::shared_ptr<Copy>& c);
+  std::pair<int, std::string> run_deliver(const Copy& c, std::vector<std::string> env);
+  void report_delivered(const std::shared_ptr<Copy>& c);
   void heartbeat();
   void prune();
 
@@ -359,34 +363,66 @@ void Agent::ask_next(std::shared_ptr<Copy> c) {
   }
 }
 
-void Agent::deliver(const std::shared_ptr<Copy>& c) {
-  int exit = 0;
-  std::string output;
-  if (!opt_.deliver.empty()) {
-    Spawn sp;
-    sp.command = expand_braces(opt_.deliver, c->final_path);
-    sp.env = {"CM_FILE=" + c->final_path, "CM_JOB=" + std::to_string(c->meta.id)};
-    sp.capture_stdout = true;
-    auto ran = run_shell(sp, 4u << 20);
-    if (ran.ok()) {
-      exit = exit_code_of(ran->status);
-      output = ran->output;
-      if (exit != 0)
-        log("job " + std::to_string(c->meta.id) + ": the deliver command ended with " +
-            describe_status(ran->status));
-    } else {
-      exit = 127;
-      log("job " + std::to_string(c->meta.id) + ": " + ran.error().message);
-    }
+std::pair<int, std::string> Agent::run_deliver(const Copy& c, std::vector<std::string> env) {
+  if (opt_.deliver.empty())
+    return {0, ""};
+  Spawn sp;
+  sp.command = expand_braces(opt_.deliver, c.final_path);
+  sp.env = std::move(env);
+  sp.env.push_back("CM_FILE=" + c.final_path);
+  sp.env.push_back("CM_JOB=" + std::to_string(c.meta.id));
+  sp.capture_stdout = true;
+  auto ran = run_shell(sp, 4u << 20);
+  if (!ran.ok()) {
+    log("job " + std::to_string(c.meta.id) + ": " + ran.error().message);
+    return {127, ""};
   }
+  int exit = exit_code_of(ran->status);
+  if (exit != 0)
+    log("job " + std::to_string(c.meta.id) + ": the deliver command ended with " +
+        describe_status(ran->status));
+  return {exit < 0 ? 128 : exit, ran->output};
+}
+
+void Agent::deliver(const std::shared_ptr<Copy>& c) {
+  auto [exit, output] = run_deliver(*c, {});
   {
     std::lock_guard<std::mutex> g(mu_);
-    c->deliver_exit = exit < 0 ? 128 : exit;
-    c->deliver_output = output;
+    c->deliver_exit = exit;
+    c->deliver_output = std::move(output);
   }
+  report_delivered(c);
+}
+
+// The deliver command, started with the fetch: it reads the copy as it
+// grows (only verified chunks are ever written to it) and waits for the
+// final name before anything uses the file whole. Its report goes to the
+// manager once the copy is complete too (worker()); a copy given up on
+// leaves it to fail on its own (cm-mcast send --follow-idle).
+void Agent::deliver_early(const std::shared_ptr<Copy>& c) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    c->early = true;
+  }
+  std::vector<std::string> env = {"CM_PART=" + c->part, "CM_SIZE=" + std::to_string(c->meta.size),
+                                  "CM_SHA256=" + to_hex(c->meta.sha256)};
+  std::thread([this, c, env = std::move(env)]() mutable {
+    auto [exit, output] = run_deliver(*c, std::move(env));
+    std::lock_guard<std::mutex> g(mu_);
+    c->deliver_exit = exit;
+    c->deliver_output = std::move(output);
+    c->early_done = true;
+    changed_.notify_all();
+  }).detach();
+}
+
+void Agent::report_delivered(const std::shared_ptr<Copy>& c) {
   Message d;
   d.type = Msg::Delivered;
-  d.body = {{"job", c->meta.id}, {"exit", c->deliver_exit}, {"output", output}};
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    d.body = {{"job", c->meta.id}, {"exit", c->deliver_exit}, {"output", c->deliver_output}};
+  }
   report(c, d, 600);
 }
 
@@ -408,6 +444,8 @@ void Agent::worker(std::shared_ptr<Copy> c) {
   };
   if (c->cut_through)
     start_next();
+  if (c->meta.deliver && opt_.deliver_early && !opt_.deliver.empty() && c->verified < c->meta.chunk_count())
+    deliver_early(c);
   bool retried_whole = false;
   while (!c->complete) {
     uint64_t gen;
@@ -472,8 +510,19 @@ void Agent::worker(std::shared_ptr<Copy> c) {
   if (!report(c, status_msg(*c, "complete"), 120))
     return;
   start_next();
-  if (c->meta.deliver)
-    deliver(c);
+  if (c->meta.deliver) {
+    bool early;
+    {
+      std::unique_lock<std::mutex> g(mu_);
+      early = c->early;
+      while (c->early && !c->early_done && !stop_)
+        changed_.wait_for(g, 1s);
+    }
+    if (early)
+      report_delivered(c);
+    else
+      deliver(c);
+  }
   {
     std::lock_guard<std::mutex> g(mu_);
     c->delivered = true;

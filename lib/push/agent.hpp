@@ -27,7 +27,11 @@ struct AgentOptions {
   std::string manager_name = "manager";  // the CN that may send NOTIFY
   std::string dir;                       // copies live in dir/<job>/<name>
   std::string deliver;                   // shell command; {} is the file
-  int idle_ms = 10000;                   // a source silent this long has failed
+  // Cut-through into delivery: start the deliver command when the fetch
+  // starts, with CM_PART (the file as it grows, renamed to {} once whole
+  // and verified), CM_SIZE and CM_SHA256 set (cm-mcast send --follow).
+  bool deliver_early = false;
+  int idle_ms = 10000;  // a source silent this long has failed
   int heartbeat_ms = 1000;
   unsigned keep = 3;  // finished jobs kept (newest)
   std::function<void(const std::string&)> log;

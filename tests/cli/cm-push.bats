@@ -286,4 +286,6 @@ assert r["servers"] == {"reported": 3, "ok": 3}'
 	run -4 cm-push status --tls "$T/none" --manager "$M"
 	assert_output --partial "$T/none/ca.crt"
 	run -2 cm-push serve --tls "$T/tls" --fanout 0 --state "$T/s3"
+	run -2 cm-push agent --tls "$T/tls" --manager "$M" --deliver-early
+	assert_output --partial "--deliver-early needs --deliver"
 }

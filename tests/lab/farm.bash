@@ -31,6 +31,7 @@ FARM_SERVERS=${FARM_SERVERS:-4}
 FARM_WAN_RATE=${FARM_WAN_RATE:-100mbit}
 FARM_MANAGER_RATE=${FARM_MANAGER_RATE:-200mbit}
 FARM_TICK=${FARM_TICK:-2}
+FARM_DELIVER_EARLY=${FARM_DELIVER_EARLY:-1}
 # How long a leader waits for its members to apply and report (cm-mcast
 # send --report-timeout): the lab runs every server on the same few cores.
 FARM_REPORT_TIMEOUT=${FARM_REPORT_TIMEOUT:-20}
@@ -152,9 +153,16 @@ farm_start_server() {
 	local ech="239.192.$((70 + s)).1:$((7701 + 10 * s))" mch="239.192.$((70 + s)).2:$((7702 + 10 * s))"
 	_farm_bg "$id" "$d/recv.log" cm-mcast recv -v --interface "$ip" --channel "$mch" --dir "$d/in" --id "$id" \
 		--exec "cm-apply --json --root '$d/site' --pubkey '$pub' {}" >"$d/recv.pid"
+	# Cut-through into the site: the leader multicasts the assignment as
+	# it arrives (FARM_DELIVER_EARLY=0: once it has it whole).
+	local early=() follow=""
+	if [ "$FARM_DELIVER_EARLY" = 1 ]; then
+		early=(--deliver-early)
+		follow="--follow \"\$CM_PART\" --size \$CM_SIZE --sha256 \$CM_SHA256 --follow-idle 60"
+	fi
 	_farm_bg "$id" "$d/agent.log" cm-push agent --tls "$FARM_DIR/tls" --name "$id" --listen "$ip:7801" \
-		--manager "$m:7800" --dir "$d/push" --idle 5 \
-		--deliver "cm-mcast send --json --interface $ip --channel $mch --members '$d/elect.json' --report-timeout $FARM_REPORT_TIMEOUT --self-exec 'cm-apply --json --root $d/site --pubkey $pub \"\$CM_FILE\"' {}" \
+		--manager "$m:7800" --dir "$d/push" --idle 5 "${early[@]}" \
+		--deliver "cm-mcast send --json --interface $ip --channel $mch --members '$d/elect.json' --report-timeout $FARM_REPORT_TIMEOUT $follow --self-exec 'cm-apply --json --root $d/site --pubkey $pub \"\$CM_FILE\"' {}" \
 		>"$d/agent.pid"
 	_farm_bg "$id" "$d/elect.log" cm-elect run --interface "$ip" --id "$id" --segment "$seg" --location "$seg" \
 		--channel "$ech" --state-file "$d/elect.json" --data-dir "$d" \

@@ -130,6 +130,42 @@ assert ms[0]["id"] == "leader" and ms[0]["output"] == {"self": 1} and ms[0]["suc
 assert len(ms) == 4 and all(m["exit_code"] == 0 for m in ms), ms'
 }
 
+@test "--follow: a file still being written is sent as it grows, and fails when it stops" {
+	lab_up mc 4
+	receivers 3
+	mkdir out
+	head -c 3000000 /dev/urandom >f.bin
+	size=$(stat -c %s f.bin)
+	sum=$(sha256sum f.bin | cut -d' ' -f1)
+	# The writer: half now, the rest a second later, then the rename a
+	# finished copy gets (as cm-push agent does).
+	head -c 1500000 f.bin >out/f.bin.part
+	(
+		sleep 1
+		tail -c +1500001 f.bin >>out/f.bin.part
+		mv out/f.bin.part out/f.bin
+	) &
+	writer=$!
+	run send out/f.bin --expect 3 --json --self-id leader --follow out/f.bin.part --size "$size" --sha256 "$sum" \
+		--self-exec 'sha256sum {} | cut -c1-64 | sed "s/.*/\"&\"/"'
+	wait "$writer"
+	assert_success
+	same f.bin 3
+	echo "$output" | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+ms = j["members"]
+assert j["succeeded"] and ms[0]["id"] == "leader" and ms[0]["output"] == sys.argv[1], ms[0]' "$sum"
+	# A writer that stops: the sender gives up after --follow-idle.
+	head -c 1000000 f.bin >out/g.part
+	run send out/g --expect 3 --follow out/g.part --size "$size" --sha256 "$sum" --follow-idle 1
+	assert_failure 1
+	assert_output --partial "stopped growing at 1,000,000 of 3,000,000 bytes"
+	run send out/g --expect 3 --follow out/g.part --size "$size"
+	assert_failure 2
+	assert_output --partial "--follow needs --size and --sha256"
+}
+
 @test "a received file is synced to disk before it takes its name" {
 	lab_up mc 2
 	head -c 3000000 /dev/urandom >f.bin

@@ -88,6 +88,39 @@ check() { # PYTHON over r, the JSON report
 	check 'assert r["seconds"] < 8 * 1.6, r["seconds"]'
 }
 
+@test "--deliver-early: each leader's deliver command starts with its fetch and reads the copy as it grows" {
+	serve
+	local i
+	# The command notes whether the finished copy existed when it started,
+	# checks what it was told, and waits (bounded) for the finished copy.
+	for i in $(seq 2 9); do
+		lab_bg "$i" "$T/agent$i.log" cm-push agent --tls "$T/tls" --name "l$i" --listen "$(lab_ip "$i"):7801" \
+			--manager "$M" --dir "$T/a$i" --idle 3 --deliver-early \
+			--deliver "if [ -e {} ]; then echo late; else echo early; fi >'$T/when$i'
+				echo \"\$CM_PART \$CM_SIZE \$CM_SHA256\" >'$T/env$i'
+				for n in \$(seq 600); do [ -e {} ] && break; sleep 0.05; done
+				sha256sum {} | cut -c1-64 >'$T/sum$i'
+				printf '{\"members\":[{\"id\":\"s\",\"succeeded\":true}]}'" >"$T/agent$i.pid"
+	done
+	for i in $(seq 2 9); do
+		wait_for 10 lab_exec "$i" bash -c "exec 3<>/dev/tcp/$(lab_ip "$i")/7801" 2>/dev/null
+	done
+	head -c 20000000 /dev/urandom >"$T/site.pack"
+	want=$(sha256sum "$T/site.pack" | cut -c1-64)
+	run lab_exec 1 cm-push send --json --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"
+	assert_success
+	echo "$output" >"$T/result.json"
+	same_except "$T/site.pack"
+	check 'assert r["succeeded"] and r["leaders_ok"] == 8 and r["servers"]["ok"] == 8, r'
+	for i in $(seq 2 9); do
+		[ "$(cat "$T/when$i")" = early ]
+		[ "$(cat "$T/sum$i")" = "$want" ]
+		read -r part size sum <"$T/env$i"
+		[ "$size" = 20000000 ] && [ "$sum" = "$want" ]
+		case "$part" in "$T/a$i/1/"*) ;; *) echo "CM_PART is '$part'" && return 1 ;; esac
+	done
+}
+
 @test "a leader killed mid-transfer: all others complete and the report names it" {
 	serve
 	agents
