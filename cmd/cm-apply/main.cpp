@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -59,10 +60,17 @@ void spare_in_background(apply::Site& site, double delay) {
   struct sched_param sp {};
   (void)::sched_setscheduler(0, SCHED_IDLE, &sp);
   (void)::syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_PRIO_VALUE(IOPRIO_CLASS_BE, 7));
+  // Nothing of the caller's but the lock: whoever waits for its pipes to
+  // close (a shell's $(...), bats) must not wait out --spare-delay.
+  int lock = site.lock_fd();
   int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null >= 0)
     for (int fd = 0; fd <= 2; fd++)
-      ::dup2(null, fd);
+      if (fd != lock)
+        ::dup2(null, fd);
+  if (lock > 3)
+    (void)::close_range(3, static_cast<unsigned>(lock) - 1, 0);
+  (void)::close_range(static_cast<unsigned>(std::max(lock + 1, 3)), ~0U, 0);
   site.wait_unless_wanted(delay);
   ::_exit(site.prepare_spare().ok() ? 0 : 1);
 }

@@ -861,6 +861,10 @@ Status Site::prepare_spare() {
   return impl_->prepare_spare();
 }
 
+int Site::lock_fd() const {
+  return impl_->lock.get();
+}
+
 void Site::wait_unless_wanted(double seconds) const {
   if (!(seconds > 0))
     return;

@@ -92,6 +92,9 @@ class Site {
 
   // Whether live has no spare yet, and prepare_spare() would make one.
   bool wants_spare() const;
+  // The descriptor that holds the site's lock (a background child keeps
+  // it and closes every other one it inherited).
+  int lock_fd() const;
   // Clones live as the spare (slow: one link per file; run it when
   // nothing waits, cm-apply does in the background after a switch).
   Status prepare_spare();

@@ -630,7 +630,10 @@ inode() { stat -c %i "$1"; }
 	pk --type replicate --id 1 --from src -o r1
 	switch commit 2 1
 	cm-apply --root S r1
-	cm-apply --root S --spare-delay 600 commit.2
+	# The child keeps none of the caller's descriptors but the lock: a
+	# reader of a pipe on fd 3 sees its end when cm-apply ends, not 600 s
+	# later (timeout bounds the test).
+	timeout 60 sh -c "cm-apply --root S --spare-delay 600 commit.2 3>&1 >/dev/null | cat >/dev/null"
 	# The child waits without copying: no spare yet, and it holds the
 	# lock (a second cm-apply that gives up at once finds the site busy).
 	[ -z "$(find S/versions -mindepth 1 -maxdepth 1 -name '.spare-*')" ]
