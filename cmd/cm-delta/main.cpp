@@ -36,7 +36,9 @@ void diff_options(po::options_description& d) {
        "the shadow's hash cache (default: SHADOW.cm-manifest beside it)")  //
       ("no-manifest", "neither read nor write a hash cache")               //
       ("block-size", po::value<size_t>()->value_name("N"),
-       "librsync block length in bytes (default: chosen by file size)");
+       "librsync block length in bytes (default: chosen by file size)")  //
+      ("threads", po::value<unsigned>()->default_value(2)->value_name("N"),
+       "compare touched files byte by byte on N threads (1 to 64)");
 }
 
 // --include/--exclude in command-line order, as rsync applies them.
@@ -93,6 +95,9 @@ Status run_diff(cli::Context& ctx) {
   }
 
   delta::Options opt;
+  opt.threads = ctx.vm["threads"].as<unsigned>();
+  if (opt.threads < 1 || opt.threads > 64)
+    return Error("--threads must be between 1 and 64", kExitUsage);
   opt.checksum = ctx.vm.count("checksum") > 0;
   opt.whole_file = ctx.vm.count("whole-file") > 0;
   opt.block_len = block;

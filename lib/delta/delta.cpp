@@ -1,10 +1,13 @@
 #include "delta/delta.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <system_error>
+#include <thread>
 #include <unordered_map>
 
 #include "delta/rdiff.hpp"
@@ -127,9 +130,11 @@ class Differ {
         stats_.new_tree_files++;
         stats_.new_tree_bytes += n.st.size;
       }
+    precompare();
     if (out_ != nullptr)
       CM_TRY(out_->begin());
     for (size_t i = 0; i < items_.size(); i++) {
+      item_ = i;
       CM_TRY(step(items_[i]));
       if (cb_.progress) {
         Progress p;
@@ -178,6 +183,61 @@ class Differ {
         items_.push_back(Item{static_cast<int>(i++), static_cast<int>(j++)});
       }
     }
+  }
+
+  // Whether file() will compare BASE's and NEW's bytes for this item: a
+  // touched file of the same size whose BASE hash is not known.
+  bool needs_bytes(const Item& it) {
+    if (it.base < 0 || it.next < 0)
+      return false;
+    const Node& b = b_[static_cast<size_t>(it.base)];
+    const Node& n = n_[static_cast<size_t>(it.next)];
+    if (b.st.type != fs::Type::Regular || n.st.type != fs::Type::Regular || b.st.size != n.st.size)
+      return false;
+    if (!opt_.checksum && b.st.mtime_ns == n.st.mtime_ns)
+      return false;
+    return !known_base_hash(it.base);
+  }
+
+  // The byte comparisons of a rebuild (every mtime touched: most of an
+  // update's reads), done before the pass on opt_.threads threads when
+  // both trees allow it. Only their answers are kept; file() uses them in
+  // the table's order, so the output does not change, and a comparison
+  // that failed (a file changing under the scan) is left to file() to
+  // run again and report.
+  void precompare() {
+    if (opt_.threads < 2 || !base_.thread_safe() || !next_.thread_safe())
+      return;
+    std::vector<size_t> todo;
+    for (size_t i = 0; i < items_.size(); i++)
+      if (needs_bytes(items_[i]))
+        todo.push_back(i);
+    if (todo.size() < 2)
+      return;
+    same_.assign(items_.size(), kUnknown);
+    std::atomic<size_t> next{0};
+    std::atomic<uint64_t> bytes{0};
+    auto work = [&] {
+      for (size_t k; (k = next.fetch_add(1)) < todo.size();) {
+        const Item& it = items_[todo[k]];
+        uint64_t read = 0;
+        auto r = compare_bytes(b_[static_cast<size_t>(it.base)], n_[static_cast<size_t>(it.next)], read);
+        bytes += read;
+        if (r.ok())
+          same_[todo[k]] = *r ? kSame : kDiffer;
+      }
+    };
+    std::vector<std::jthread> pool;
+    for (unsigned t = 1; t < std::min<size_t>(opt_.threads, todo.size()); t++) {
+      try {
+        pool.emplace_back(work);
+      } catch (const std::system_error&) {
+        break;  // fewer threads, same answers
+      }
+    }
+    work();
+    pool.clear();  // joins
+    stats_.hashed_bytes += bytes;
   }
 
   static Entry entry(Op op, const std::string& path) {
@@ -299,8 +359,10 @@ class Differ {
 
   // Whether two files of the same size have the same bytes, read side by
   // side: the same reads as hashing both, without the SHA-256 (a rebuild
-  // touches every mtime, so this is most of the files of an update).
-  Result<bool> same_bytes(const Node& b, const Node& n) {
+  // touches every mtime, so this is most of the files of an update). Safe
+  // from several threads (no member state but the trees); `read` counts
+  // the bytes read.
+  Result<bool> compare_bytes(const Node& b, const Node& n, uint64_t& read) {
     CM_ASSIGN(auto bf, open_checked(base_, b));
     CM_ASSIGN(auto nf, open_checked(next_, n));
     constexpr size_t kChunk = 256 * 1024;
@@ -317,7 +379,7 @@ class Differ {
         return changed(base_, b.path);
       if (gy != want)
         return changed(next_, n.path);
-      stats_.hashed_bytes += 2 * want;
+      read += 2 * want;
       pos += want;
       if (std::memcmp(x, y, want) != 0) {
         same = false;
@@ -327,6 +389,15 @@ class Differ {
     CM_TRY(check_same(base_, b, *bf));
     CM_TRY(check_same(next_, n, *nf));
     return same;
+  }
+
+  Result<bool> same_bytes(const Node& b, const Node& n) {
+    if (item_ < same_.size() && same_[item_] != kUnknown)
+      return same_[item_] == kSame;
+    uint64_t read = 0;
+    auto r = compare_bytes(b, n, read);
+    stats_.hashed_bytes += read;
+    return r;
   }
 
   void learn_base_hash(int idx, const Digest& h) {
@@ -610,6 +681,9 @@ class Differ {
   std::vector<bool> kept_;
   Stats stats_;
   std::unordered_map<int, Digest> base_hash_;
+  enum : int8_t { kUnknown, kSame, kDiffer };
+  std::vector<int8_t> same_;  // precompare()'s answers, by item
+  size_t item_ = 0;           // the item being decided
   std::unordered_map<uint64_t, std::vector<int>> base_by_size_;
   std::unordered_map<std::string, std::vector<int>> similar_;
   std::unordered_map<Digest, std::string, DigestHash> made_;

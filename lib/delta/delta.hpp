@@ -27,6 +27,7 @@ struct Options {
   const fs::Filter* filter = nullptr;
   Manifest* manifest = nullptr;  // BASE's hash cache, read and updated
   int64_t now_ns = 0;            // the clock, for the manifest
+  unsigned threads = 2;          // for comparing touched files byte by byte
 };
 
 struct Stats {

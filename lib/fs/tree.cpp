@@ -186,6 +186,7 @@ class DiskTree : public Tree {
   DiskTree(Fd root_fd, std::string root) : fd_(std::move(root_fd)), root_(std::move(root)) {}
 
   const std::string& root() const override { return root_; }
+  bool thread_safe() const override { return true; }
 
   Result<Stat> stat(const std::string& rel) override {
     struct stat s;

@@ -60,6 +60,9 @@ class Tree {
   virtual Result<std::vector<DirEntry>> list(const std::string& rel) = 0;
   virtual Result<std::string> readlink(const std::string& rel) = 0;
   virtual Result<std::unique_ptr<File>> open(const std::string& rel) = 0;
+  // Whether stat, open and the files it opens may be used from several
+  // threads at once (the disk: yes; test fakes that count calls: no).
+  virtual bool thread_safe() const { return false; }
 
   // "ROOT/rel", for messages.
   std::string display(const std::string& rel) const;

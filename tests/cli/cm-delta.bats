@@ -26,6 +26,24 @@ load helper
 	assert_output --partial "cm-delta: unrecognised option"
 	run cm-delta -v -q a b
 	assert_failure 2
+	mkdir a b
+	run cm-delta --threads 0 a b
+	assert_failure 2
+	assert_output --partial "--threads must be between 1 and 64"
+}
+
+@test "--threads does not change the table" {
+	mktree a
+	for i in $(seq 1 30); do head -c $((4000 + i)) /dev/urandom >"a/f$i"; done
+	cp -a a b
+	printf 'x' | dd of=b/f7 bs=1 seek=100 conv=notrunc 2>/dev/null
+	printf 'x' | dd of=b/f23 bs=1 seek=3000 conv=notrunc 2>/dev/null
+	find b -type f -exec touch -d '2030-01-01' {} +
+	cm-delta --no-manifest --threads 1 a b -o t1
+	cm-delta --no-manifest --threads 4 a b -o t4
+	cmp t1 t4
+	run table_ops t4
+	assert_output "$(printf 'patch f23\npatch f7')"
 }
 
 @test "identical trees give an empty table" {

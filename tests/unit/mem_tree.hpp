@@ -2,6 +2,8 @@
 // map, plus hooks that change the tree in the middle of a scan.
 #pragma once
 
+#include <atomic>
+
 #include <algorithm>
 #include <cstring>
 #include <functional>
@@ -54,9 +56,12 @@ class MemTree : public fs::Tree {
   std::function<void(const std::string&)> on_open;
   // Called with the directory before list() returns its entries.
   std::function<void(const std::string&)> on_list;
-  int opens = 0;
+  std::atomic<int> opens{0};
+  // Claim thread safety (reads only then: no on_open, nodes unchanged).
+  bool concurrent = false;
 
   const std::string& root() const override { return root_; }
+  bool thread_safe() const override { return concurrent; }
 
   Result<fs::Stat> stat(const std::string& rel) override {
     auto it = nodes_.find(rel);
