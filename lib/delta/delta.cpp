@@ -185,18 +185,17 @@ class Differ {
     }
   }
 
-  // Whether file() will compare BASE's and NEW's bytes for this item: a
-  // touched file of the same size whose BASE hash is not known.
-  bool needs_bytes(const Item& it) {
-    if (it.base < 0 || it.next < 0)
+  // Whether file() compares BASE's and NEW's bytes: a touched file (or
+  // any, with --checksum) of the same size whose BASE hash is not known.
+  bool needs_bytes(int base_idx, const Node& n) {
+    if (base_idx < 0)
       return false;
-    const Node& b = b_[static_cast<size_t>(it.base)];
-    const Node& n = n_[static_cast<size_t>(it.next)];
+    const Node& b = b_[static_cast<size_t>(base_idx)];
     if (b.st.type != fs::Type::Regular || n.st.type != fs::Type::Regular || b.st.size != n.st.size)
       return false;
     if (!opt_.checksum && b.st.mtime_ns == n.st.mtime_ns)
       return false;
-    return !known_base_hash(it.base);
+    return !known_base_hash(base_idx);
   }
 
   // The byte comparisons of a rebuild (every mtime touched: most of an
@@ -210,7 +209,7 @@ class Differ {
       return;
     std::vector<size_t> todo;
     for (size_t i = 0; i < items_.size(); i++)
-      if (needs_bytes(items_[i]))
+      if (items_[i].next >= 0 && needs_bytes(items_[i].base, n_[static_cast<size_t>(items_[i].next)]))
         todo.push_back(i);
     if (todo.size() < 2)
       return;
@@ -462,7 +461,7 @@ class Differ {
     if (b != nullptr && !opt_.checksum && b->st.size == n.st.size && b->st.mtime_ns == n.st.mtime_ns)
       return chmod_if_needed(*b, n);
     bool differ = b == nullptr || b->st.size != n.st.size;
-    if (!differ && !known_base_hash(base_idx)) {
+    if (needs_bytes(base_idx, n)) {
       CM_ASSIGN(bool same, same_bytes(*b, n));
       if (same)
         return chmod_if_needed(*b, n);

@@ -143,6 +143,14 @@ bool exists(const std::string& path) {
   return ::access(path.c_str(), F_OK) == 0;
 }
 
+// With --follow: FILE appears when the writer has it whole.
+Status wait_for_file(const SendOptions& opt) {
+  if (opt.follow.empty() || wait_until([&] { return exists(opt.file); }, [] { return 0; }, opt.follow_idle))
+    return {};
+  return Error("'" + opt.file + "' did not appear within " + std::to_string(opt.follow_idle) + " s",
+               kExitFailure);
+}
+
 // The file to send, its size and SHA-256: read whole, or (--follow) the
 // growing file with the size and digest given.
 struct Source {
@@ -195,10 +203,7 @@ Result<SendResult> run_send(const SendOptions& opt) {
     SendResult r;
     r.succeeded = true;
     r.quorum = 0;
-    if (!opt.follow.empty() &&
-        !wait_until([&] { return exists(opt.file); }, [] { return 0; }, opt.follow_idle))
-      return Error("'" + opt.file + "' did not appear within " + std::to_string(opt.follow_idle) + " s",
-                   kExitFailure);
+    CM_TRY(wait_for_file(opt));
     MemberOutcome m = run_self(opt, r.assignment);
     r.succeeded = m.succeeded();
     r.members.push_back(std::move(m));
@@ -269,12 +274,10 @@ Result<SendResult> run_send(const SendOptions& opt) {
     size_t n = off >= size ? 0 : static_cast<size_t>(std::min<uint64_t>(frame, size - off));
     std::string out(n, '\0');
     size_t have = 0;
-    Nanos waited_since = 0;
     while (have < n) {
       ssize_t got = ::pread(file.get(), out.data() + have, n - have, static_cast<off_t>(off + have));
       if (got > 0) {
         have += static_cast<size_t>(got);
-        waited_since = 0;
         continue;
       }
       if (got < 0 && errno == EINTR)
@@ -283,13 +286,11 @@ Result<SendResult> run_send(const SendOptions& opt) {
         return Error("'" + src.name + "' changed while it was sent", kExitChanged);
       // Not written yet: wait for it (the receivers see the writer's pace;
       // the sender does not bank the time for a burst).
-      if (waited_since == 0)
-        waited_since = steady_ns();
-      else if (static_cast<double>(steady_ns() - waited_since) / 1e9 >= opt.follow_idle)
+      if (!wait_until([&] { return file_size(file.get()) > off + have; },
+                      [&] { return file_size(file.get()); }, opt.follow_idle))
         return Error("'" + src.name + "' stopped growing at " + with_commas(off + have) + " of " +
                          with_commas(size) + " bytes",
                      kExitFailure);
-      ::usleep(1000);
     }
     return out;
   });
@@ -361,10 +362,8 @@ Result<SendResult> run_send(const SendOptions& opt) {
   r.size = size;
   r.assignment = cfg.assignment;
   // A session that ended before: no member needed it.
-  if (!opt.self_exec.empty() && !opt.follow.empty() &&
-      !wait_until([&] { return exists(opt.file); }, [] { return 0; }, opt.follow_idle))
-    return Error("'" + opt.file + "' did not appear within " + std::to_string(opt.follow_idle) + " s",
-                 kExitFailure);
+  if (!opt.self_exec.empty())
+    CM_TRY(wait_for_file(opt));
   start_self();
   if (self_thread.joinable())
     self_thread.join();

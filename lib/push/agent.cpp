@@ -52,8 +52,8 @@ struct Copy {
   unsigned serving = 0;
   int deliver_exit = -1;
   std::string deliver_output;
-  bool early = false, early_done = false;  // the deliver command started with the fetch
-  bool finished = false;                   // nothing left to do but serve
+  bool early_done = false;  // the deliver command started with the fetch has ended
+  bool finished = false;    // nothing left to do but serve
 };
 
 class Agent {
@@ -400,10 +400,6 @@ void Agent::deliver(const std::shared_ptr<Copy>& c) {
 // manager once the copy is complete too (worker()); a copy given up on
 // leaves it to fail on its own (cm-mcast send --follow-idle).
 void Agent::deliver_early(const std::shared_ptr<Copy>& c) {
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    c->early = true;
-  }
   std::vector<std::string> env = {"CM_PART=" + c->part, "CM_SIZE=" + std::to_string(c->meta.size),
                                   "CM_SHA256=" + to_hex(c->meta.sha256)};
   std::thread([this, c, env = std::move(env)]() mutable {
@@ -444,7 +440,8 @@ void Agent::worker(std::shared_ptr<Copy> c) {
   };
   if (c->cut_through)
     start_next();
-  if (c->meta.deliver && opt_.deliver_early && !opt_.deliver.empty() && c->verified < c->meta.chunk_count())
+  bool early = c->meta.deliver && opt_.deliver_early && c->verified < c->meta.chunk_count();
+  if (early)
     deliver_early(c);
   bool retried_whole = false;
   while (!c->complete) {
@@ -510,18 +507,15 @@ void Agent::worker(std::shared_ptr<Copy> c) {
   if (!report(c, status_msg(*c, "complete"), 120))
     return;
   start_next();
-  if (c->meta.deliver) {
-    bool early;
+  if (early) {
     {
       std::unique_lock<std::mutex> g(mu_);
-      early = c->early;
-      while (c->early && !c->early_done && !stop_)
+      while (!c->early_done && !stop_)
         changed_.wait_for(g, 1s);
     }
-    if (early)
-      report_delivered(c);
-    else
-      deliver(c);
+    report_delivered(c);
+  } else if (c->meta.deliver) {
+    deliver(c);
   }
   {
     std::lock_guard<std::mutex> g(mu_);
