@@ -342,8 +342,12 @@ Status Server::on_send(net::TlsStream& s, const Message& m) {
     nlohmann::json snapshot_json;
     bool done;
     {
+      // The end is checked under the lock before sleeping: a leader's
+      // last report that lands while the progress below is being sent
+      // must not wait out the half second (it did: up to 500 ms more on
+      // every job).
       std::unique_lock<std::mutex> g(mu_);
-      changed_.wait_for(g, std::chrono::milliseconds(500));
+      changed_.wait_for(g, std::chrono::milliseconds(500), [&] { return jobs_.at(id).plan.done() || stop_; });
       const Plan& p = jobs_.at(id).plan;
       snapshot_json = p.json();
       done = p.done();
