@@ -63,30 +63,11 @@ void keygen_options(po::options_description& d) {
       ("output,o", po::value<std::string>()->value_name("OUT"), "where to write (required)");
 }
 
-Result<uint64_t> parse_size(const std::string& s) {
-  char* end = nullptr;
-  errno = 0;
-  double v = std::strtod(s.c_str(), &end);
-  if (end == s.c_str() || errno != 0 || v <= 0)
-    return Error("bad size '" + s + "'", kExitUsage);
-  std::string unit(end);
-  double mult = 1;
-  if (unit == "" || unit == "B")
-    mult = 1;
-  else if (unit == "K" || unit == "k" || unit == "KiB")
-    mult = 1024;
-  else if (unit == "M" || unit == "MiB")
-    mult = 1024.0 * 1024;
-  else if (unit == "G" || unit == "GiB")
-    mult = 1024.0 * 1024 * 1024;
-  else if (unit == "T" || unit == "TiB")
-    mult = 1024.0 * 1024 * 1024 * 1024;
-  else
-    return Error("bad size unit in '" + s + "' (use K, M, G or T)", kExitUsage);
-  double bytes = v * mult;
+Result<uint64_t> parse_max_size(const std::string& s) {
+  CM_ASSIGN(uint64_t bytes, parse_size(s, "--max-size"));
   if (bytes < 64 * 1024)
     return Error("--max-size must be at least 64K", kExitUsage);
-  return static_cast<uint64_t>(bytes);
+  return bytes;
 }
 
 int64_t now_ns() {
@@ -169,7 +150,7 @@ Status run_build(cli::Context& ctx) {
     bo.level = *level;
   }
   if (auto ms = opt<std::string>(ctx, "max-size")) {
-    CM_ASSIGN(bo.max_part, parse_size(*ms));
+    CM_ASSIGN(bo.max_part, parse_max_size(*ms));
   }
   std::optional<crypto::SigningKey> sign;
   std::optional<crypto::SymmetricKey> enc;

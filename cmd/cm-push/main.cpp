@@ -12,6 +12,7 @@
 #include "push/client.hpp"
 #include "push/serve.hpp"
 #include "util/io.hpp"
+#include "util/text.hpp"
 
 namespace po = boost::program_options;
 using namespace cm;
@@ -89,6 +90,9 @@ void serve_options(po::options_description& d) {
        "leaders the manager serves at once")  //
       ("leader-fanout", po::value<unsigned>()->default_value(1)->value_name("N"),
        "leaders each leader serves at once")  //
+      ("star", po::value<std::string>()->default_value("1M")->value_name("BYTES"),
+       "a job whose copies for all leaders come to at most this goes to every leader at once "
+       "(0: always the tree)")  //
       ("stall", po::value<double>()->default_value(10)->value_name("SECONDS"),
        "a leader silent this long has failed");
 }
@@ -111,6 +115,7 @@ Status run_serve(cli::Context& ctx) {
   if (!(stall >= 1 && stall <= 3600))
     return Error("--stall must be between 1 and 3600 seconds", kExitUsage);
   o.plan.stall_ms = static_cast<int64_t>(stall * 1000);
+  CM_ASSIGN(o.plan.star_bytes, parse_size(ctx.vm["star"].as<std::string>(), "--star"));
   log_to(ctx, o.log);
   return push::run_serve(o);
 }

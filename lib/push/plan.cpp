@@ -106,10 +106,12 @@ Answer Plan::next(const std::string& id, int64_t now, int64_t wall, std::vector<
 }
 
 // The manager serves the next leaders waiting whenever it has room (the
-// seed's tree without cut-through: it keeps serving while leaders do).
+// seed's tree without cut-through: it keeps serving while leaders do), and
+// every one of them when the job is small enough for a star.
 void Plan::fill_manager(int64_t now, int64_t wall, std::vector<Notice>& out) {
+  bool star = opt_.star_bytes > 0 && meta_.size <= opt_.star_bytes / std::max<size_t>(leaders_.size(), 1);
   for (LeaderState& l : leaders_) {
-    if (manager_serving_ >= opt_.manager_fanout)
+    if (!star && manager_serving_ >= opt_.manager_fanout)
       break;
     if (l.state == "pending")
       notify(l, kManager, now, wall, out);

@@ -61,6 +61,11 @@ struct Notice {
 struct PlanOptions {
   unsigned manager_fanout = 1;
   unsigned leader_fanout = 1;
+  // A job whose copies for all leaders come to at most this many bytes
+  // goes from the manager to every leader at once (a star): each hop of
+  // the tree costs round trips, which a small file never earns back.
+  // 0: always the tree (cm-push serve sets --star, 1 MiB by default).
+  uint64_t star_bytes = 0;
   int64_t stall_ms = 10000;  // a leader silent this long has failed
 };
 

@@ -1,6 +1,8 @@
 #include "util/text.hpp"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 namespace cm {
@@ -139,6 +141,32 @@ std::string mode_string(uint32_t mode) {
   char buf[8];
   std::snprintf(buf, sizeof buf, "%04o", mode & 07777);
   return buf;
+}
+
+Result<uint64_t> parse_size(const std::string& s, const std::string& what) {
+  char* end = nullptr;
+  errno = 0;
+  double v = std::strtod(s.c_str(), &end);
+  if (end == s.c_str() || errno != 0 || !(v >= 0) || s.find_first_of("xXpP") != std::string::npos)
+    return Error("bad size '" + s + "' for " + what, kExitUsage);
+  std::string unit(end);
+  double mult = 1;
+  if (unit == "" || unit == "B")
+    mult = 1;
+  else if (unit == "K" || unit == "k" || unit == "KiB")
+    mult = 1024;
+  else if (unit == "M" || unit == "MiB")
+    mult = 1024.0 * 1024;
+  else if (unit == "G" || unit == "GiB")
+    mult = 1024.0 * 1024 * 1024;
+  else if (unit == "T" || unit == "TiB")
+    mult = 1024.0 * 1024 * 1024 * 1024;
+  else
+    return Error("bad size unit in '" + s + "' for " + what + " (use K, M, G or T)", kExitUsage);
+  double bytes = v * mult;
+  if (bytes >= 18e18)
+    return Error("size '" + s + "' for " + what + " is too large", kExitUsage);
+  return static_cast<uint64_t>(bytes);
 }
 
 }  // namespace cm

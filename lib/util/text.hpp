@@ -7,6 +7,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "util/result.hpp"
+
 namespace cm {
 
 bool is_valid_utf8(std::string_view s);
@@ -24,6 +26,10 @@ std::string base64_encode(std::string_view s);
 
 // "1.5 MiB", "12 KiB", "100 B".
 std::string human_bytes(uint64_t n);
+// A size as an administrator writes it: "4G", "256K", "1.5M", "100" (bytes;
+// K, M, G, T are powers of 1024, "KiB" and friends too). `what` names the
+// option in the error.
+Result<uint64_t> parse_size(const std::string& s, const std::string& what);
 // "1,234,567"
 std::string with_commas(uint64_t n);
 // Octal permission bits, "0644".

@@ -345,7 +345,10 @@ mkupdate() {
 	run pack --type publish --id 1 --max-size 5Q t -o A
 	assert_failure 2
 	assert_output --partial "bad size unit in '5Q'"
-	for size in abc 0 -1M; do
+	run pack --type publish --id 1 --max-size 0 t -o A
+	assert_failure 2
+	assert_output --partial -- "--max-size must be at least 64K"
+	for size in abc -1M; do
 		run pack --type publish --id 1 --max-size "$size" t -o A
 		assert_failure 2
 		assert_output --partial "bad size '$size'"

@@ -139,6 +139,33 @@ assert r["servers"] == {"reported": 3, "ok": 3}'
 	assert_output --partial "no job 99"
 }
 
+@test "send: a small job goes to every leader from the manager at once (--star); --star 0 keeps the tree" {
+	keys
+	serve
+	agent 1
+	agent 2
+	agent 3
+	leaders_file 1 2 3
+	head -c 20000 /dev/urandom >"$T/small"
+	run cm-push send --json --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/small"
+	assert_success
+	echo "$output" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["succeeded"] and r["leaders_ok"] == 3, r
+assert [l["source"] for l in r["leaders"]] == ["manager"] * 3, r["leaders"]'
+	kill "$SERVE_PID"
+	wait "$SERVE_PID" || true
+	serve --star 0
+	run cm-push send --json --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/small"
+	assert_success
+	echo "$output" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["succeeded"] and r["leaders_ok"] == 3, r
+assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
+}
+
 @test "send --no-cut-through: the seed's whole-file tree gives the same copies" {
 	three
 	run cm-push send --no-cut-through --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"
@@ -286,6 +313,8 @@ assert r["servers"] == {"reported": 3, "ok": 3}'
 	run -4 cm-push status --tls "$T/none" --manager "$M"
 	assert_output --partial "$T/none/ca.crt"
 	run -2 cm-push serve --tls "$T/tls" --fanout 0 --state "$T/s3"
+	run -2 cm-push serve --tls "$T/tls" --star 1Q --state "$T/s3"
+	assert_output --partial "bad size unit in '1Q' for --star"
 	run -2 cm-push agent --tls "$T/tls" --manager "$M" --deliver-early
 	assert_output --partial "--deliver-early needs --deliver"
 }

@@ -32,6 +32,7 @@ FARM_WAN_RATE=${FARM_WAN_RATE:-100mbit}
 FARM_MANAGER_RATE=${FARM_MANAGER_RATE:-200mbit}
 FARM_TICK=${FARM_TICK:-2}
 FARM_DELIVER_EARLY=${FARM_DELIVER_EARLY:-1}
+FARM_SERVE_OPTIONS=${FARM_SERVE_OPTIONS:-} # more words for cm-push serve (--star 0 ...)
 # How long a leader waits for its members to apply and report (cm-mcast
 # send --report-timeout): the lab runs every server on the same few cores.
 FARM_REPORT_TIMEOUT=${FARM_REPORT_TIMEOUT:-20}
@@ -205,8 +206,9 @@ farm_up() {
 	cm-push ca issue "$FARM_DIR/tls" manager $(farm_ids)
 	local m
 	m=$(_farm_ip m)
+	# shellcheck disable=SC2086 # FARM_SERVE_OPTIONS is words
 	FARM_PIDS+=("$(_farm_bg m "$FARM_DIR/serve.log" cm-push serve --tls "$FARM_DIR/tls" --listen "$m:7800" \
-		--state "$FARM_DIR/push" --stall 5)")
+		--state "$FARM_DIR/push" --stall 5 $FARM_SERVE_OPTIONS)")
 	_farm_wait_port m 7800 || return 1
 	for id in $(farm_ids); do farm_start_server "$id"; done
 	farm_sched init 2>/dev/null

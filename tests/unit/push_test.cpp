@@ -215,6 +215,28 @@ TEST(PushPlan, CutThroughBuildsAChainAtOnce) {
   EXPECT_EQ(s.plan.json()["servers"]["ok"], 8);
 }
 
+TEST(PushPlan, ASmallJobGoesToEveryLeaderAtOnce) {
+  PlanOptions o;
+  o.star_bytes = 1 << 20;
+  // 3 x 100 kB fits the star: the manager notifies everyone at the start.
+  Sim s(Plan(meta_of(100000), leaders(3), 3, true, o));
+  s.apply(s.plan.start(0, 0));
+  ASSERT_EQ(s.notices.size(), 3u);
+  for (auto& [l, src] : s.notices)
+    EXPECT_EQ(src, kManager) << l;
+  ASSERT_TRUE(s.run(true));
+  EXPECT_TRUE(s.plan.succeeded());
+  // 11 x 100 kB does not: the tree, one leader from the manager first.
+  Sim t(Plan(meta_of(100000), leaders(11), 11, true, o));
+  t.apply(t.plan.start(0, 0));
+  EXPECT_EQ(t.notices.size(), 1u);
+  ASSERT_TRUE(t.run(true));
+  int from_manager = 0;
+  for (auto& [l, src] : t.notices)
+    from_manager += src == kManager;
+  EXPECT_EQ(from_manager, 1);
+}
+
 TEST(PushPlan, WithoutCutThroughTheTreeDoubles) {
   Sim s(Plan(meta_of(100000), leaders(7), 7, false, PlanOptions{}));
   s.apply(s.plan.start(0, 0));

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "util/text.hpp"
 #include "util/wire.hpp"
 
 using namespace cm;
@@ -47,4 +48,17 @@ TEST(Wire, BytesRespectBound) {
   tight.bytes(4);
   EXPECT_FALSE(tight.ok());
   EXPECT_STREQ(tight.problem(), "length field too large");
+}
+
+TEST(Text, ParseSize) {
+  EXPECT_EQ(*parse_size("0", "--x"), 0u);
+  EXPECT_EQ(*parse_size("100", "--x"), 100u);
+  EXPECT_EQ(*parse_size("64K", "--x"), 65536u);
+  EXPECT_EQ(*parse_size("1.5M", "--x"), 1572864u);
+  EXPECT_EQ(*parse_size("4GiB", "--x"), 4ull << 30);
+  for (const char* bad : {"", "K", "-1", "1Q", "nan", "inf", "0x10", "1e30"}) {
+    auto r = parse_size(bad, "--star");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.error().message.find("--star"), std::string::npos) << r.error().message;
+  }
 }
