@@ -103,6 +103,9 @@ void Sender::start(Nanos now) {
   phase_ = Phase::Announce;
   deadline_ = now + cfg_.join_wait;
   next_announce_ = now + cfg_.announce_every;
+  size_t expected = cfg_.expected.empty() ? cfg_.expect_count : cfg_.expected.size();
+  if (expected > 0 && cfg_.size <= cfg_.eager_bytes)
+    next_pass(now);
 }
 
 size_t Sender::complete_members() const {

@@ -57,7 +57,11 @@ struct SenderConfig {
   size_t expect_count = 0;         // --expect N (when no list)
   size_t quorum = 0;               // 0: all expected
   Nanos join_wait = 30 * kMs;      // before pass 1, unless everyone joined sooner
-  Nanos collect_wait = 40 * kMs;   // for NACKs after a pass
+  // A file this small goes out right behind the announce, without waiting
+  // for the members' joins (with expected members): a round trip costs
+  // more than sending it to one that had it already.
+  uint64_t eager_bytes = 64 * 1024;
+  Nanos collect_wait = 40 * kMs;  // for NACKs after a pass
   Nanos announce_every = 250 * kMs;
   int max_idle_passes = 5;
   Nanos max_idle = 3000 * kMs;  // and no progress for this long: stop

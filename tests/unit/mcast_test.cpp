@@ -218,6 +218,36 @@ TEST(Mcast, ZeroByteOneFrameAndExactMultiple) {
   }
 }
 
+TEST(Mcast, ASmallFileGoesOutRightBehindTheAnnounce) {
+  for (size_t size : {size_t{3000}, size_t{200000}}) {
+    std::string file = random_file(size, 9);
+    SenderConfig cfg;
+    cfg.session = 7;
+    cfg.size = size;
+    cfg.sha256 = sha256(file);
+    cfg.frame_size = 1000;
+    cfg.expected = {Expected{"m0", std::nullopt}, Expected{"m1", std::nullopt}};
+    Sender s(cfg, [&](uint64_t f) -> Result<std::string> {
+      return file.substr(f * 1000, std::min<size_t>(1000, size - f * 1000));
+    });
+    s.start(0);
+    size_t data = 0;
+    std::vector<Type> types;
+    // 2 ms, far less than the join wait, and no member has joined yet.
+    for (Nanos now = 0; now <= 2 * kMs; now += kMs / 10) {
+      ASSERT_TRUE(s.tick(now).ok());
+      for (const Outgoing& o : s.take_outgoing()) {
+        types.push_back(o.packet.type);
+        data += o.packet.type == Type::Data;
+      }
+    }
+    ASSERT_FALSE(types.empty());
+    EXPECT_EQ(types[0], Type::Announce);
+    // 3 kB goes at once, 200 kB waits for the members.
+    EXPECT_EQ(data, size == 3000 ? 3u : 0u) << size;
+  }
+}
+
 TEST(Mcast, TheLastFrameLostComesAgain) {
   // Heavy loss makes losing the last frame certain at some receiver.
   McRun r = basic(5000, 5, 0.3);
