@@ -194,8 +194,10 @@ class Differ {
       CM_ASSIGN(n_, scan(next_, opt_.filter, cb_, &stats_.skipped_special));
       return {};
     }
+    // One lock for everything that reaches the caller's callbacks (the
+    // warning from BASE may redraw the progress line that NEW updates).
     std::mutex mu;
-    Callbacks quiet, loud = cb_;
+    Callbacks quiet, loud;
     if (cb_.warning) {
       quiet.warning = [&](const std::string& w) {
         std::lock_guard<std::mutex> g(mu);
@@ -203,19 +205,31 @@ class Differ {
       };
       loud.warning = quiet.warning;
     }
+    if (cb_.progress)
+      loud.progress = [&](const Progress& p) {
+        std::lock_guard<std::mutex> g(mu);
+        cb_.progress(p);
+      };
     uint64_t base_skipped = 0;
     std::optional<Result<std::vector<Node>>> b;
+    std::jthread t;
     try {
-      std::jthread t([&] { b.emplace(scan(base_, opt_.filter, quiet, &base_skipped)); });
-      auto n = scan(next_, opt_.filter, loud, &stats_.skipped_special);
-      t.join();
-      CM_ASSIGN(b_, std::move(*b));
-      CM_ASSIGN(n_, std::move(n));
+      t = std::jthread([&] {
+        try {
+          b.emplace(scan(base_, opt_.filter, quiet, &base_skipped));
+        } catch (const std::exception& e) {  // not across the thread's end
+          b.emplace(Error(std::string("internal error while scanning: ") + e.what(), kExitFailure));
+        }
+      });
     } catch (const std::system_error&) {  // no thread: one after the other
       CM_ASSIGN(b_, scan(base_, opt_.filter, cb_, &stats_.skipped_special));
       CM_ASSIGN(n_, scan(next_, opt_.filter, cb_, &stats_.skipped_special));
       return {};
     }
+    auto n = scan(next_, opt_.filter, loud, &stats_.skipped_special);
+    t.join();
+    CM_ASSIGN(b_, std::move(*b));
+    CM_ASSIGN(n_, std::move(n));
     stats_.skipped_special += base_skipped;
     return {};
   }
