@@ -357,10 +357,16 @@ Status Sender::tick(Nanos now) {
       break;
     }
     case Phase::Collect: {
-      bool all = true;
-      for (const auto& [id, m] : members_)
+      bool all = true, anyone = false;
+      for (const auto& [id, m] : members_) {
+        anyone |= m.out.joined;
         if (needed(m) && m.out.joined && !m.replied)
           all = false;
+      }
+      // No member heard yet (a small file goes out before the joins come
+      // back): wait for them, or the deadline, not pass again on nothing.
+      if (!anyone)
+        all = false;
       if (all || now >= deadline_) {
         next_pass(now);
       } else if (pass_end_again_ > 0 && now >= pass_end_again_) {

@@ -129,7 +129,9 @@ std::string Plan::status(const std::string& id, const std::string& state, uint64
     if (l->state == "failed")
       l->failure = "failed, then recovered: " + l->failure;
     if (l->state != "delivered" && l->state != "complete") {
-      release_source(*l);
+      // A failed leader gave its slot back when it failed.
+      if (active(*l))
+        release_source(*l);
       l->state = "complete";
       l->completed_ms = wall;
     }

@@ -245,6 +245,9 @@ TEST(Mcast, ASmallFileGoesOutRightBehindTheAnnounce) {
     EXPECT_EQ(types[0], Type::Announce);
     // 3 kB goes at once, 200 kB waits for the members.
     EXPECT_EQ(data, size == 3000 ? 3u : 0u) << size;
+    // One pass, then the sender waits for the members' answers: no pass
+    // after pass on nobody's silence.
+    EXPECT_LE(std::count(types.begin(), types.end(), Type::PassEnd), 1) << size;
   }
 }
 

@@ -268,6 +268,24 @@ TEST(PushPlan, PrefersTheHoldersOwnLocation) {
   EXPECT_EQ(crossings, 1);  // one link from east to west, not one per leader
 }
 
+TEST(PushPlan, ALateCompleteFromAFailedLeaderDoesNotFreeTheManagerTwice) {
+  PlanOptions o;
+  o.stall_ms = 1000;
+  Plan p(meta_of(100000), leaders(3), 3, false, o);
+  std::vector<Notice> out = p.start(0, 0);
+  ASSERT_EQ(out.size(), 1u);  // l1 from the manager, the only slot
+  out.clear();
+  p.tick(5000, 5000, out);  // l1 silent: failed; its slot goes to l2
+  EXPECT_EQ(p.find("l1")->state, "failed");
+  EXPECT_EQ(p.find("l2")->source, kManager);
+  out.clear();
+  // l1 was not dead after all: its copy completes. The manager still
+  // serves l2 only; l3 waits for a holder or the slot.
+  EXPECT_EQ(p.status("l1", "complete", 100000, "", "", 5100, 5100, out), "");
+  EXPECT_EQ(p.find("l3")->state, "pending");
+  EXPECT_TRUE(out.empty());
+}
+
 TEST(PushPlan, ADeadLeadersTargetsGoElsewhereAndTheReportNamesIt) {
   PlanOptions o;
   o.stall_ms = 10000;
