@@ -34,14 +34,40 @@ Result<JobMeta> JobMeta::get(const Message& m) {
   if (j.name.empty() || j.name.size() > 255 || j.name.find('/') != std::string::npos || j.name == "." ||
       j.name == ".." || j.name[0] == '.')
     return Error("bad file name in NOTIFY", kExitBadInput);
-  if (j.size > (uint64_t{1} << 44) || m.blob.size() != j.chunk_count() * 32)
+  auto in = m.body.find("inline");
+  bool with_data = in != m.body.end() && in->is_boolean() && in->get<bool>();
+  if (with_data && j.size > kInlineBytes)
+    return Error("an inline file larger than " + std::to_string(kInlineBytes) + " bytes", kExitBadInput);
+  if (j.size > (uint64_t{1} << 44) || m.blob.size() != j.chunk_count() * 32 + (with_data ? j.size : 0))
     return Error("the chunk table does not match the size", kExitBadInput);
-  for (size_t i = 0; i < m.blob.size(); i += 32) {
+  for (size_t i = 0; i < j.chunk_count() * 32; i += 32) {
     Digest h;
     std::memcpy(h.data(), m.blob.data() + i, 32);
     j.chunks.push_back(h);
   }
   return j;
+}
+
+void JobMeta::put_inline(Message& m, const std::string& data) const {
+  m.body["inline"] = true;
+  m.blob += data;
+}
+
+Result<std::string> JobMeta::inline_data(const Message& m) const {
+  auto in = m.body.find("inline");
+  if (in == m.body.end() || !in->is_boolean() || !in->get<bool>())
+    return std::string();
+  size_t table = static_cast<size_t>(chunk_count() * 32);
+  if (m.blob.size() != table + size)
+    return Error("the inline file does not match the size", kExitBadInput);
+  std::string data = m.blob.substr(table);
+  for (uint64_t i = 0; i < chunk_count(); i++)
+    if (cm::sha256(std::string_view(data).substr(static_cast<size_t>(i * chunk_size),
+                                                 static_cast<size_t>(chunk_length(i)))) != chunks[i])
+      return Error("the inline file fails the SHA-256 of chunk " + std::to_string(i), kExitBadInput);
+  if (cm::sha256(data) != sha256)
+    return Error("the inline file fails its SHA-256", kExitBadInput);
+  return data;
 }
 
 Result<JobMeta> describe_file(const std::string& path, uint64_t id, uint32_t chunk_size) {

@@ -21,6 +21,7 @@
 #include "push/job.hpp"
 #include "push/proto.hpp"
 #include "util/clock.hpp"
+#include "util/io.hpp"
 
 namespace cm::push {
 
@@ -108,6 +109,14 @@ void Server::carry_out(uint64_t id, Entry& e, const std::vector<Notice>& notices
     m.body["source"] = n.source;
     m.body["source_address"] = src != nullptr ? src->who.agent.str() : opt_.advertise.str();
     m.body["cut_through"] = e.plan.cut_through();
+    if (n.source == kManager && e.plan.meta().size <= kInlineBytes) {
+      // Small: the file itself comes along (read now; if that fails, the
+      // leader fetches it as usual).
+      auto in = open_input(e.data);
+      auto data = in.ok() ? read_all(**in, kInlineBytes) : Result<std::string>(in.error());
+      if (data.ok() && data->size() == e.plan.meta().size)
+        e.plan.meta().put_inline(m, *data);
+    }
     net::Endpoint to = l->who.agent;
     log("job " + std::to_string(id) + ": " + n.leader + " fetches from " + n.source);
     std::string leader = n.leader;

@@ -154,6 +154,9 @@ import json, sys
 r = json.load(sys.stdin)
 assert r["succeeded"] and r["leaders_ok"] == 3, r
 assert [l["source"] for l in r["leaders"]] == ["manager"] * 3, r["leaders"]'
+	# 20 kB came with the notifications: no leader fetched it.
+	for n in 1 2 3; do grep -q "the file came with the notification" "$T/agent$n.log"; done
+	for n in 1 2 3; do [ "$(sha256sum <"$T/a$n/1/small")" = "$(sha256sum <"$T/small")" ]; done
 	kill "$SERVE_PID"
 	wait "$SERVE_PID" || true
 	serve --star 0

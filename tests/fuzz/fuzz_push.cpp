@@ -21,6 +21,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)m->num("job");
     auto meta = cm::push::JobMeta::get(*m);
     if (meta.ok()) {
+      (void)meta->inline_data(*m);
       cm::push::Plan p(*meta, {}, 1, true, cm::push::PlanOptions{});
       (void)p.json();
     }

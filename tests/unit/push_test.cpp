@@ -158,6 +158,46 @@ TEST(PushJob, TableRoundTripAndChecks) {
   EXPECT_FALSE(JobMeta::get(tiny).ok());
 }
 
+TEST(PushJob, ASmallFileTravelsInsideItsNotify) {
+  TempDir d;
+  std::string data(10000, 'x');
+  for (size_t i = 0; i < data.size(); i++)
+    data[i] = static_cast<char>(i * 13);
+  write_file(d.path() + "/a7", data);
+  auto meta = describe_file(d.path() + "/a7", 7, 4096);
+  ASSERT_TRUE(meta.ok());
+  Message m;
+  m.type = Msg::Notify;
+  meta->put(m);
+  meta->put_inline(m, data);
+  auto back = JobMeta::get(m);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->chunks.size(), 3u);
+  auto got = back->inline_data(m);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(*got, data);
+  // Without the flag: no inline file, and the extra bytes are refused.
+  Message plain = m;
+  plain.body.erase("inline");
+  EXPECT_FALSE(JobMeta::get(plain).ok());
+  meta->put(plain);
+  EXPECT_EQ(*JobMeta::get(plain)->inline_data(plain), "");
+  // A flipped byte fails its chunk; a short file fails the size.
+  Message bad = m;
+  bad.blob[bad.blob.size() - 5] ^= 1;
+  ASSERT_TRUE(JobMeta::get(bad).ok());
+  auto e = JobMeta::get(bad)->inline_data(bad);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.error().message.find("chunk 2"), std::string::npos) << e.error().message;
+  Message shorter = m;
+  shorter.blob.pop_back();
+  EXPECT_FALSE(JobMeta::get(shorter).ok());
+  // Too large to be inline.
+  Message big = m;
+  big.body["size"] = kInlineBytes + 1;
+  EXPECT_FALSE(JobMeta::get(big).ok());
+}
+
 TEST(PushJob, DescribeFile) {
   TempDir d;
   std::string data(700000, '\0');
