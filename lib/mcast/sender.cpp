@@ -104,8 +104,10 @@ void Sender::start(Nanos now) {
   deadline_ = now + cfg_.join_wait;
   next_announce_ = now + cfg_.announce_every;
   size_t expected = cfg_.expected.empty() ? cfg_.expect_count : cfg_.expected.size();
-  if (expected > 0 && cfg_.size <= cfg_.eager_bytes)
+  if (expected > 0 && cfg_.size <= cfg_.eager_bytes) {
+    eager_ = true;
     next_pass(now);
+  }
 }
 
 size_t Sender::complete_members() const {
@@ -357,15 +359,19 @@ Status Sender::tick(Nanos now) {
       break;
     }
     case Phase::Collect: {
-      bool all = true, anyone = false;
+      bool all = true;
+      size_t joined = 0;
       for (const auto& [id, m] : members_) {
-        anyone |= m.out.joined;
+        joined += m.out.joined;
         if (needed(m) && m.out.joined && !m.replied)
           all = false;
       }
-      // No member heard yet (a small file goes out before the joins come
-      // back): wait for them, or the deadline, not pass again on nothing.
-      if (!anyone)
+      // No member heard yet: wait for one, or the deadline, rather than
+      // pass again on nothing. And after an eager first pass (sent before
+      // the joins) wait the same way for every expected member: those not
+      // heard yet are not silent, just later than the frames.
+      size_t expected = cfg_.expected.empty() ? cfg_.expect_count : cfg_.expected.size();
+      if (joined == 0 || (eager_ && pass_ <= 1 && joined < expected))
         all = false;
       if (all || now >= deadline_) {
         next_pass(now);

@@ -161,6 +161,7 @@ class Sender {
   uint64_t pass_sent_ = 0;
   std::vector<Range> missing_;  // union of this pass's NACKs
   Nanos deadline_ = 0;
+  bool eager_ = false;  // the first pass went out before the joins
   Nanos pass_end_again_ = 0;
   Nanos next_announce_ = 0;
   Nanos budget_at_ = 0;  // pacing: when the next packet may go

@@ -251,6 +251,18 @@ TEST(Mcast, ASmallFileGoesOutRightBehindTheAnnounce) {
   }
 }
 
+TEST(Mcast, ASmallFileSentBeforeTheJoinsWaitsForTheLateOnes) {
+  // m1 hears nothing for its first 10 ms: the eager pass misses it. The
+  // sender waits for it after the pass instead of passing again and again
+  // on its silence, then sends it what it lacks.
+  McRun r = basic(3000, 2, 0.0);
+  r.rx[1].join_at = 10 * kMs;
+  simulate(r);
+  ASSERT_TRUE(r.succeeded);
+  EXPECT_EQ(r.rx[1].sink->data_, r.file);
+  EXPECT_LE(r.stats.passes, 3u);
+}
+
 TEST(Mcast, TheLastFrameLostComesAgain) {
   // Heavy loss makes losing the last frame certain at some receiver.
   McRun r = basic(5000, 5, 0.3);
