@@ -96,6 +96,13 @@ done
 work=$here/work
 cache=$work/cache
 mkdir -p "$cache"
+# Every farm stays on disk until the end: each server holds the site twice
+# (cm's versions, rsync's copy), about 360 MB here. A run on an almost full
+# ext4 measures its block allocator, not cm or rsync: refuse it.
+need_mb=1024
+for p in $SIZES; do need_mb=$((need_mb + SITES * p * 400)); done
+have_mb=$(df -Pm "$work" | awk 'NR == 2 { print $4 }')
+[ "$have_mb" -ge "$need_mb" ] || die "$work has $have_mb MB free; this run needs about $need_mb MB (SIZES=\"$SIZES\")"
 # A fresh, uniquely named run dir on disk (the servers' copies would not fit
 # in RAM); everything in it goes at the end, never before a timed run.
 run=$(mktemp -d "$work/e2e.XXXXXX")
