@@ -48,10 +48,9 @@ Sender::Member& Sender::member(const std::string& id) {
 }
 
 size_t Sender::quorum() const {
-  size_t expected = std::max(cfg_.expected.empty() ? cfg_.expect_count : cfg_.expected.size(), size_t{0});
   if (cfg_.quorum > 0)
     return cfg_.quorum;
-  return std::max<size_t>(expected, 1);
+  return std::max<size_t>(expected(), 1);
 }
 
 std::string Sender::phase_name() const {
@@ -93,7 +92,7 @@ Packet Sender::announce_packet() {
   a.frames = frames_;
   a.rate = rate_;
   a.reply_port = cfg_.reply_port;
-  a.expected = static_cast<uint32_t>(cfg_.expected.empty() ? cfg_.expect_count : cfg_.expected.size());
+  a.expected = static_cast<uint32_t>(expected());
   return a;
 }
 
@@ -103,8 +102,7 @@ void Sender::start(Nanos now) {
   phase_ = Phase::Announce;
   deadline_ = now + cfg_.join_wait;
   next_announce_ = now + cfg_.announce_every;
-  size_t expected = cfg_.expected.empty() ? cfg_.expect_count : cfg_.expected.size();
-  if (expected > 0 && cfg_.size <= cfg_.eager_bytes) {
+  if (expected() > 0 && cfg_.size <= cfg_.eager_bytes) {
     eager_ = true;
     next_pass(now);
   }
@@ -118,7 +116,6 @@ size_t Sender::complete_members() const {
 }
 
 bool Sender::all_received() const {
-  size_t expected = cfg_.expected.empty() ? cfg_.expect_count : cfg_.expected.size();
   size_t joined = 0;
   for (const auto& [id, m] : members_) {
     if (m.out.joined || m.out.received || m.out.had_it)
@@ -126,7 +123,7 @@ bool Sender::all_received() const {
     if (needed(m) && m.out.joined)
       return false;
   }
-  return joined >= expected;
+  return joined >= expected();
 }
 
 void Sender::recv(const Packet& p, const net::Endpoint& from, Nanos now) {
@@ -306,7 +303,7 @@ Status Sender::tick(Nanos now) {
   }
   switch (phase_) {
     case Phase::Announce: {
-      size_t expected = cfg_.expected.empty() ? cfg_.expect_count : cfg_.expected.size();
+      size_t expected = this->expected();
       size_t joined = 0;
       bool anyone_needs = false;
       for (const auto& [id, m] : members_) {
@@ -370,8 +367,7 @@ Status Sender::tick(Nanos now) {
       // pass again on nothing. And after an eager first pass (sent before
       // the joins) wait the same way for every expected member: those not
       // heard yet are not silent, just later than the frames.
-      size_t expected = cfg_.expected.empty() ? cfg_.expect_count : cfg_.expected.size();
-      if (joined == 0 || (eager_ && pass_ <= 1 && joined < expected))
+      if (joined == 0 || (eager_ && pass_ <= 1 && joined < expected()))
         all = false;
       if (all || now >= deadline_) {
         next_pass(now);

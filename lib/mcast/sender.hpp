@@ -115,6 +115,8 @@ class Sender {
   bool finished() const { return phase_ == Phase::Finished; }
   bool succeeded() const;  // the quorum succeeded
   size_t quorum() const;
+  // Members the sender expects: the --members list, or --expect N.
+  size_t expected() const { return cfg_.expected.empty() ? cfg_.expect_count : cfg_.expected.size(); }
   std::vector<MemberOutcome> outcome() const;
   const SenderStats& stats() const { return stats_; }
   std::string phase_name() const;
