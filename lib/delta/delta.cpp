@@ -189,11 +189,6 @@ class Differ {
   // time of a rebuilt site's stat calls); BASE's warnings go through a
   // lock, its progress is not shown.
   Status scan_both() {
-    if (opt_.threads < 2 || !base_.thread_safe() || !next_.thread_safe()) {
-      CM_ASSIGN(b_, scan(base_, opt_.filter, cb_, &stats_.skipped_special));
-      CM_ASSIGN(n_, scan(next_, opt_.filter, cb_, &stats_.skipped_special));
-      return {};
-    }
     // One lock for everything that reaches the caller's callbacks (the
     // warning from BASE may redraw the progress line that NEW updates).
     std::mutex mu;
@@ -213,15 +208,20 @@ class Differ {
     uint64_t base_skipped = 0;
     std::optional<Result<std::vector<Node>>> b;
     std::jthread t;
-    try {
-      t = std::jthread([&] {
-        try {
-          b.emplace(scan(base_, opt_.filter, quiet, &base_skipped));
-        } catch (const std::exception& e) {  // not across the thread's end
-          b.emplace(Error(std::string("internal error while scanning: ") + e.what(), kExitFailure));
-        }
-      });
-    } catch (const std::system_error&) {  // no thread: one after the other
+    if (opt_.threads >= 2 && base_.thread_safe() && next_.thread_safe()) {
+      try {
+        t = std::jthread([&] {
+          try {
+            b.emplace(scan(base_, opt_.filter, quiet, &base_skipped));
+          } catch (const std::exception& e) {  // not across the thread's end
+            b.emplace(Error(std::string("internal error while scanning: ") + e.what(), kExitFailure));
+          }
+        });
+      } catch (const std::system_error&) {
+        // no thread: one after the other, below
+      }
+    }
+    if (!t.joinable()) {
       CM_ASSIGN(b_, scan(base_, opt_.filter, cb_, &stats_.skipped_special));
       CM_ASSIGN(n_, scan(next_, opt_.filter, cb_, &stats_.skipped_special));
       return {};
