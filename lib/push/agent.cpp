@@ -77,6 +77,7 @@ class Agent {
   void ask_next(std::shared_ptr<Copy> c);
   void deliver(const std::shared_ptr<Copy>& c);
   void deliver_early(const std::shared_ptr<Copy>& c);
+  Status write_chunk(Copy& c, uint64_t i, std::string_view chunk);
   Status write_inline(Copy& c);
   std::pair<int, std::string> run_deliver(const Copy& c, std::vector<std::string> env);
   void report_delivered(const std::shared_ptr<Copy>& c);
@@ -252,6 +253,23 @@ Status Agent::prepare(Copy& c) {
   return {};
 }
 
+// Chunk i, checked already, into the copy at its place, and into the
+// running SHA-256 of the whole.
+Status Agent::write_chunk(Copy& c, uint64_t i, std::string_view chunk) {
+  size_t done = 0;
+  while (done < chunk.size()) {
+    ssize_t n = ::pwrite(c.fd.get(), chunk.data() + done, chunk.size() - done,
+                         static_cast<off_t>(i * c.meta.chunk_size + done));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return sys_error("cannot write", c.part, errno);
+    done += static_cast<size_t>(n);
+  }
+  c.whole.update(chunk);
+  return {};
+}
+
 // The chunks not yet here, from the copy that came with the NOTIFY
 // (checked then against the table and the whole SHA-256): no fetch.
 Status Agent::write_inline(Copy& c) {
@@ -260,17 +278,7 @@ Status Agent::write_inline(Copy& c) {
     std::string_view chunk =
         std::string_view(c.inline_data)
             .substr(static_cast<size_t>(i * c.meta.chunk_size), static_cast<size_t>(c.meta.chunk_length(i)));
-    size_t done = 0;
-    while (done < chunk.size()) {
-      ssize_t n = ::pwrite(c.fd.get(), chunk.data() + done, chunk.size() - done,
-                           static_cast<off_t>(i * c.meta.chunk_size + done));
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        return sys_error("cannot write", c.part, errno);
-      done += static_cast<size_t>(n);
-    }
-    c.whole.update(chunk);
+    CM_TRY(write_chunk(c, i, chunk));
     std::lock_guard<std::mutex> g(mu_);
     c.verified = i + 1;
     changed_.notify_all();
@@ -327,22 +335,12 @@ Status Agent::fetch_from(const std::shared_ptr<Copy>& c, uint64_t gen, const net
       return Error(who + " sent a chunk out of order", kExitBadInput);
     if (m.blob.size() != c->meta.chunk_length(i) || sha256(m.blob) != c->meta.chunks[i])
       return Error(who + " sent chunk " + std::to_string(i) + " that fails its SHA-256 check", kExitBadInput);
-    size_t done = 0;
-    while (done < m.blob.size()) {
-      ssize_t n = ::pwrite(c->fd.get(), m.blob.data() + done, m.blob.size() - done,
-                           static_cast<off_t>(i * c->meta.chunk_size + done));
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0) {
-        int err = errno;
-        // A full disk here is not the source's fault: give up loudly.
-        std::lock_guard<std::mutex> g(mu_);
-        c->given_up = true;
-        return sys_error("cannot write", c->part, err);
-      }
-      done += static_cast<size_t>(n);
+    if (Status w = write_chunk(*c, i, m.blob); !w.ok()) {
+      // A full disk here is not the source's fault: give up loudly.
+      std::lock_guard<std::mutex> g(mu_);
+      c->given_up = true;
+      return w;
     }
-    c->whole.update(m.blob);
     i++;
     // Start the write-back now and then: the fsync before the copy takes
     // its name then has little left to flush (a hint; fsync reports errors).

@@ -5,6 +5,16 @@
 
 namespace cm::push {
 
+namespace {
+
+// "inline": true: the file follows the chunk table in the blob.
+bool has_inline(const Message& m) {
+  auto in = m.body.find("inline");
+  return in != m.body.end() && in->is_boolean() && in->get<bool>();
+}
+
+}  // namespace
+
 void JobMeta::put(Message& m) const {
   m.body["job"] = id;
   m.body["name"] = name;
@@ -34,8 +44,7 @@ Result<JobMeta> JobMeta::get(const Message& m) {
   if (j.name.empty() || j.name.size() > 255 || j.name.find('/') != std::string::npos || j.name == "." ||
       j.name == ".." || j.name[0] == '.')
     return Error("bad file name in NOTIFY", kExitBadInput);
-  auto in = m.body.find("inline");
-  bool with_data = in != m.body.end() && in->is_boolean() && in->get<bool>();
+  bool with_data = has_inline(m);
   if (with_data && j.size > kInlineBytes)
     return Error("an inline file larger than " + std::to_string(kInlineBytes) + " bytes", kExitBadInput);
   if (j.size > (uint64_t{1} << 44) || m.blob.size() != j.chunk_count() * 32 + (with_data ? j.size : 0))
@@ -54,8 +63,7 @@ void JobMeta::put_inline(Message& m, const std::string& data) const {
 }
 
 Result<std::string> JobMeta::inline_data(const Message& m) const {
-  auto in = m.body.find("inline");
-  if (in == m.body.end() || !in->is_boolean() || !in->get<bool>())
+  if (!has_inline(m))
     return std::string();
   size_t table = static_cast<size_t>(chunk_count() * 32);
   if (m.blob.size() != table + size)
