@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -97,6 +98,7 @@ void Server::carry_out(uint64_t id, Entry& e, const std::vector<Notice>& notices
   for (const LeaderState& l : e.plan.leaders())
     if (l.state == "failed" && e.told.insert(l.who.id).second)
       log("job " + std::to_string(id) + ": " + l.who.id + " failed: " + l.failure);
+  std::optional<Result<std::string>> small;
   for (const Notice& n : notices) {
     const LeaderState* l = e.plan.find(n.leader);
     const LeaderState* src = e.plan.find(n.source);
@@ -110,12 +112,14 @@ void Server::carry_out(uint64_t id, Entry& e, const std::vector<Notice>& notices
     m.body["source_address"] = src != nullptr ? src->who.agent.str() : opt_.advertise.str();
     m.body["cut_through"] = e.plan.cut_through();
     if (n.source == kManager && e.plan.meta().size <= kInlineBytes) {
-      // Small: the file itself comes along (read now; if that fails, the
-      // leader fetches it as usual).
-      auto in = open_input(e.data);
-      auto data = in.ok() ? read_all(**in, kInlineBytes) : Result<std::string>(in.error());
-      if (data.ok() && data->size() == e.plan.meta().size)
-        e.plan.meta().put_inline(m, *data);
+      // Small: the file itself comes along (read once for all the notices
+      // here; if that fails, the leader fetches it as usual).
+      if (!small) {
+        auto in = open_input(e.data);
+        small = in.ok() ? read_all(**in, kInlineBytes) : Result<std::string>(in.error());
+      }
+      if (small->ok() && (*small)->size() == e.plan.meta().size)
+        e.plan.meta().put_inline(m, **small);
     }
     net::Endpoint to = l->who.agent;
     log("job " + std::to_string(id) + ": " + n.leader + " fetches from " + n.source);
