@@ -140,12 +140,7 @@ assert r["servers"] == {"reported": 3, "ok": 3}'
 }
 
 @test "send: a small job goes to every leader from the manager at once (--star); --star 0 keeps the tree" {
-	keys
-	serve
-	agent 1
-	agent 2
-	agent 3
-	leaders_file 1 2 3
+	three
 	head -c 20000 /dev/urandom >"$T/small"
 	run cm-push send --json --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/small"
 	assert_success
