@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <functional>
+#include <future>
 #include <random>
 #include <vector>
 
@@ -301,7 +302,8 @@ Status Applier::make_file(int dir, const std::string& name, const Op& e,
   if (s.ok() && opt_.track != nullptr) {
     // A hint: sync_changed()'s fsync reports the errors.
     (void)::sync_file_range(out.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
-    opt_.track->inodes.push_back(e.path);
+    if (opt_.syncer == nullptr)
+      opt_.track->inodes.push_back(e.path);
   }
   if (s.ok() && ::renameat(tdir, tmp.c_str(), dir, name.c_str()) != 0)
     s = sys_error("cannot replace", where(e.path), errno);
@@ -310,8 +312,13 @@ Status Applier::make_file(int dir, const std::string& name, const Op& e,
     return s;
   }
   written_ += w.size();
+  if (opt_.track != nullptr && opt_.syncer != nullptr)
+    opt_.syncer->add(std::move(out), where(e.path));
   return {};
 }
+
+// From this size on, a zstd patch's basis is hashed beside the patching.
+constexpr size_t kHashBesideBytes = size_t{1} << 20;
 
 Status Applier::patch(int dir, const std::string& name, const Op& e, Reader& delta) {
   int bfd = fs::open_beneath(base_, e.source, O_RDONLY);
@@ -336,28 +343,45 @@ Status Applier::patch(int dir, const std::string& name, const Op& e, Reader& del
   if (e.format == DeltaFormat::Zstd) {
     // The whole basis is the prefix; its size is bounded like the sender's.
     // Read into a buffer kept from one patch to the next.
-    thread_local StringWriter whole;
-    whole.data().clear();
+    thread_local std::string whole;
     struct stat st;
-    if (::fstat(basis.fd(), &st) == 0 && st.st_size > 0 &&
-        static_cast<uint64_t>(st.st_size) <= delta::kMaxZstdPatch)
-      whole.data().reserve(static_cast<size_t>(st.st_size));
-    std::vector<char>& buf = copy_buffer();
+    if (::fstat(basis.fd(), &st) != 0)
+      return sys_error("cannot read", e.source, errno);
+    if (static_cast<uint64_t>(st.st_size) > delta::kMaxZstdPatch)
+      return Error("basis '" + e.source + "' is too large for a zstd delta", kExitBadInput);
+    // Read straight into the buffer, one byte more than the size: a file
+    // that grew meanwhile is caught.
+    whole.resize(static_cast<size_t>(st.st_size) + 1);
+    size_t have = 0;
     for (;;) {
-      CM_ASSIGN(size_t got, basis.read(buf.data(), buf.size()));
+      CM_ASSIGN(size_t got, basis.read(whole.data() + have, whole.size() - have));
       if (got == 0)
         break;
-      if (whole.data().size() + got > delta::kMaxZstdPatch)
-        return Error("basis '" + e.source + "' is too large for a zstd delta", kExitBadInput);
-      whole.data().append(buf.data(), got);
+      have += got;
+      if (have == whole.size())
+        return Error("basis '" + e.source + "' changed while it was read", kExitFailure);
     }
-    if (!matches(sha256(whole.data()), e.basis_check))
-      return mismatch();
+    whole.resize(have);
+    if (whole.size() < kHashBesideBytes) {
+      if (!matches(sha256(whole), e.basis_check))
+        return mismatch();
+    }
+    // A large basis is hashed on another thread while the patch runs into
+    // the scratch file; a mismatch still stops it before it is renamed
+    // into the tree.
+    std::future<Digest> hashed;
+    if (whole.size() >= kHashBesideBytes)
+      // By value: `whole` names another thread's buffer over there.
+      hashed = std::async(std::launch::async, [bytes = std::string_view(whole)] { return sha256(bytes); });
     return make_file(
         dir, name, e,
         [&](Writer& w) -> Status {
-          CM_TRY(delta::zstd_patch(whole.data(), in, w, e.size));
-          return drain();
+          Status s = delta::zstd_patch(whole, in, w, e.size);
+          if (s.ok())
+            s = drain();
+          if (hashed.valid() && !matches(hashed.get(), e.basis_check))
+            return mismatch();
+          return s;
         },
         "patched file");
   }
@@ -412,7 +436,50 @@ Status Applier::chmod(int dir, const std::string& name, const Op& e) {
       dir, name, copy, [&](Writer& w) { return pump(src, w); }, "file");
 }
 
-Status sync_changed(int root, const Changed& changed, const std::string& root_name) {
+void Syncer::add(Fd fd, std::string name) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (pool_.size() < threads_ && pool_.size() < queue_.size() + busy_ + 1)
+    pool_.emplace_back([this] { work(); });
+  room_.wait(lock, [&] { return queue_.size() < 4 * threads_; });
+  queue_.emplace_back(std::move(fd), std::move(name));
+  more_.notify_one();
+}
+
+void Syncer::work() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    more_.wait(lock, [&] { return done_ || !queue_.empty(); });
+    if (queue_.empty())
+      return;
+    auto [fd, name] = std::move(queue_.front());
+    queue_.pop_front();
+    busy_++;
+    room_.notify_one();
+    lock.unlock();
+    int err = ::fsync(fd.get()) != 0 ? errno : 0;
+    fd.reset();
+    lock.lock();
+    busy_--;
+    if (err != 0 && first_.ok())
+      first_ = sys_error("cannot sync", name, err);
+  }
+}
+
+Status Syncer::finish() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    done_ = true;
+  }
+  more_.notify_all();
+  for (std::thread& t : pool_)
+    t.join();
+  pool_.clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  done_ = false;
+  return first_;
+}
+
+Status sync_changed(int root, const Changed& changed, const std::string& root_name, Syncer& syncer) {
   auto sync_one = [&](const std::string& rel) -> Status {
     Fd fd(fs::open_beneath(root, rel, O_RDONLY));
     if (!fd.valid()) {
@@ -422,15 +489,19 @@ Status sync_changed(int root, const Changed& changed, const std::string& root_na
         return {};
       return sys_error("cannot open", root_name + "/" + rel, errno);
     }
-    if (::fsync(fd.get()) != 0)
-      return sys_error("cannot sync", root_name + "/" + rel, errno);
+    syncer.add(std::move(fd), root_name + "/" + rel);
     return {};
   };
+  Status s;
   for (const std::string& f : changed.inodes)
-    CM_TRY(sync_one(f));
+    if (s.ok())
+      s = sync_one(f);
   for (const std::string& d : changed.dirs)
-    if (!d.empty())
-      CM_TRY(sync_one(d));
+    if (s.ok() && !d.empty())
+      s = sync_one(d);
+  Status synced = syncer.finish();
+  CM_TRY(s);
+  CM_TRY(synced);
   if (::fsync(root) != 0)
     return sys_error("cannot sync", root_name, errno);
   return {};

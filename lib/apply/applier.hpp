@@ -12,9 +12,13 @@
 // reach outside the target or through a symlink planted in it.
 #pragma once
 
+#include <condition_variable>
+#include <deque>
 #include <functional>
+#include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "assign/format.hpp"
@@ -56,6 +60,36 @@ struct Changed {
   bool bulk = false;  // whole subtrees too: sync the file system instead
 };
 
+// Makes files and directories durable on a few threads while the caller
+// goes on: each fsync waits for its own write and the disk's cache flush,
+// and the disk takes several at once together (a 29-file publish synced
+// file by file spent a fifth of its time there).
+class Syncer {
+ public:
+  explicit Syncer(size_t threads = 8) : threads_(threads) {}
+  ~Syncer() { (void)finish(); }
+  Syncer(const Syncer&) = delete;
+  Syncer& operator=(const Syncer&) = delete;
+
+  // fsyncs `fd` (and closes it) soon; `name` is for the error. Waits while
+  // many are queued, so open descriptors stay few.
+  void add(Fd fd, std::string name);
+  // Waits for everything added; the first failure, if any.
+  Status finish();
+
+ private:
+  void work();
+
+  size_t threads_;
+  std::vector<std::thread> pool_;
+  std::mutex mu_;
+  std::condition_variable more_, room_;
+  std::deque<std::pair<Fd, std::string>> queue_;
+  size_t busy_ = 0;
+  bool done_ = false;
+  Status first_;
+};
+
 struct ApplyOptions {
   bool fsync = false;  // fsync every written file before renaming it
   // A directory (on the target's filesystem) for files being written, so
@@ -66,6 +100,9 @@ struct ApplyOptions {
   // file's write-back before it is renamed, so that syncing them later has
   // little to wait for.
   Changed* track = nullptr;
+  // With track: written files go here to be synced right away, and are
+  // not listed in track->inodes.
+  Syncer* syncer = nullptr;
 };
 
 class Applier {
@@ -98,8 +135,9 @@ class Applier {
 };
 
 // Makes what `changed` lists under `root` durable: fsync of every file and
-// directory it names, then of root itself.
-Status sync_changed(int root, const Changed& changed, const std::string& root_name);
+// directory it names (through `syncer`), then of root itself, once all
+// that `syncer` was given is done.
+Status sync_changed(int root, const Changed& changed, const std::string& root_name, Syncer& syncer);
 
 // Makes `target` (an empty directory) a clone of `base`: directories copied
 // with their modes, regular files hard-linked (copied across filesystems),

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -239,7 +240,7 @@ struct Site::Impl {
   std::string versions_dir() const { return root + "/versions"; }
   std::string version_dir(uint64_t id) const { return versions_dir() + "/" + std::to_string(id); }
   std::string staging_dir(uint64_t id) const { return versions_dir() + "/.staging-" + std::to_string(id); }
-  std::string scratch_dir(uint64_t id) const { return versions_dir() + "/.scratch-" + std::to_string(id); }
+  std::string scratch_dir() const { return versions_dir() + "/.scratch"; }
   std::string spare_dir(uint64_t id) const { return versions_dir() + "/.spare-" + std::to_string(id); }
   std::string changes_dir() const { return cm_dir() + "/changes"; }
   std::string changes_path(uint64_t id) const { return changes_dir() + "/" + std::to_string(id); }
@@ -309,6 +310,20 @@ struct Site::Impl {
   // The `live` symlink is the truth: a kill between the switch and the
   // state update leaves the state behind, and this catches it up.
   Status reconcile() {
+    // Killed after the state named a staged version but before its tree
+    // was renamed into place: finish the rename.
+    bool renamed = false;
+    for (const VersionInfo& v : state.versions) {
+      struct stat vs;
+      if (::stat(version_dir(v.id).c_str(), &vs) != 0 && errno == ENOENT &&
+          ::stat(staging_dir(v.id).c_str(), &vs) == 0) {
+        if (::rename(staging_dir(v.id).c_str(), version_dir(v.id).c_str()) != 0)
+          return sys_error("cannot rename the staged version to", version_dir(v.id), errno);
+        renamed = true;
+      }
+    }
+    if (renamed)
+      CM_TRY(fsync_dir(versions_dir()));
     // Killed after a staged version was renamed into place but before the
     // state said so: it is complete (the rename comes after the last part).
     struct stat st;
@@ -345,6 +360,13 @@ struct Site::Impl {
     return {};
   }
 
+  // Whether `id` (text) is a version the state names.
+  bool names_version(const char* id) const {
+    uint64_t n = 0;
+    auto [end, ec] = std::from_chars(id, id + std::strlen(id), n);
+    return ec == std::errc() && *end == '\0' && state.version(n) != nullptr;
+  }
+
   Status empty_trash() {
     Fd d(::open(versions_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!d.valid())
@@ -353,16 +375,42 @@ struct Site::Impl {
     if (dir == nullptr)
       return {};
     std::vector<std::string> names;
-    // A spare the state does not name is left by a killed run.
+    // A spare or staging tree the state does not name is left by a killed
+    // run (so is a .scratch-N of earlier releases).
     const std::string spare = state.spare != 0 ? ".spare-" + std::to_string(state.spare) : std::string();
+    const std::string staging =
+        state.staging ? ".staging-" + std::to_string(state.staging->id) : std::string();
     while (struct dirent* de = ::readdir(dir))
-      if (std::strncmp(de->d_name, ".trash-", 7) == 0 ||
-          (std::strncmp(de->d_name, ".spare-", 7) == 0 && de->d_name != spare))
+      if (std::strncmp(de->d_name, ".trash-", 7) == 0 || std::strncmp(de->d_name, ".scratch-", 9) == 0 ||
+          (std::strncmp(de->d_name, ".spare-", 7) == 0 && de->d_name != spare) ||
+          (std::strncmp(de->d_name, ".staging-", 9) == 0 && de->d_name != staging &&
+           !names_version(de->d_name + 9)))
         names.emplace_back(de->d_name);
     ::closedir(dir);
     for (const std::string& n : names)
       CM_TRY(fs::remove_tree_at(d.get(), n, versions_dir() + "/" + n));
     return {};
+  }
+
+  // The site's scratch directory, created once, emptied of what a killed
+  // run left in it.
+  Result<Fd> open_scratch(const std::string& xdir) {
+    if (::mkdir(xdir.c_str(), 0700) != 0 && errno != EEXIST)
+      return sys_error("cannot create directory", xdir, errno);
+    Fd d(::open(xdir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!d.valid())
+      return sys_error("cannot open", xdir, errno);
+    DIR* dir = ::fdopendir(::dup(d.get()));
+    if (dir == nullptr)
+      return sys_error("cannot read", xdir, errno);
+    std::vector<std::string> names;
+    while (struct dirent* de = ::readdir(dir))
+      if (std::strcmp(de->d_name, ".") != 0 && std::strcmp(de->d_name, "..") != 0)
+        names.emplace_back(de->d_name);
+    ::closedir(dir);
+    for (const std::string& n : names)
+      CM_TRY(fs::remove_tree_at(d.get(), n, xdir + "/" + n));
+    return d;
   }
 
   void record(const assign::Header& h) {
@@ -377,7 +425,7 @@ struct Site::Impl {
   Status clone_version(uint64_t id, const std::string& dir, bool sync);
   Status prepare_spare();
   Status run_commands(assign::PackReader& pack, int base_fd, int target_fd, int scratch_fd,
-                      const std::string& name, bool track, Report& rep);
+                      const std::string& name, Syncer* syncer, Report& rep);
   Status switch_to(uint64_t id, bool rollback, Report& rep);
   Status cleanup();
   void reload(Report& rep);
@@ -518,8 +566,12 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
     if (state.staging && state.staging->id != h.id)
       CM_TRY(trash(staging_dir(state.staging->id)));
     CM_TRY(trash(sdir));
+    // Not saved until the part is done (each save is two fsyncs, and a
+    // publish is a few ms): a run killed before that leaves a staging tree
+    // the state does not name. Running the assignment again starts over
+    // (from a clone: the spare went into the tree); empty_trash() removes
+    // a tree whose assignment never comes back.
     state.staging = Staging{h.id, h.sequence, base_id, assign::type_name(h.type), 0, "cloning", h.created_ns};
-    CM_TRY(save());
     // The spare, brought to the base by its changes, or a clone of the base.
     changed = Changed{};
     bool reused = false;
@@ -535,7 +587,6 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
     if (::unlink(changes_path(h.id).c_str()) != 0 && errno != ENOENT)
       return sys_error("cannot remove", changes_path(h.id), errno);
     state.staging->phase = "applying";
-    CM_TRY(save());
   } else if (h.part > 1 || (state.staging && state.staging->id == h.id)) {
     if (!state.staging || state.staging->id != h.id)
       return Error("assignment " + std::to_string(h.id) + " part " + std::to_string(h.part) +
@@ -559,18 +610,18 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
     return sys_error("cannot open", !base.valid() ? base_path : sdir, errno);
   // Files are written in a scratch directory and renamed into the staging
   // tree when complete: what a killed run was writing stays out of it.
-  std::string xdir = scratch_dir(h.id);
-  CM_TRY(trash(xdir));
-  CM_TRY(make_dir(xdir, 0700));
-  Fd scratch(::open(xdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!scratch.valid())
-    return sys_error("cannot open", xdir, errno);
+  // One directory for the site, kept from run to run and emptied first
+  // (creating a directory costs more than a file on ext4).
+  std::string xdir = scratch_dir();
+  CM_ASSIGN(Fd scratch, open_scratch(xdir));
   touched.clear();
   // Synced file by file at the end (see below), or all at once.
   bool targeted = h.part == 1 && h.last_part && rep.staged_from == "spare" && !changed.bulk &&
                   h.commands + changed.dirs.size() <= kMaxTargetedSync;
-  Status s = run_commands(pack, base.get(), target.get(), scratch.get(), sdir, targeted, rep);
-  (void)trash(xdir);
+  // Targeted: each file written is synced on other threads meanwhile.
+  Syncer syncer;
+  Status s =
+      run_commands(pack, base.get(), target.get(), scratch.get(), sdir, targeted ? &syncer : nullptr, rep);
   if (!s.ok()) {
     // An unusable staging tree takes space: out of the way, now.
     if (s.error().code != kExitBusy) {
@@ -598,35 +649,46 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
     // journal commit, and write-back in the kernel's order, not file by
     // file: a 12-server replicate went 5 x slower file by file).
     if (targeted) {
-      CM_TRY(sync_changed(target.get(), changed, sdir));
+      CM_TRY(sync_changed(target.get(), changed, sdir, syncer));
     } else if (::syncfs(target.get()) != 0) {
       return sys_error("cannot sync", sdir, errno);
     }
     // A directory of that name the state does not know is a leftover.
     if (state.version(h.id) == nullptr)
       CM_TRY(trash(version_dir(h.id)));
-    if (::rename(sdir.c_str(), version_dir(h.id).c_str()) != 0)
-      return sys_error("cannot rename the staged version to", version_dir(h.id), errno);
-    CM_TRY(fsync_dir(versions_dir()));
+    // The state names the version before the tree takes its name: one
+    // save, and a run killed between the two has the rename finished by
+    // the next open (reconcile()).
     std::erase_if(state.versions, [&](const VersionInfo& v) { return v.id == h.id; });
     state.versions.push_back(VersionInfo{h.id, h.sequence, assign::type_name(h.type), h.created_ns});
     state.staging.reset();
+    record(h);
+    CM_TRY(save());
+    if (::rename(sdir.c_str(), version_dir(h.id).c_str()) != 0) {
+      Error e = sys_error("cannot rename the staged version to", version_dir(h.id), errno);
+      std::erase_if(state.versions, [&](const VersionInfo& v) { return v.id == h.id; });
+      state.applied.pop_back();
+      (void)save();
+      return e;
+    }
+    CM_TRY(fsync_dir(versions_dir()));
     rep.result = "staged";
     rep.version = h.id;
-  } else {
-    rep.result = "applied";
-    rep.message = "part " + std::to_string(h.part) + " of a larger assignment; waiting for the next";
+    return empty_trash();
   }
+  rep.result = "applied";
+  rep.message = "part " + std::to_string(h.part) + " of a larger assignment; waiting for the next";
   record(h);
   CM_TRY(save());
   return empty_trash();
 }
 
 Status Site::Impl::run_commands(assign::PackReader& pack, int base_fd, int target_fd, int scratch_fd,
-                                const std::string& name, bool track, Report& rep) {
+                                const std::string& name, Syncer* syncer, Report& rep) {
   ApplyOptions ao;
   ao.scratch_dir = scratch_fd;
-  ao.track = track ? &changed : nullptr;
+  ao.track = syncer != nullptr ? &changed : nullptr;
+  ao.syncer = syncer;
   Applier applier(base_fd, target_fd, name, ao);
   uint64_t index = 0;
   for (;;) {
@@ -663,6 +725,13 @@ Status Site::Impl::switch_to(uint64_t id, bool rollback, Report& rep) {
     rep.result = "already-live";
     return {};
   }
+  // Never a `live` that points nowhere.
+  struct stat vs;
+  if (int err = ::stat(version_dir(id).c_str(), &vs) != 0 ? errno
+                : S_ISDIR(vs.st_mode)                     ? 0
+                                                          : ENOTDIR;
+      err != 0)
+    return sys_error("cannot switch to version " + std::to_string(id) + ": no tree at", version_dir(id), err);
   std::string tmp = root + "/.live-" + random_suffix();
   std::string target = "versions/" + std::to_string(id);
   if (::symlink(target.c_str(), tmp.c_str()) != 0)

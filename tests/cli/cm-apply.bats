@@ -87,7 +87,9 @@ versions() {
 no_temps() {
 	local left spare
 	spare=$(jfield "$(cm-apply status --root "$1" --json)" spare)
-	left=$(find "$1/versions" -mindepth 1 -maxdepth 1 -name '.*' ! -name ".spare-$spare" -printf '%f\n')
+	# The scratch directory stays, empty.
+	left=$(find "$1/versions" -mindepth 1 -maxdepth 1 -name '.*' ! -name ".spare-$spare" ! -name .scratch -printf '%f\n'
+		if [ -d "$1/versions/.scratch" ]; then find "$1/versions/.scratch" -mindepth 1 -printf '.scratch/%P\n'; fi)
 	[ -z "$left" ] || {
 		echo "left in $1/versions: $left"
 		return 1
@@ -1158,8 +1160,12 @@ outside_intact() {
 
 @test "removing through a symlink never deletes what it points to" {
 	symsite
+	# cm-apply status waits for the spare being made in the background:
+	# neither the copy nor the rm may race with it.
+	cm-apply status --root S >/dev/null
 	cp -a S S.orig
 	for cmd in add:remove:d/keep.txt add:rmdir:d add:remove:d add:rmdir:rel add:rmdir:d/sub; do
+		cm-apply status --root S >/dev/null
 		rm -rf S
 		cp -a S.orig S
 		packtool rewrite p.3 bad "$cmd"
@@ -1512,6 +1518,64 @@ json.dump(s, open(sys.argv[2], "w"))' state.before S/.cm/state.json
 	live_is S 3
 	same_tree new S/live
 	no_temps S
+}
+
+@test "killed after the state named the staged version but before its rename: the next run finishes it" {
+	base_site
+	mkchange src new
+	publish 3 3 1 src new
+	cm-apply --root S p.3
+	# What the disk holds after such a kill: the state names version 3, and
+	# its tree still has the staging name.
+	mv S/versions/3 S/versions/.staging-3
+	switch commit 4 3
+	run cm-apply --root S commit.4
+	assert_success
+	live_is S 3
+	same_tree new S/live
+	[ "$(versions S)" = "1 3" ]
+	no_temps S
+}
+
+@test "a staging tree the state does not name (a run killed mid-way) goes; the same assignment again completes" {
+	base_site
+	mkchange src new
+	publish 3 3 1 src new
+	# Killed while applying: a half-made tree, a temporary in the scratch
+	# directory, and a state that does not know of either.
+	cp -a src S/versions/.staging-3
+	rm S/versions/.staging-3/big.txt
+	mkdir -p S/versions/.scratch
+	echo partial >S/versions/.scratch/.cm-tmp.killed
+	# Another assignment's run removes a tree it does not know ...
+	cp -a src S/versions/.staging-9
+	run cm-apply --root S commit.2
+	assert_success
+	assert_output --partial "already-applied"
+	[ ! -e S/versions/.staging-9 ]
+	# ... and running the killed one again starts it over.
+	run cm-apply --root S p.3
+	assert_success
+	switch commit 4 3
+	cm-apply --root S commit.4
+	live_is S 3
+	same_tree new S/live
+	no_temps S
+}
+
+@test "a commit to a version whose tree is missing fails and leaves live alone" {
+	base_site
+	mkchange src new
+	publish 3 3 1 src new
+	cm-apply --root S p.3
+	rm -r S/versions/3
+	switch commit 4 3
+	run cm-apply --root S commit.4
+	assert_failure
+	no_crash
+	assert_output --partial "no tree at"
+	live_is S 1
+	same_tree src S/live
 }
 
 @test "the leftovers of a killed run (a half-deleted version) are removed by the next run" {

@@ -85,6 +85,48 @@ TEST(RoundTripFixed, EmptyBaseIsAFullCopy) {
   EXPECT_EQ(st.files_deleted, 0u);
 }
 
+// A basis of 1 MiB or more is hashed beside the patching: a wrong one is
+// still refused, and nothing takes the file's name.
+TEST(RoundTripFixed, PatchAgainstALargeWrongBasisIsRefused) {
+  TempDir tmp;
+  make_dir(tmp / "base");
+  make_dir(tmp / "next");
+  make_dir(tmp / "target");
+  RandomTree rt(8);
+  std::string page = rt.random_content(3 << 20);
+  page.resize(3 << 20, 'p');
+  write_file(tmp / "base/page", page);
+  // An insertion: the positional delta loses to a zstd one.
+  write_file(tmp / "next/page", page.substr(0, 1000) + "inserted" + page.substr(1000));
+  set_mtime(tmp / "next/page", 1700000000);
+  std::string table = make_table(tmp / "base", tmp / "next");
+  StringReader in(table);
+  TableReader reader(in, "table");
+  ASSERT_TRUE(reader.open().ok());
+  bool zstd_patch = false;
+  for (int i = 0; i < 10; i++) {
+    auto e = reader.next();
+    ASSERT_TRUE(e.ok());
+    if (!e->has_value())
+      break;
+    if ((*e)->path == "page")
+      zstd_patch = (*e)->op == Op::Patch && (*e)->format == DeltaFormat::Zstd;
+  }
+  ASSERT_TRUE(zstd_patch) << "the table does not patch 'page' with a zstd delta";
+  // The right basis: patched.
+  make_dir(tmp / "good");
+  Status good = apply_table(table, tmp / "base", tmp / "good");
+  ASSERT_TRUE(good.ok()) << good.error().message;
+  EXPECT_EQ(read_file(tmp / "good/page"), read_file(tmp / "next/page"));
+  // A wrong one: refused.
+  page[2 << 20] ^= 1;
+  write_file(tmp / "base/page", page);
+  Status s = apply_table(table, tmp / "base", tmp / "target");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("basis 'page'"), std::string::npos) << s.error().message;
+  EXPECT_EQ(read_file(tmp / "target/page"), read_file(tmp / "base/page"));
+}
+
 TEST(RoundTripFixed, PatchAgainstAWrongBasisIsRefused) {
   TempDir tmp;
   make_dir(tmp / "base");

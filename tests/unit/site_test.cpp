@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "apply/applier.hpp"
 #include "apply/site.hpp"
 #include "assign/builder.hpp"
 #include "assign/sources.hpp"
@@ -296,4 +297,26 @@ TEST(Site, KeepsOnlyTheLastVersions) {
     versions += ::access((tmp / ("site/versions/" + std::to_string(v))).c_str(), F_OK) == 0;
   EXPECT_EQ(versions, 3);
   EXPECT_EQ(read_file(tmp / "site/live/f"), "release 5");
+}
+
+TEST(Syncer, SyncsEverythingItIsGivenAndReportsTheFirstFailure) {
+  TempDir tmp;
+  cm::apply::Syncer syncer(3);
+  for (int i = 0; i < 50; i++) {
+    std::string path = tmp / ("f" + std::to_string(i));
+    write_file(path, "x");
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    syncer.add(cm::Fd(fd), path);
+  }
+  ASSERT_TRUE(syncer.finish().ok());
+  // Usable again after finish(); a descriptor fsync refuses (a pipe) is
+  // reported with its name.
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  ::close(p[1]);
+  syncer.add(cm::Fd(p[0]), "the pipe");
+  cm::Status s = syncer.finish();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("the pipe"), std::string::npos) << s.error().message;
 }
