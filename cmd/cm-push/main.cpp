@@ -289,6 +289,7 @@ int main(int argc, char** argv) {
   cli::Program p;
   p.name = "cm-push";
   p.purpose = "Distribute a file from the manager to every group leader through a store-and-forward tree.";
+  p.tls = true;
   p.commands.push_back(cli::Command{"serve", "[--state DIR] [--advertise ADDR] [options]",
                                     "The manager's daemon: registry, trees, reports.", 0, 0, serve_options,
                                     run_serve, false});

@@ -7,6 +7,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "crypto/init.hpp"
+
 namespace cm::cli {
 
 void Diag::line(const std::string& prefix, const std::string& msg) const {
@@ -166,6 +168,7 @@ int run_command(const Program& p, const Command& c, Diag& diag, std::vector<std:
 }  // namespace
 
 int run(const Program& p, int argc, char** argv) {
+  crypto::init_openssl(p.tls);
   Diag diag(p.name);
   try {
     std::vector<std::string> args(argv + 1, argv + argc);

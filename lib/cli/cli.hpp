@@ -68,6 +68,7 @@ struct Program {
   std::string name;     // "cm-delta"
   std::string purpose;  // one line for --help
   std::vector<Command> commands;
+  bool tls = false;  // speaks TLS: OpenSSL reads the system configuration
 };
 
 // Parses argv, handles --help/--version and usage errors (exit 2), runs the
