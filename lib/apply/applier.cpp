@@ -299,11 +299,11 @@ Status Applier::make_file(int dir, const std::string& name, const Op& e,
   }
   if (s.ok() && opt_.fsync && ::fsync(out.get()) != 0)
     s = sys_error("cannot write", where(e.path), errno);
-  if (s.ok() && opt_.track != nullptr) {
-    // A hint: sync_changed()'s fsync reports the errors.
+  if (s.ok() && opt_.track != nullptr && opt_.syncer == nullptr) {
+    // A hint: sync_changed()'s fsync reports the errors. (A syncer's
+    // fsync starts on another thread right after the rename.)
     (void)::sync_file_range(out.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
-    if (opt_.syncer == nullptr)
-      opt_.track->inodes.push_back(e.path);
+    opt_.track->inodes.push_back(e.path);
   }
   if (s.ok() && ::renameat(tdir, tmp.c_str(), dir, name.c_str()) != 0)
     s = sys_error("cannot replace", where(e.path), errno);
