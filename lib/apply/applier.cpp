@@ -10,6 +10,8 @@
 #include <functional>
 #include <future>
 #include <random>
+#include <system_error>
+#include <utility>
 #include <vector>
 
 #include "delta/rdiff.hpp"
@@ -370,9 +372,16 @@ Status Applier::patch(int dir, const std::string& name, const Op& e, Reader& del
     // the scratch file; a mismatch still stops it before it is renamed
     // into the tree.
     std::future<Digest> hashed;
-    if (whole.size() >= kHashBesideBytes)
-      // By value: `whole` names another thread's buffer over there.
-      hashed = std::async(std::launch::async, [bytes = std::string_view(whole)] { return sha256(bytes); });
+    if (whole.size() >= kHashBesideBytes) {
+      try {
+        // By value: `whole` names another thread's buffer over there.
+        hashed = std::async(std::launch::async, [bytes = std::string_view(whole)] { return sha256(bytes); });
+      } catch (const std::system_error&) {
+        // No thread to be had: hash here, first.
+        if (!matches(sha256(whole), e.basis_check))
+          return mismatch();
+      }
+    }
     return make_file(
         dir, name, e,
         [&](Writer& w) -> Status {
@@ -438,8 +447,23 @@ Status Applier::chmod(int dir, const std::string& name, const Op& e) {
 
 void Syncer::add(Fd fd, std::string name) {
   std::unique_lock<std::mutex> lock(mu_);
-  if (pool_.size() < threads_ && pool_.size() < queue_.size() + busy_ + 1)
-    pool_.emplace_back([this] { work(); });
+  if (pool_.size() < threads_ && pool_.size() < queue_.size() + busy_ + 1) {
+    try {
+      pool_.emplace_back([this] { work(); });
+    } catch (const std::system_error&) {
+      // No thread to be had: this one syncs.
+    }
+  }
+  if (pool_.empty()) {
+    lock.unlock();
+    if (::fsync(fd.get()) != 0) {
+      int err = errno;
+      std::lock_guard<std::mutex> again(mu_);
+      if (first_.ok())
+        first_ = sys_error("cannot sync", name, err);
+    }
+    return;
+  }
   room_.wait(lock, [&] { return queue_.size() < 4 * threads_; });
   queue_.emplace_back(std::move(fd), std::move(name));
   more_.notify_one();
@@ -476,7 +500,7 @@ Status Syncer::finish() {
   pool_.clear();
   std::lock_guard<std::mutex> lock(mu_);
   done_ = false;
-  return first_;
+  return std::exchange(first_, Status{});
 }
 
 Status sync_changed(int root, const Changed& changed, const std::string& root_name, Syncer& syncer) {

@@ -12,6 +12,7 @@
 // reach outside the target or through a symlink planted in it.
 #pragma once
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -66,7 +67,7 @@ struct Changed {
 // file by file spent a fifth of its time there).
 class Syncer {
  public:
-  explicit Syncer(size_t threads = 8) : threads_(threads) {}
+  explicit Syncer(size_t threads = 8) : threads_(std::max<size_t>(threads, 1)) {}
   ~Syncer() { (void)finish(); }
   Syncer(const Syncer&) = delete;
   Syncer& operator=(const Syncer&) = delete;

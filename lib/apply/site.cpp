@@ -310,20 +310,29 @@ struct Site::Impl {
   // The `live` symlink is the truth: a kill between the switch and the
   // state update leaves the state behind, and this catches it up.
   Status reconcile() {
-    // Killed after the state named a staged version but before its tree
-    // was renamed into place: finish the rename.
+    // Killed (or the rename failed) after the state named a staged version
+    // but before its tree was renamed into place: finish the rename. If it
+    // fails again, the site still opens; a commit to that version is
+    // refused (switch_to) and the next run tries again.
     bool renamed = false;
     for (const VersionInfo& v : state.versions) {
       struct stat vs;
-      if (::stat(version_dir(v.id).c_str(), &vs) != 0 && errno == ENOENT &&
-          ::stat(staging_dir(v.id).c_str(), &vs) == 0) {
-        if (::rename(staging_dir(v.id).c_str(), version_dir(v.id).c_str()) != 0)
-          return sys_error("cannot rename the staged version to", version_dir(v.id), errno);
+      if ((state.staging && state.staging->id == v.id) ||
+          !(::stat(version_dir(v.id).c_str(), &vs) != 0 && errno == ENOENT &&
+            ::stat(staging_dir(v.id).c_str(), &vs) == 0))
+        continue;
+      if (::rename(staging_dir(v.id).c_str(), version_dir(v.id).c_str()) == 0)
         renamed = true;
-      }
     }
     if (renamed)
       CM_TRY(fsync_dir(versions_dir()));
+    // A spare the state names but the disk lost (a run killed after it
+    // became a staging tree): none, so that a new one is made.
+    struct stat ss;
+    if (state.spare != 0 && ::stat(spare_dir(state.spare).c_str(), &ss) != 0 && errno == ENOENT) {
+      state.spare = 0;
+      CM_TRY(save());
+    }
     // Killed after a staged version was renamed into place but before the
     // state said so: it is complete (the rename comes after the last part).
     struct stat st;
@@ -333,6 +342,16 @@ struct Site::Impl {
       std::erase_if(state.versions, [&](const VersionInfo& v) { return v.id == sg.id; });
       state.versions.push_back(VersionInfo{sg.id, sg.sequence, sg.type, sg.created_ns});
       state.applied.push_back(Applied{sg.id, sg.parts_done + 1, sg.type, sg.sequence, wall_ns()});
+      state.staging.reset();
+      CM_TRY(save());
+    }
+    // A staging tree the state names but the disk does not hold (another
+    // assignment's run moved it aside and was killed): forget it, and that
+    // its parts were applied, so that they can come again.
+    if (state.staging && ::stat(staging_dir(state.staging->id).c_str(), &st) != 0 && errno == ENOENT &&
+        ::stat(version_dir(state.staging->id).c_str(), &st) != 0) {
+      uint64_t lost = state.staging->id;
+      std::erase_if(state.applied, [&](const Applied& a) { return a.id == lost; });
       state.staging.reset();
       CM_TRY(save());
     }
@@ -653,24 +672,23 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
     } else if (::syncfs(target.get()) != 0) {
       return sys_error("cannot sync", sdir, errno);
     }
-    // A directory of that name the state does not know is a leftover.
-    if (state.version(h.id) == nullptr)
+    // A directory of that name the state does not know is a leftover; out
+    // of the way for good before the state names the version.
+    struct stat old;
+    if (state.version(h.id) == nullptr && ::lstat(version_dir(h.id).c_str(), &old) == 0) {
       CM_TRY(trash(version_dir(h.id)));
+      CM_TRY(fsync_dir(versions_dir()));
+    }
     // The state names the version before the tree takes its name: one
-    // save, and a run killed between the two has the rename finished by
-    // the next open (reconcile()).
+    // save, and a run killed between the two (or a failed rename) has the
+    // rename finished by the next open (reconcile()).
     std::erase_if(state.versions, [&](const VersionInfo& v) { return v.id == h.id; });
     state.versions.push_back(VersionInfo{h.id, h.sequence, assign::type_name(h.type), h.created_ns});
     state.staging.reset();
     record(h);
     CM_TRY(save());
-    if (::rename(sdir.c_str(), version_dir(h.id).c_str()) != 0) {
-      Error e = sys_error("cannot rename the staged version to", version_dir(h.id), errno);
-      std::erase_if(state.versions, [&](const VersionInfo& v) { return v.id == h.id; });
-      state.applied.pop_back();
-      (void)save();
-      return e;
-    }
+    if (::rename(sdir.c_str(), version_dir(h.id).c_str()) != 0)
+      return sys_error("cannot rename the staged version to", version_dir(h.id), errno);
     CM_TRY(fsync_dir(versions_dir()));
     rep.result = "staged";
     rep.version = h.id;

@@ -915,6 +915,23 @@ mkparts() {
 	no_temps S
 }
 
+@test "a staging the state names but the disk lost is forgotten; the assignment can start over" {
+	mkparts
+	cm-apply --root S r.001
+	# What a kill leaves after another assignment's run moved this staging
+	# tree aside (no state saved yet): the state names a tree that is gone.
+	mv S/versions/.staging-1 S/versions/.trash-lost
+	run cm-apply status --root S --json
+	assert_success
+	refute_output --partial '"staging":{'
+	# Nothing half-applied stands in the way: all parts again, then live.
+	xargs cat <parts | cm-apply --root S -
+	cm-apply --root S commit.2
+	live_is S 1
+	same_tree big S/live
+	no_temps S
+}
+
 @test "a part before the one it follows is refused" {
 	mkparts
 	run cm-apply --root S r.002
@@ -1541,6 +1558,12 @@ json.dump(s, open(sys.argv[2], "w"))' state.before S/.cm/state.json
 	base_site
 	mkchange src new
 	publish 3 3 1 src new
+	cm-apply status --root S >/dev/null
+	# A kill after the spare became the staging tree: the state still
+	# names the spare; the next run finds none and makes a new one.
+	spare=$(jfield "$(cm-apply status --root S --json)" spare)
+	[ "$spare" = 1 ]
+	rm -r S/versions/.spare-1
 	# Killed while applying: a half-made tree, a temporary in the scratch
 	# directory, and a state that does not know of either.
 	cp -a src S/versions/.staging-3
@@ -1553,6 +1576,7 @@ json.dump(s, open(sys.argv[2], "w"))' state.before S/.cm/state.json
 	assert_success
 	assert_output --partial "already-applied"
 	[ ! -e S/versions/.staging-9 ]
+	[ "$(jfield "$(cm-apply status --root S --json)" spare)" = 0 ]
 	# ... and running the killed one again starts it over.
 	run cm-apply --root S p.3
 	assert_success

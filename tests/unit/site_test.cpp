@@ -319,4 +319,9 @@ TEST(Syncer, SyncsEverythingItIsGivenAndReportsTheFirstFailure) {
   cm::Status s = syncer.finish();
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message.find("the pipe"), std::string::npos) << s.error().message;
+  // The failure was reported once: the next round starts clean.
+  int fd = ::open((tmp / "f0").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  syncer.add(cm::Fd(fd), "f0");
+  EXPECT_TRUE(syncer.finish().ok());
 }
