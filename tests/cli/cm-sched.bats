@@ -228,8 +228,9 @@ assert "gave up after 3 attempts" in j["message"], j["message"]'
 	wait "$runner"
 	cm-sched tick $DB --now 2026-11-25T10:02
 	grep -q '^b ' "$T/calls"
-	# While a runs, run b is refused outright.
-	rm -f "$T/go"
+	# While a runs, run b is refused outright. (The first run's marker goes
+	# first: the wait below must see this run of a start.)
+	rm -f "$T/go" "$T/started.a"
 	cm-sched run a $DB --now 2026-11-25T10:03 &
 	runner=$!
 	for _ in $(seq 100); do [ -e "$T/started.a" ] && break; sleep 0.1; done
