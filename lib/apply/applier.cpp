@@ -364,24 +364,20 @@ Status Applier::patch(int dir, const std::string& name, const Op& e, Reader& del
         return Error("basis '" + e.source + "' changed while it was read", kExitFailure);
     }
     whole.resize(have);
-    if (whole.size() < kHashBesideBytes) {
-      if (!matches(sha256(whole), e.basis_check))
-        return mismatch();
-    }
     // A large basis is hashed on another thread while the patch runs into
     // the scratch file; a mismatch still stops it before it is renamed
-    // into the tree.
+    // into the tree. A small one (or with no thread to be had) here, first.
     std::future<Digest> hashed;
     if (whole.size() >= kHashBesideBytes) {
       try {
         // By value: `whole` names another thread's buffer over there.
         hashed = std::async(std::launch::async, [bytes = std::string_view(whole)] { return sha256(bytes); });
       } catch (const std::system_error&) {
-        // No thread to be had: hash here, first.
-        if (!matches(sha256(whole), e.basis_check))
-          return mismatch();
+        // No thread to be had: hashed below.
       }
     }
+    if (!hashed.valid() && !matches(sha256(whole), e.basis_check))
+      return mismatch();
     return make_file(
         dir, name, e,
         [&](Writer& w) -> Status {
@@ -456,12 +452,7 @@ void Syncer::add(Fd fd, std::string name) {
   }
   if (pool_.empty()) {
     lock.unlock();
-    if (::fsync(fd.get()) != 0) {
-      int err = errno;
-      std::lock_guard<std::mutex> again(mu_);
-      if (first_.ok())
-        first_ = sys_error("cannot sync", name, err);
-    }
+    sync(std::move(fd), name);
     return;
   }
   room_.wait(lock, [&] { return queue_.size() < 4 * threads_; });
@@ -480,13 +471,19 @@ void Syncer::work() {
     busy_++;
     room_.notify_one();
     lock.unlock();
-    int err = ::fsync(fd.get()) != 0 ? errno : 0;
-    fd.reset();
+    sync(std::move(fd), name);
     lock.lock();
     busy_--;
-    if (err != 0 && first_.ok())
-      first_ = sys_error("cannot sync", name, err);
   }
+}
+
+void Syncer::sync(Fd fd, const std::string& name) {
+  if (::fsync(fd.get()) == 0)
+    return;
+  int err = errno;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (first_.ok())
+    first_ = sys_error("cannot sync", name, err);
 }
 
 Status Syncer::finish() {

@@ -80,6 +80,8 @@ class Syncer {
 
  private:
   void work();
+  // fsyncs and closes `fd`, keeping the first failure; without mu_ held.
+  void sync(Fd fd, const std::string& name);
 
   size_t threads_;
   std::vector<std::thread> pool_;

@@ -419,16 +419,7 @@ struct Site::Impl {
     Fd d(::open(xdir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!d.valid())
       return sys_error("cannot open", xdir, errno);
-    DIR* dir = ::fdopendir(::dup(d.get()));
-    if (dir == nullptr)
-      return sys_error("cannot read", xdir, errno);
-    std::vector<std::string> names;
-    while (struct dirent* de = ::readdir(dir))
-      if (std::strcmp(de->d_name, ".") != 0 && std::strcmp(de->d_name, "..") != 0)
-        names.emplace_back(de->d_name);
-    ::closedir(dir);
-    for (const std::string& n : names)
-      CM_TRY(fs::remove_tree_at(d.get(), n, xdir + "/" + n));
+    CM_TRY(fs::empty_dir(d.get(), xdir));
     return d;
   }
 

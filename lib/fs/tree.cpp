@@ -295,18 +295,23 @@ Status remove_tree_at(int dir, const std::string& name, const std::string& displ
     return {};
   if (errno != EISDIR && errno != EPERM)
     return sys_error("cannot remove", display, errno);
-  int fd = ::openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
+  Fd fd(::openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) {
     if (errno == ENOENT)
       return {};
     return sys_error("cannot open directory", display, errno);
   }
-  DIR* d = ::fdopendir(fd);
-  if (d == nullptr) {
-    int e = errno;
-    ::close(fd);
-    return sys_error("cannot open directory", display, e);
-  }
+  CM_TRY(empty_dir(fd.get(), display));
+  fd.reset();
+  if (::unlinkat(dir, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
+    return sys_error("cannot remove", display, errno);
+  return {};
+}
+
+Status empty_dir(int dir, const std::string& display) {
+  DIR* d = ::fdopendir(::dup(dir));
+  if (d == nullptr)
+    return sys_error("cannot open directory", display, errno);
   std::vector<std::string> names;
   for (;;) {
     errno = 0;
@@ -323,10 +328,7 @@ Status remove_tree_at(int dir, const std::string& name, const std::string& displ
       break;
   }
   ::closedir(d);
-  CM_TRY(s);
-  if (::unlinkat(dir, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
-    return sys_error("cannot remove", display, errno);
-  return {};
+  return s;
 }
 
 std::unique_ptr<Tree> empty_tree(std::string name) {

@@ -102,6 +102,8 @@ int open_beneath(int dir, const std::string& rel, int flags);
 // Removes `name` in directory `dir` and, if it is a directory, everything
 // below it, without following symlinks. A missing name is not an error.
 Status remove_tree_at(int dir, const std::string& name, const std::string& display);
+// Removes everything in the directory open as `dir` (borrowed), the same way.
+Status empty_dir(int dir, const std::string& display);
 
 // A relative path that cannot leave its root: not empty, no leading or
 // trailing '/', no empty, "." or ".." components, no NUL byte; at most
