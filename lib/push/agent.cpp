@@ -42,7 +42,6 @@ struct Copy {
   Fd fd;
   bool ready = false;     // the file is open and its verified prefix known
   uint64_t verified = 0;  // chunks checked and written, in order
-  Sha256 whole;           // over those chunks
   bool cut_through = true;
   bool complete = false, delivered = false, given_up = false, next_started = false;
   std::string source;
@@ -227,14 +226,8 @@ Status Agent::prepare(Copy& c) {
     ssize_t n = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(good * c.meta.chunk_size));
     if (n != static_cast<ssize_t>(buf.size()) || sha256(buf) != c.meta.chunks[good])
       break;
-    c.whole.update(buf);
   }
-  bool whole = false;
-  if (good == c.meta.chunk_count()) {
-    whole = c.whole.finish() == c.meta.sha256;
-    if (!whole)
-      good = 0;
-  }
+  bool whole = good == c.meta.chunk_count();
   uint64_t keep = std::min(good * c.meta.chunk_size, c.meta.size);
   if (::ftruncate(fd, static_cast<off_t>(keep)) != 0)
     return sys_error("cannot truncate", path, errno);
@@ -253,8 +246,7 @@ Status Agent::prepare(Copy& c) {
   return {};
 }
 
-// Chunk i, checked already, into the copy at its place, and into the
-// running SHA-256 of the whole.
+// Chunk i, checked already, into the copy at its place.
 Status Agent::write_chunk(Copy& c, uint64_t i, std::string_view chunk) {
   size_t done = 0;
   while (done < chunk.size()) {
@@ -266,7 +258,6 @@ Status Agent::write_chunk(Copy& c, uint64_t i, std::string_view chunk) {
       return sys_error("cannot write", c.part, errno);
     done += static_cast<size_t>(n);
   }
-  c.whole.update(chunk);
   return {};
 }
 
@@ -480,7 +471,6 @@ void Agent::worker(std::shared_ptr<Copy> c) {
     if (!w.ok())
       log(job + ": " + w.error().message + "; fetching it instead");
   }
-  bool retried_whole = false;
   while (!c->complete) {
     uint64_t gen;
     net::Endpoint src;
@@ -495,20 +485,11 @@ void Agent::worker(std::shared_ptr<Copy> c) {
     }
     Status st = c->verified == c->meta.chunk_count() ? Status() : fetch_from(c, gen, src);
     if (st.ok()) {
-      Digest d = c->whole.finish();
-      if (d != c->meta.sha256) {
-        // Every chunk passed but the whole does not: the job itself is
-        // inconsistent. Start over once, then give up.
-        log(job + ": the whole file fails its SHA-256 check");
-        std::lock_guard<std::mutex> g(mu_);
-        if (retried_whole || ::ftruncate(c->fd.get(), 0) != 0) {
-          c->given_up = true;
-          return;
-        }
-        retried_whole = true;
-        c->verified = 0;
-        continue;
-      }
+      // Every chunk passed its SHA-256 in the manager's table, which the
+      // manager computed from the same read as the whole file's (push
+      // job.cpp, describe_file): the copy is the manager's file. (Hashing
+      // the whole again here cost each leader a second SHA-256 pass, the
+      // largest CPU item of a transfer after the chunks' own.)
       if (::fsync(c->fd.get()) != 0 || ::rename(c->part.c_str(), c->final_path.c_str()) != 0) {
         if (::access(c->final_path.c_str(), F_OK) != 0) {
           log(job + ": cannot keep '" + c->final_path + "': " + std::strerror(errno));

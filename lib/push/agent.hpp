@@ -2,8 +2,9 @@
 //
 // On a NOTIFY from the manager it fetches the job from the named source
 // (the manager or another leader), chunk by chunk, checking every chunk's
-// SHA-256 against the job's table before it is written or served, and the
-// whole file's SHA-256 before the copy counts. Meanwhile it asks the
+// SHA-256 against the job's table (from the manager, which computed it
+// and the whole file's SHA-256 in one read) before it is written or served:
+// all chunks checked, the copy is whole. Meanwhile it asks the
 // manager whom to serve next, and serves FETCHes from what it has verified
 // so far (cut-through) or from its complete copy. A source that fails or
 // sends nothing for --idle seconds is reported, and the fetch resumes from
