@@ -318,8 +318,8 @@ Status run_server(cli::Context& ctx) {
 
 Status run_config(cli::Context& ctx) {
   CM_ASSIGN(auto store, open_db(ctx));
-  static const char* keys[] = {"push_options", "work_dir", "checkpoint_dir", "reachable_seconds",
-                               "job_command"};
+  static const char* keys[] = {"push_options",   "work_dir",          "keep_runs",
+                               "checkpoint_dir", "reachable_seconds", "job_command"};
   if (ctx.args.empty()) {
     for (const char* k : keys) {
       CM_ASSIGN(std::string v, store->config(k, ""));
@@ -337,7 +337,11 @@ Status run_config(cli::Context& ctx) {
     std::cout << v << "\n";
     return {};
   }
-  return store->set_config(ctx.args[0], ctx.args[1]);
+  const std::string& v = ctx.args[1];
+  if ((ctx.args[0] == "keep_runs" || ctx.args[0] == "reachable_seconds") &&
+      (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos))
+    return Error(ctx.args[0] + " must be a whole number, not '" + v + "'", kExitUsage);
+  return store->set_config(ctx.args[0], v);
 }
 
 // ---- tick, run, status, history
@@ -534,7 +538,7 @@ int main(int argc, char** argv) {
   cmd("server", "import [FILE] | list", "Import cluster reports; list servers and their freshness.", 1, 2,
       server_options, run_server, true);
   cmd("config", "[KEY [VALUE]]",
-      "Show or set push_options, work_dir, checkpoint_dir, reachable_seconds, job_command.", 0, 2,
+      "Show or set push_options, work_dir, keep_runs, checkpoint_dir, reachable_seconds, job_command.", 0, 2,
       init_options, run_config, false);
   cmd("tick", "[--now TIME]", "Run what is due (what cron runs every minute).", 0, 0, tick_options, run_tick,
       true);

@@ -1,5 +1,7 @@
 #include "sched/scheduler.hpp"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -16,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "fs/tree.hpp"
 #include "sched/cron.hpp"
 #include "util/clock.hpp"
 #include "util/io.hpp"
@@ -80,6 +83,7 @@ class Scheduler {
   Status claim(Job& j);
   Status execute(Job j);
   Status finish(Job& j, Run& r, bool ok);
+  void prune_runs(int64_t newest);
   Status record(const Job& j, Run& r, const Site& site, const nlohmann::json& result);
   void run_hook(const Job& j, const char* which, const std::vector<std::string>& servers,
                 const std::string& dir);
@@ -274,7 +278,46 @@ Status Scheduler::finish(Job& j, Run& r, bool ok) {
   CM_TRY(store_.put_job(j, true));
   CM_TRY(t.commit());
   event(j.name, r.status, r.message, r.id);
+  prune_runs(r.id);
   return {};
+}
+
+// Keeps the work directories (log, packs, delta table) of the last
+// keep_runs runs, counted by run number over all jobs; older ones of runs
+// that have finished go. A cron-driven site otherwise keeps a copy of every
+// assignment it ever sent. The runs stay in the database.
+void Scheduler::prune_runs(int64_t newest) {
+  auto work = store_.config("work_dir", dir_of(opt_.db_path) + "/runs");
+  auto keep_s = store_.config("keep_runs", std::to_string(kKeepRuns));
+  if (!work.ok() || !keep_s.ok())
+    return;
+  int64_t keep = std::atoll(keep_s->c_str());
+  if (keep <= 0)
+    return;  // 0: keep everything
+  Fd dir(::open(work->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir.valid())
+    return;
+  std::vector<int64_t> old;
+  if (DIR* d = ::fdopendir(::dup(dir.get()))) {
+    while (struct dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name.empty() || name.size() > 18 || name.find_first_not_of("0123456789") != std::string::npos)
+        continue;
+      int64_t id = std::atoll(name.c_str());
+      if (id > 0 && id <= newest - keep)
+        old.push_back(id);
+    }
+    ::closedir(d);
+  }
+  for (int64_t id : old) {
+    auto run = store_.run(id);
+    if (!run.ok() || (*run && (*run)->status == "running"))
+      continue;
+    std::string name = std::to_string(id);
+    Status st = fs::remove_tree_at(dir.get(), name, *work + "/" + name);
+    if (!st.ok())
+      log("cannot remove the work directory of run " + name + ": " + st.error().message);
+  }
 }
 
 // What the job command reported: per-server reports (from the group

@@ -20,6 +20,9 @@
 
 namespace cm::sched {
 
+// Runs whose work directories are kept (config keep_runs; 0 keeps all).
+inline constexpr int64_t kKeepRuns = 50;
+
 struct RunSpec {
   std::string command;
   std::vector<std::string> env;  // NAME=value, added to ours

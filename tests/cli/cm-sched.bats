@@ -334,3 +334,21 @@ assert s["s2"]["stale"] == ["www"] and s["s2"]["status"] == "failed", s["s2"]'
 	run cm-sched status $DB --now 2026-11-25T10:01
 	assert_output --partial "pub              publish     www        idle     2026-11-25 10:02:00 succeeded"
 }
+
+@test "keep_runs: older runs' work directories go, the history keeps every run" {
+	cm-sched job add pub $DB --type publish --site www --group east --schedule manual
+	cm-sched config $DB keep_runs 2
+	for _ in 1 2 3 4; do cm-sched run pub $DB; done
+	run ls "$T/runs"
+	assert_output "$(printf '3\n4')"
+	[ "$(cm-sched history $DB | grep -c ' pub ')" = 4 ]
+	run -2 cm-sched config $DB keep_runs many
+	assert_output --partial "keep_runs must be a whole number, not 'many'"
+	[ "$(cm-sched config $DB keep_runs)" = 2 ]
+	# 0 keeps them all.
+	cm-sched config $DB keep_runs 0
+	cm-sched run pub $DB
+	cm-sched run pub $DB
+	run ls "$T/runs"
+	assert_output "$(printf '3\n4\n5\n6')"
+}
