@@ -94,7 +94,9 @@ void serve_options(po::options_description& d) {
        "a job whose copies for all leaders come to at most this goes to every leader at once "
        "(0: always the tree)")  //
       ("stall", po::value<double>()->default_value(10)->value_name("SECONDS"),
-       "a leader silent this long has failed");
+       "a leader silent this long has failed")  //
+      ("keep", po::value<unsigned>()->default_value(100)->value_name("N"),
+       "finished jobs kept, with the manager's copies (0: all)");
 }
 
 Status run_serve(cli::Context& ctx) {
@@ -106,6 +108,7 @@ Status run_serve(cli::Context& ctx) {
   }
   o.state_dir = ctx.vm["state"].as<std::string>();
   o.agent_port = ctx.vm["agent-port"].as<uint16_t>();
+  o.keep = ctx.vm["keep"].as<unsigned>();
   o.plan.manager_fanout = ctx.vm["fanout"].as<unsigned>();
   o.plan.leader_fanout = ctx.vm["leader-fanout"].as<unsigned>();
   double stall = ctx.vm["stall"].as<double>();

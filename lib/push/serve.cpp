@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -82,6 +83,7 @@ class Server {
   void save_registry();
   Status load();
   void tick();
+  void prune();
   std::string job_dir() const { return opt_.state_dir + "/jobs"; }
 
   ServeOptions opt_;
@@ -360,8 +362,15 @@ Status Server::on_send(net::TlsStream& s, const Message& m) {
       // must not wait out the half second (it did: up to 500 ms more on
       // every job).
       std::unique_lock<std::mutex> g(mu_);
-      changed_.wait_for(g, std::chrono::milliseconds(500), [&] { return jobs_.at(id).plan.done() || stop_; });
-      const Plan& p = jobs_.at(id).plan;
+      auto job = [&]() -> const Entry* {
+        auto it = jobs_.find(id);
+        return it == jobs_.end() ? nullptr : &it->second;
+      };
+      changed_.wait_for(g, std::chrono::milliseconds(500),
+                        [&] { return job() == nullptr || job()->plan.done() || stop_; });
+      if (job() == nullptr)  // done, and pruned already (--keep)
+        return send(s, error_msg("job " + std::to_string(id) + " is done and no longer kept"));
+      const Plan& p = job()->plan;
       snapshot_json = p.json();
       done = p.done();
     }
@@ -590,7 +599,35 @@ void Server::tick() {
       log("job " + std::to_string(id) + " done: " + std::to_string(e.plan.leaders_ok()) + " of " +
           std::to_string(e.plan.leaders().size()) + " leaders");
   }
+  prune();
   changed_.notify_all();
+}
+
+// With mu_ held: forgets the finished jobs beyond the newest --keep, their
+// state and the manager's copy with them. A daemon fed by cron otherwise
+// keeps every assignment it ever sent, on disk and in memory.
+void Server::prune() {
+  if (opt_.keep == 0)
+    return;
+  std::vector<uint64_t> done;
+  for (const auto& [id, e] : jobs_)
+    if (e.plan.done())
+      done.push_back(id);
+  if (done.size() <= opt_.keep)
+    return;
+  // Ids grow with time: the smallest are the oldest.
+  done.resize(done.size() - opt_.keep);
+  for (uint64_t id : done) {
+    std::string base = job_dir() + "/" + std::to_string(id);
+    // The state first: a job without it is not loaded again.
+    // (Only a copy in the jobs directory is ours to remove.)
+    const std::string& data = jobs_.at(id).data;
+    bool ours = data.rfind(job_dir() + "/", 0) == 0 && data.find("/..") == std::string::npos;
+    for (const std::string& path : {base + ".json", base + ".chunks", ours ? data : std::string()})
+      if (!path.empty() && ::unlink(path.c_str()) != 0 && errno != ENOENT)
+        log("cannot remove '" + path + "': " + std::strerror(errno));
+    jobs_.erase(id);
+  }
 }
 
 Status Server::run() {

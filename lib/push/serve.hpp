@@ -26,6 +26,7 @@ struct ServeOptions {
   std::shared_ptr<net::TlsContext> tls;
   std::string state_dir;
   uint16_t agent_port = 7801;  // where leaders' agents listen
+  unsigned keep = 100;         // finished jobs kept (state and copy); 0: all
   PlanOptions plan;
   std::function<void(const std::string&)> log;
 };

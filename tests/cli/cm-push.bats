@@ -316,3 +316,29 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	run -2 cm-push agent --tls "$T/tls" --manager "$M" --deliver-early
 	assert_output --partial "--deliver-early needs --deliver"
 }
+
+@test "serve --keep: finished jobs beyond the newest N are forgotten, their copies removed" {
+	keys
+	serve --keep 2
+	agent 1
+	leaders_file 1
+	for i in 1 2 3 4; do
+		head -c 5000 /dev/urandom >"$T/job$i"
+		cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/job$i"
+	done
+	# Pruned on the daemon's next tick (within a second).
+	for _ in $(seq 1 50); do [ ! -e "$T/state/jobs/2.json" ] && break; sleep 0.1; done
+	run ls "$T/state/jobs"
+	assert_output "$(printf '3.chunks\n3.data\n3.json\n4.chunks\n4.data\n4.json')"
+	run -1 cm-push status --tls "$T/tls" --manager "$M" 1
+	assert_output --partial "no job 1"
+	run cm-push status --tls "$T/tls" --manager "$M" 4
+	assert_success
+	# A restarted serve loads what was kept, and numbers go on.
+	kill "$SERVE_PID"
+	wait "$SERVE_PID" || true
+	serve --keep 2
+	run cm-push send --json --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/job1"
+	assert_success
+	echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["job"] == 5 and r["succeeded"], r'
+}
