@@ -58,7 +58,9 @@ void recv_options(po::options_description& d) {
       ("id", po::value<std::string>()->value_name("NAME"), "this member's id (default: the host name)")  //
       ("exec", po::value<std::string>()->value_name("CMD"),
        "run CMD (sh -c) on each complete file, {} being its path; its output is reported")  //
-      ("once", "stop after the first file (and its command)");
+      ("once", "stop after the first file (and its command)")                               //
+      ("keep", po::value<unsigned>()->default_value(20)->value_name("N"),
+       "received files kept in DIR, the newest (0: all)");
 }
 
 Result<uint64_t> parse_rate(const std::string& s) {
@@ -178,6 +180,7 @@ Status run_recv(cli::Context& ctx) {
   if (ctx.vm.count("exec"))
     o.exec = ctx.vm["exec"].as<std::string>();
   o.once = ctx.vm.count("once") > 0;
+  o.keep = ctx.vm["keep"].as<unsigned>();
   o.log = [&](const std::string& m) { ctx.diag.verbose(m); };
   o.completed = [&](const nlohmann::json& j) {
     if (ctx.json)

@@ -514,6 +514,46 @@ Status run_recv(const RecvOptions& opt) {
   bool stop = false;
   bool done_once = false;
 
+  // The names of the files received here, oldest first (see --keep).
+  const std::string received_list = opt.dir + "/.cm-mcast.received";
+  std::vector<std::string> received;
+  if (auto in = open_input(received_list); in.ok()) {
+    auto text = read_all(**in, 16 << 20);
+    auto j = nlohmann::json::parse(text.ok() ? *text : std::string(), nullptr, false);
+    if (j.is_array()) {
+      for (const auto& n : j)
+        if (n.is_string())
+          received.push_back(n.get<std::string>());
+    } else {
+      log("ignoring the damaged list '" + received_list + "': older files are not removed");
+    }
+  }
+  // A file just placed becomes the newest; the oldest beyond --keep go,
+  // unless a session still has them.
+  auto remember = [&](const std::string& name) {
+    if (opt.keep == 0)
+      return;
+    std::erase(received, name);
+    received.push_back(name);
+    size_t skipped = 0;
+    while (opt.keep > 0 && received.size() - skipped > opt.keep) {
+      std::string path = opt.dir + "/" + received[skipped];
+      bool busy = std::any_of(sessions.begin(), sessions.end(),
+                              [&](const auto& kv) { return kv.second.final_path == path; });
+      if (busy) {
+        skipped++;
+        continue;
+      }
+      if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+        log("cannot remove " + path + ": " + std::strerror(errno));
+      hash_cache.erase(path);
+      received.erase(received.begin() + static_cast<std::ptrdiff_t>(skipped));
+    }
+    Status saved = write_file_atomic(received_list, nlohmann::json(received).dump() + "\n");
+    if (!saved.ok())
+      log(saved.error().message);
+  };
+
   auto send_to = [&](const net::Endpoint& to, const Packet& p) {
     (void)sock.send_to(to, encode(p, opt.key));
   };
@@ -746,6 +786,7 @@ Status run_recv(const RecvOptions& opt) {
           }
           s.placed = true;
           log("received " + s.final_path);
+          remember(s.rx->announce().name);
           if (opt.exec.empty()) {
             s.rx->set_report(-1, "", 0, now);
             if (opt.completed)

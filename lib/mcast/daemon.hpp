@@ -71,6 +71,9 @@ struct RecvOptions {
   const crypto::SymmetricKey* key = nullptr;
   std::string exec;   // run on each complete file; {} is its path
   bool once = false;  // stop after the first file (and its command)
+  // Files received kept in `dir` (the newest; 0: all). Only what this
+  // daemon received goes: their names are listed in dir/.cm-mcast.received.
+  unsigned keep = 20;
   std::function<void(const std::string&)> log;
   std::function<void(const nlohmann::json&)> completed;  // one per file
 };

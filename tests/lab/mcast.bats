@@ -270,3 +270,19 @@ PY
 	same f.bin 1
 	kill -0 "$(cat "$T/r2.pid")"
 }
+
+@test "--keep: the oldest received files go, files this daemon did not receive stay" {
+	lab_up mc 3
+	mkdir -p "$T/r2"
+	echo "not received" >"$T/r2/notes.txt"
+	receivers 1 --keep 2
+	for i in 1 2 3 4; do
+		head -c 3000 /dev/urandom >"f$i.bin"
+		run send "f$i.bin" --expect 1
+		assert_success
+	done
+	same f4.bin 1
+	run ls "$T/r2"
+	assert_output "$(printf 'f3.bin\nf4.bin\nnotes.txt')"
+	python3 -c 'import json,sys; assert json.load(open(sys.argv[1])) == ["f3.bin", "f4.bin"]' "$T/r2/.cm-mcast.received"
+}
