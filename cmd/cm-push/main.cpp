@@ -109,6 +109,9 @@ Status run_serve(cli::Context& ctx) {
   o.state_dir = ctx.vm["state"].as<std::string>();
   o.agent_port = ctx.vm["agent-port"].as<uint16_t>();
   o.keep = ctx.vm["keep"].as<unsigned>();
+  // Tests only: how long a finished job is kept before --keep may drop it.
+  if (const char* g = std::getenv("CM_TEST_PRUNE_GRACE_MS"))
+    o.prune_grace_ms = std::atoll(g);
   o.plan.manager_fanout = ctx.vm["fanout"].as<unsigned>();
   o.plan.leader_fanout = ctx.vm["leader-fanout"].as<unsigned>();
   double stall = ctx.vm["stall"].as<double>();

@@ -216,6 +216,10 @@ Result<SendResult> run_send(const SendOptions& opt) {
   SenderConfig cfg;
   cfg.session = random64();
   cfg.name = opt.file.substr(opt.file.rfind('/') == std::string::npos ? 0 : opt.file.rfind('/') + 1);
+  if (cfg.name.empty() || cfg.name[0] == '.')
+    return Error(
+        "cannot send '" + opt.file + "': receivers take no name with a leading dot (their own files)",
+        kExitUsage);
   cfg.size = src.size;
   cfg.sha256 = src.sha256;
   cfg.frame_size = opt.frame_size != 0 ? opt.frame_size : default_frame(src.size, opt.key != nullptr);
@@ -471,6 +475,23 @@ class FileSink : public FrameSink {
   uint64_t unsynced_ = 0;
 };
 
+// The bytes a lower-case hex string stands for; nullopt if it is not one.
+std::optional<std::string> unhex(const std::string& h) {
+  auto digit = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+  };
+  if (h.size() % 2 != 0)
+    return std::nullopt;
+  std::string out;
+  for (size_t i = 0; i < h.size(); i += 2) {
+    int hi = digit(h[i]), lo = digit(h[i + 1]);
+    if (hi < 0 || lo < 0)
+      return std::nullopt;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return out;
+}
+
 struct Session {
   std::unique_ptr<ReceiverSession> rx;
   FileSink* sink = nullptr;
@@ -514,25 +535,29 @@ Status run_recv(const RecvOptions& opt) {
   bool stop = false;
   bool done_once = false;
 
-  // The names of the files received here, oldest first (see --keep).
+  // The names of the files received here, oldest first (see --keep), in
+  // hex: a name is any bytes but '/' and NUL, JSON strings are UTF-8.
   const std::string received_list = opt.dir + "/.cm-mcast.received";
   std::vector<std::string> received;
   if (auto in = open_input(received_list); in.ok()) {
     auto text = read_all(**in, 16 << 20);
     auto j = nlohmann::json::parse(text.ok() ? *text : std::string(), nullptr, false);
     if (j.is_array()) {
-      for (const auto& n : j)
-        if (n.is_string())
-          received.push_back(n.get<std::string>());
+      for (const auto& n : j) {
+        std::optional<std::string> name = n.is_string() ? unhex(n.get<std::string>()) : std::nullopt;
+        // Only plain names in DIR, as an announce has them.
+        if (name && !name->empty() && (*name)[0] != '.' && name->find('/') == std::string::npos &&
+            name->find('\0') == std::string::npos)
+          received.push_back(*name);
+      }
     } else {
       log("ignoring the damaged list '" + received_list + "': older files are not removed");
     }
   }
   // A file just placed becomes the newest; the oldest beyond --keep go,
-  // unless a session still has them.
+  // unless a session still has them. (Listed with --keep 0 too, so that a
+  // later --keep N knows them.)
   auto remember = [&](const std::string& name) {
-    if (opt.keep == 0)
-      return;
     std::erase(received, name);
     received.push_back(name);
     size_t skipped = 0;
@@ -549,7 +574,12 @@ Status run_recv(const RecvOptions& opt) {
       hash_cache.erase(path);
       received.erase(received.begin() + static_cast<std::ptrdiff_t>(skipped));
     }
-    Status saved = write_file_atomic(received_list, nlohmann::json(received).dump() + "\n");
+    nlohmann::json list = nlohmann::json::array();
+    for (const std::string& n : received)
+      list.push_back(to_hex(reinterpret_cast<const uint8_t*>(n.data()), n.size()));
+    // A failed write is tried again with the next file (the list is whole
+    // in memory); until then a restart forgets the newest names.
+    Status saved = write_file_atomic(received_list, list.dump() + "\n");
     if (!saved.ok())
       log(saved.error().message);
   };
@@ -811,7 +841,10 @@ Status run_recv(const RecvOptions& opt) {
         bool idle = now - s.last_heard > 60000 * kMs;
         bool reported_long_ago = s.rx && s.rx->reported() && now - s.last_heard > 5000 * kMs;
         bool running_it = running && running->session == id;
-        if ((idle || reported_long_ago) && !running_it)
+        // A file whose command waits behind a long one keeps its session
+        // however quiet its sender: dropped, its command would never run.
+        bool queued = std::find(to_run.begin(), to_run.end(), id) != to_run.end();
+        if ((idle || reported_long_ago) && !running_it && !queued)
           old.push_back(id);
       }
       for (uint64_t id : old)

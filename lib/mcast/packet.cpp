@@ -238,7 +238,9 @@ Result<Packet> decode(std::string_view bytes, const crypto::SymmetricKey* key) {
       return bad("bad frame size");
     if (p.frames != (p.size + p.frame_size - 1) / p.frame_size + (p.size == 0 ? 1 : 0))
       return bad("frame count does not match the size");
-    if (p.name.empty() || p.name.find('/') != std::string::npos || p.name == "." || p.name == ".." ||
+    // Not a dot file: a receiver's own files in its directory start with
+    // a dot (.cm-mcast.*), and a sender must not name one of them.
+    if (p.name.empty() || p.name[0] == '.' || p.name.find('/') != std::string::npos ||
         p.name.find('\0') != std::string::npos)
       return bad("bad file name");
   }

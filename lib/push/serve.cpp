@@ -43,6 +43,8 @@ struct Entry {
   Plan plan;
   std::string data;        // the manager's copy, in the state directory
   bool group_job = false;  // leaders from the registry (not a static list)
+  int64_t done_at = 0;     // steady ms when it was first seen done (prune)
+  int waiters = 0;         // `cm-push send` clients waiting for its result
 };
 
 class Server {
@@ -84,6 +86,14 @@ class Server {
   Status load();
   void tick();
   void prune();
+  // A leader's report on a job not here: one finished and forgotten since
+  // (--keep) ends the leader's part in it; any other is an error.
+  Message unknown_job(uint64_t id) const {
+    if (id < next_id_)
+      return Message{
+          Msg::None, {{"note", "job " + std::to_string(id) + " is finished and no longer kept"}}, ""};
+    return error_msg("no job " + std::to_string(id));
+  }
   std::string job_dir() const { return opt_.state_dir + "/jobs"; }
 
   ServeOptions opt_;
@@ -174,7 +184,7 @@ Message Server::on_status(const Message& m, const std::string& peer) {
   std::lock_guard<std::mutex> g(mu_);
   auto it = jobs_.find(*id);
   if (it == jobs_.end())
-    return error_msg("no job " + std::to_string(*id));
+    return unknown_job(*id);
   Entry& e = it->second;
   std::vector<Notice> out;
   std::string err =
@@ -202,7 +212,7 @@ Message Server::on_delivered(const Message& m, const std::string& peer) {
   std::lock_guard<std::mutex> g(mu_);
   auto it = jobs_.find(*id);
   if (it == jobs_.end())
-    return error_msg("no job " + std::to_string(*id));
+    return unknown_job(*id);
   int exit = m.body.contains("exit") && m.body["exit"].is_number_integer() ? m.body["exit"].get<int>() : -1;
   std::string out = m.body.value("output", std::string());
   auto group = nlohmann::json::parse(out, nullptr, false);
@@ -351,7 +361,21 @@ Status Server::on_send(net::TlsStream& s, const Message& m) {
     carry_out(id, it->second, notices);
   }
   CM_TRY(send(s, Message{Msg::Job, {{"job", id}}, ""}));
-  // Progress until done; the job goes on if the client leaves.
+  // Progress until done; the job goes on if the client leaves. While this
+  // client waits, the job is not pruned.
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    jobs_.at(id).waiters++;
+  }
+  struct Leave {
+    Server* self;
+    uint64_t id;
+    ~Leave() {
+      std::lock_guard<std::mutex> g(self->mu_);
+      if (auto it = self->jobs_.find(id); it != self->jobs_.end())
+        it->second.waiters--;
+    }
+  } leave{this, id};
   s.set_timeout(60000);
   for (;;) {
     nlohmann::json snapshot_json;
@@ -532,13 +556,24 @@ Status Server::load() {
   DIR* dir = ::opendir(job_dir().c_str());
   if (dir == nullptr)
     return sys_error("cannot read", job_dir(), errno);
-  std::vector<std::string> names;
+  std::vector<std::string> names, others;
   while (struct dirent* ent = ::readdir(dir)) {
     std::string f = ent->d_name;
     if (f.size() > 5 && f.compare(f.size() - 5, 5, ".json") == 0)
       names.push_back(f.substr(0, f.size() - 5));
+    else if (f[0] != '.')
+      others.push_back(f);
   }
   ::closedir(dir);
+  // A job's copy or chunk table without its state: left by a crash while
+  // the job was being created or pruned.
+  for (const std::string& f : others) {
+    size_t dot = f.rfind('.');
+    std::string stem = f.substr(0, dot), ext = dot == std::string::npos ? "" : f.substr(dot);
+    if ((ext == ".data" || ext == ".chunks") && std::find(names.begin(), names.end(), stem) == names.end() &&
+        ::unlink((job_dir() + "/" + f).c_str()) == 0)
+      log("removed '" + job_dir() + "/" + f + "', left without its job's state");
+  }
   for (const std::string& name : names) {
     std::string base = job_dir() + "/" + name;
     auto text = slurp(base + ".json", 64u << 20);
@@ -609,21 +644,33 @@ void Server::tick() {
 void Server::prune() {
   if (opt_.keep == 0)
     return;
-  std::vector<uint64_t> done;
-  for (const auto& [id, e] : jobs_)
-    if (e.plan.done())
-      done.push_back(id);
+  int64_t now = steady_ms();
+  // Finished jobs, the latest to finish first (a long job started early
+  // may finish after many short ones).
+  std::vector<std::pair<int64_t, uint64_t>> done;
+  for (auto& [id, e] : jobs_)
+    if (e.plan.done()) {
+      if (e.done_at == 0)
+        e.done_at = now;
+      done.emplace_back(e.done_at, id);
+    }
   if (done.size() <= opt_.keep)
     return;
-  // Ids grow with time: the smallest are the oldest.
-  done.resize(done.size() - opt_.keep);
-  for (uint64_t id : done) {
+  std::sort(done.begin(), done.end(), std::greater<>());
+  for (size_t i = opt_.keep; i < done.size(); i++) {
+    uint64_t id = done[i].second;
+    Entry& e = jobs_.at(id);
+    // A minute's grace for late reports and `cm-push status`; never while
+    // a client waits for the result.
+    if (e.waiters > 0 || now - e.done_at < opt_.prune_grace_ms)
+      continue;
     std::string base = job_dir() + "/" + std::to_string(id);
-    // The state first: a job without it is not loaded again.
-    // (Only a copy in the jobs directory is ours to remove.)
-    const std::string& data = jobs_.at(id).data;
+    // The state last: a job without it is not loaded again, and what a
+    // crash leaves without it load() sweeps. (Only a copy in the jobs
+    // directory is ours to remove.)
+    const std::string& data = e.data;
     bool ours = data.rfind(job_dir() + "/", 0) == 0 && data.find("/..") == std::string::npos;
-    for (const std::string& path : {base + ".json", base + ".chunks", ours ? data : std::string()})
+    for (const std::string& path : {ours ? data : std::string(), base + ".chunks", base + ".json"})
       if (!path.empty() && ::unlink(path.c_str()) != 0 && errno != ENOENT)
         log("cannot remove '" + path + "': " + std::strerror(errno));
     jobs_.erase(id);

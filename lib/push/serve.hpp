@@ -25,8 +25,9 @@ struct ServeOptions {
   net::Endpoint advertise;  // where leaders reach the manager (default: listen)
   std::shared_ptr<net::TlsContext> tls;
   std::string state_dir;
-  uint16_t agent_port = 7801;  // where leaders' agents listen
-  unsigned keep = 100;         // finished jobs kept (state and copy); 0: all
+  uint16_t agent_port = 7801;      // where leaders' agents listen
+  unsigned keep = 100;             // finished jobs kept (state and copy); 0: all
+  int64_t prune_grace_ms = 60000;  // a finished job stays at least this long
   PlanOptions plan;
   std::function<void(const std::string&)> log;
 };

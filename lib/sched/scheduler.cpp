@@ -309,9 +309,17 @@ void Scheduler::prune_runs(int64_t newest) {
     }
     ::closedir(d);
   }
+  // The last run of each job keeps its directory however old: its log is
+  // what the job's message points to (a failure waiting for its retry).
+  std::set<int64_t> last;
+  if (auto jobs = store_.jobs(); jobs.ok())
+    for (const Job& j : *jobs)
+      if (auto runs = store_.runs(j.name, 1); runs.ok() && !runs->empty())
+        last.insert(runs->front().id);
   for (int64_t id : old) {
+    // Only a run this database knows, and that has ended.
     auto run = store_.run(id);
-    if (!run.ok() || (*run && (*run)->status == "running"))
+    if (last.count(id) || !run.ok() || !*run || (*run)->status == "running")
       continue;
     std::string name = std::to_string(id);
     Status st = fs::remove_tree_at(dir.get(), name, *work + "/" + name);

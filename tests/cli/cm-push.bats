@@ -319,7 +319,7 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 
 @test "serve --keep: finished jobs beyond the newest N are forgotten, their copies removed" {
 	keys
-	serve --keep 2
+	CM_TEST_PRUNE_GRACE_MS=0 serve --keep 2
 	agent 1
 	leaders_file 1
 	for i in 1 2 3 4; do
@@ -337,7 +337,10 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	# A restarted serve loads what was kept, and numbers go on.
 	kill "$SERVE_PID"
 	wait "$SERVE_PID" || true
-	serve --keep 2
+	# ... and sweeps what a crash left without its state.
+	echo stale >"$T/state/jobs/9.data"
+	CM_TEST_PRUNE_GRACE_MS=0 serve --keep 2
+	[ ! -e "$T/state/jobs/9.data" ]
 	run cm-push send --json --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/job1"
 	assert_success
 	echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["job"] == 5 and r["succeeded"], r'

@@ -336,12 +336,20 @@ assert s["s2"]["stale"] == ["www"] and s["s2"]["status"] == "failed", s["s2"]'
 }
 
 @test "keep_runs: older runs' work directories go, the history keeps every run" {
+	cm-sched job add other $DB --type publish --site www --group west --schedule manual
 	cm-sched job add pub $DB --type publish --site www --group east --schedule manual
 	cm-sched config $DB keep_runs 2
+	cm-sched run other $DB
 	for _ in 1 2 3 4; do cm-sched run pub $DB; done
+	# The two newest, and the last run of each job however old.
 	run ls "$T/runs"
-	assert_output "$(printf '3\n4')"
+	assert_output "$(printf '1\n4\n5')"
 	[ "$(cm-sched history $DB | grep -c ' pub ')" = 4 ]
+	# A directory no run of this database owns is not touched.
+	mkdir "$T/runs/77"
+	cm-sched run pub $DB
+	run ls "$T/runs"
+	assert_output "$(printf '1\n5\n6\n77')"
 	run -2 cm-sched config $DB keep_runs many
 	assert_output --partial "keep_runs must be a whole number, not 'many'"
 	[ "$(cm-sched config $DB keep_runs)" = 2 ]
@@ -350,5 +358,5 @@ assert s["s2"]["stale"] == ["www"] and s["s2"]["status"] == "failed", s["s2"]'
 	cm-sched run pub $DB
 	cm-sched run pub $DB
 	run ls "$T/runs"
-	assert_output "$(printf '3\n4\n5\n6')"
+	assert_output "$(printf '1\n5\n6\n7\n77\n8')"
 }

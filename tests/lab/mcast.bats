@@ -284,5 +284,5 @@ PY
 	same f4.bin 1
 	run ls "$T/r2"
 	assert_output "$(printf 'f3.bin\nf4.bin\nnotes.txt')"
-	python3 -c 'import json,sys; assert json.load(open(sys.argv[1])) == ["f3.bin", "f4.bin"]' "$T/r2/.cm-mcast.received"
+	python3 -c 'import json,sys; assert [bytes.fromhex(n).decode() for n in json.load(open(sys.argv[1]))] == ["f3.bin", "f4.bin"]' "$T/r2/.cm-mcast.received"
 }

@@ -348,4 +348,8 @@ TEST(McastPacket, RoundTripAndRejects) {
   a.frame_size = 100;
   a.frames = 1;
   EXPECT_FALSE(decode(encode(a, nullptr), nullptr).ok());  // a path in the name
+  a.name = ".cm-mcast.received";
+  EXPECT_FALSE(decode(encode(a, nullptr), nullptr).ok());  // a receiver's own file
+  a.name = "a42";
+  EXPECT_TRUE(decode(encode(a, nullptr), nullptr).ok());
 }
