@@ -228,9 +228,17 @@ Status Agent::prepare(Copy& c) {
       break;
   }
   bool whole = good == c.meta.chunk_count();
+  // A file under the final name that is not whole (damaged, or another
+  // job's under a reused number) goes back to being the part: nothing may
+  // take a copy by its final name before it is whole.
+  if (have_final && !whole) {
+    if (::rename(c.final_path.c_str(), c.part.c_str()) != 0)
+      return sys_error("cannot rename", c.final_path, errno);
+    have_final = false;
+  }
   uint64_t keep = std::min(good * c.meta.chunk_size, c.meta.size);
   if (::ftruncate(fd, static_cast<off_t>(keep)) != 0)
-    return sys_error("cannot truncate", path, errno);
+    return sys_error("cannot truncate", c.part, errno);
   if (whole && !have_final) {
     if (::fsync(fd) != 0 || ::rename(c.part.c_str(), c.final_path.c_str()) != 0)
       return sys_error("cannot rename", c.part, errno);

@@ -291,6 +291,16 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	assert_success
 	[ "$(sha256sum <"$T/a1/2/site.pack")" = "$(sha256sum <"$T/site.pack")" ]
 	grep -q "524288 bytes already here and good" "$T/agent1.log"
+	# The same under the final name (the next job's number): the damaged
+	# file goes back to being the part, and takes the name once whole.
+	mkdir -p "$T/a1/3"
+	head -c 1000000 "$T/site.pack" >"$T/a1/3/site.pack"
+	printf 'garbage' | dd of="$T/a1/3/site.pack" bs=1 seek=600000 conv=notrunc 2>/dev/null
+	run cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"
+	assert_success
+	[ "$(sha256sum <"$T/a1/3/site.pack")" = "$(sha256sum <"$T/site.pack")" ]
+	[ ! -e "$T/a1/3/site.pack.part" ]
+	[ "$(grep -c "524288 bytes already here and good" "$T/agent1.log")" = 2 ]
 }
 
 @test "errors name what failed: a missing file, no leaders, an unreachable manager, a bad option" {
