@@ -6,7 +6,9 @@
 
 #include <netinet/in.h>
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -16,6 +18,7 @@
 
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_st SSL;
+typedef struct ssl_session_st SSL_SESSION;
 
 namespace cm::net {
 
@@ -31,9 +34,17 @@ class TlsContext {
   SSL_CTX* get() const { return ctx_; }
   const std::string& name() const { return name_; }  // our own CN
 
+  // The last session with each peer we connected to, to resume: a
+  // resumed handshake sends no certificates and makes no signatures, and
+  // the agents and the manager open a connection for every message.
+  SSL_SESSION* take_session(const std::string& peer);          // owned by the caller; may be null
+  void keep_session(const std::string& peer, SSL_SESSION* s);  // takes it
+
  private:
   SSL_CTX* ctx_ = nullptr;
   std::string name_;
+  std::mutex mu_;
+  std::map<std::string, SSL_SESSION*> sessions_;
 };
 
 class TlsStream : public Reader, public Writer {
@@ -49,6 +60,7 @@ class TlsStream : public Reader, public Writer {
   Status write(const void* p, size_t n) override;
   const std::string& name() const override { return where_; }
   const std::string& peer() const { return peer_; }  // the peer's CN
+  bool resumed() const;                              // the handshake resumed a session
   // Reads and writes fail after this long without progress.
   void set_timeout(int ms);
   void shutdown();
@@ -61,6 +73,7 @@ class TlsStream : public Reader, public Writer {
   std::shared_ptr<TlsContext> ctx_;
   Fd fd_;
   SSL* ssl_ = nullptr;
+  bool client_ = false;
   std::string peer_, where_;
   int timeout_ms_ = 30000;
 };
