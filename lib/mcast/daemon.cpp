@@ -480,23 +480,6 @@ class FileSink : public FrameSink {
   uint64_t unsynced_ = 0;
 };
 
-// The bytes a lower-case hex string stands for; nullopt if it is not one.
-std::optional<std::string> unhex(const std::string& h) {
-  auto digit = [](char c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-  };
-  if (h.size() % 2 != 0)
-    return std::nullopt;
-  std::string out;
-  for (size_t i = 0; i < h.size(); i += 2) {
-    int hi = digit(h[i]), lo = digit(h[i + 1]);
-    if (hi < 0 || lo < 0)
-      return std::nullopt;
-    out.push_back(static_cast<char>(hi * 16 + lo));
-  }
-  return out;
-}
-
 struct Session {
   std::unique_ptr<ReceiverSession> rx;
   FileSink* sink = nullptr;
@@ -549,11 +532,11 @@ Status run_recv(const RecvOptions& opt) {
     auto j = nlohmann::json::parse(text.ok() ? *text : std::string(), nullptr, false);
     if (j.is_array()) {
       for (const auto& n : j) {
-        std::optional<std::string> name = n.is_string() ? unhex(n.get<std::string>()) : std::nullopt;
+        std::string name;
         // Only plain names in DIR, as an announce has them.
-        if (name && !name->empty() && (*name)[0] != '.' && name->find('/') == std::string::npos &&
-            name->find('\0') == std::string::npos)
-          received.push_back(*name);
+        if (n.is_string() && from_hex(n.get<std::string>(), name) && !name.empty() && name[0] != '.' &&
+            name.find('/') == std::string::npos && name.find('\0') == std::string::npos)
+          received.push_back(name);
       }
     } else {
       log("ignoring the damaged list '" + received_list + "': older files are not removed");

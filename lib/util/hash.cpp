@@ -72,9 +72,10 @@ std::string to_hex(const uint8_t* p, size_t n) {
   return s;
 }
 
-bool from_hex(std::string_view hex, Digest& out) {
-  if (hex.size() != 2 * out.size())
-    return false;
+namespace {
+
+// Decodes hex.size() / 2 bytes into out.
+bool decode_hex(std::string_view hex, uint8_t* out) {
   auto val = [](char c) -> int {
     if (c >= '0' && c <= '9')
       return c - '0';
@@ -84,13 +85,26 @@ bool from_hex(std::string_view hex, Digest& out) {
       return c - 'A' + 10;
     return -1;
   };
-  for (size_t i = 0; i < out.size(); i++) {
+  for (size_t i = 0; i < hex.size() / 2; i++) {
     int hi = val(hex[2 * i]), lo = val(hex[2 * i + 1]);
     if (hi < 0 || lo < 0)
       return false;
     out[i] = static_cast<uint8_t>(hi << 4 | lo);
   }
   return true;
+}
+
+}  // namespace
+
+bool from_hex(std::string_view hex, Digest& out) {
+  return hex.size() == 2 * out.size() && decode_hex(hex, out.data());
+}
+
+bool from_hex(std::string_view hex, std::string& out) {
+  if (hex.size() % 2 != 0)
+    return false;
+  out.resize(hex.size() / 2);
+  return decode_hex(hex, reinterpret_cast<uint8_t*>(out.data()));
 }
 
 }  // namespace cm

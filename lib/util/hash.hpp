@@ -44,5 +44,7 @@ inline std::string to_hex(const Digest& d) {
 }
 // Parses exactly 64 hex digits.
 bool from_hex(std::string_view hex, Digest& out);
+// Parses an even number of hex digits into the bytes they stand for.
+bool from_hex(std::string_view hex, std::string& out);
 
 }  // namespace cm

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "util/hash.hpp"
 #include "util/text.hpp"
 #include "util/wire.hpp"
 
@@ -61,4 +62,18 @@ TEST(Text, ParseSize) {
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_NE(r.error().message.find("--star"), std::string::npos) << r.error().message;
   }
+}
+
+TEST(Hex, BytesRoundTripAndRejects) {
+  std::string bytes("a/\0\xff", 4), back;
+  std::string hex = to_hex(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  EXPECT_EQ(hex, "612f00ff");
+  ASSERT_TRUE(from_hex(hex, back));
+  EXPECT_EQ(back, bytes);
+  EXPECT_TRUE(from_hex("612F00FF", back));
+  EXPECT_EQ(back, bytes);
+  EXPECT_FALSE(from_hex("612", back));  // odd
+  EXPECT_FALSE(from_hex("6g", back));   // not hex
+  Digest d{};
+  EXPECT_FALSE(from_hex(hex, d));  // not 32 bytes
 }
