@@ -109,6 +109,7 @@ class Plan {
   std::vector<Notice> resume(int64_t now);
 
   bool done() const { return done_; }
+  int64_t finished_ms() const { return finished_ms_; }  // wall ms when it became done
   bool cut_through() const { return cut_through_; }
   bool succeeded() const;
   size_t leaders_ok() const;

@@ -43,7 +43,6 @@ struct Entry {
   Plan plan;
   std::string data;        // the manager's copy, in the state directory
   bool group_job = false;  // leaders from the registry (not a static list)
-  int64_t done_at = 0;     // steady ms when it was first seen done (prune)
   int waiters = 0;         // `cm-push send` clients waiting for its result
 };
 
@@ -644,16 +643,13 @@ void Server::tick() {
 void Server::prune() {
   if (opt_.keep == 0)
     return;
-  int64_t now = steady_ms();
+  int64_t now = wall_ms();
   // Finished jobs, the latest to finish first (a long job started early
   // may finish after many short ones).
   std::vector<std::pair<int64_t, uint64_t>> done;
-  for (auto& [id, e] : jobs_)
-    if (e.plan.done()) {
-      if (e.done_at == 0)
-        e.done_at = now;
-      done.emplace_back(e.done_at, id);
-    }
+  for (const auto& [id, e] : jobs_)
+    if (e.plan.done())
+      done.emplace_back(e.plan.finished_ms(), id);
   if (done.size() <= opt_.keep)
     return;
   std::sort(done.begin(), done.end(), std::greater<>());
@@ -662,7 +658,7 @@ void Server::prune() {
     Entry& e = jobs_.at(id);
     // A minute's grace for late reports and `cm-push status`; never while
     // a client waits for the result.
-    if (e.waiters > 0 || now - e.done_at < opt_.prune_grace_ms)
+    if (e.waiters > 0 || now - e.plan.finished_ms() < opt_.prune_grace_ms)
       continue;
     std::string base = job_dir() + "/" + std::to_string(id);
     // The state last: a job without it is not loaded again, and what a
