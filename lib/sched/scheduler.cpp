@@ -88,6 +88,8 @@ class Scheduler {
   void run_hook(const Job& j, const char* which, const std::vector<std::string>& servers,
                 const std::string& dir);
   int64_t now() const { return opt_.now + (steady_ms() / 1000 - started_); }
+  // Where runs' directories go: config work_dir, or runs/ beside the database.
+  Result<std::string> work_dir() { return store_.config("work_dir", dir_of(opt_.db_path) + "/runs"); }
 
   Store& store_;
   const SchedOptions& opt_;
@@ -287,7 +289,7 @@ Status Scheduler::finish(Job& j, Run& r, bool ok) {
 // that have finished go. A cron-driven site otherwise keeps a copy of every
 // assignment it ever sent. The runs stay in the database.
 void Scheduler::prune_runs(int64_t newest) {
-  auto work = store_.config("work_dir", dir_of(opt_.db_path) + "/runs");
+  auto work = work_dir();
   auto keep_s = store_.config("keep_runs", std::to_string(kKeepRuns));
   if (!work.ok() || !keep_s.ok())
     return;
@@ -425,7 +427,7 @@ Status Scheduler::execute(Job j) {
     r.message = "its site or group was removed";
     return finish(j, r, false);
   }
-  CM_ASSIGN(std::string work, store_.config("work_dir", dir_of(opt_.db_path) + "/runs"));
+  CM_ASSIGN(std::string work, work_dir());
   std::string dir = work + "/" + std::to_string(r.id);
   for (const std::string& d : {work, dir})
     if (::mkdir(d.c_str(), 0750) != 0 && errno != EEXIST) {
