@@ -3,6 +3,7 @@
 // and signatures, without losing who the peer is.
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -33,6 +34,41 @@ struct Seen {
   bool resumed = false;
 };
 
+// The server's side of one exchange: accepts a connection, reads "ping",
+// answers "pong"; who it was, and whether the session was resumed.
+std::optional<Seen> answer(Listener& l, const std::shared_ptr<TlsContext>& ctx) {
+  auto fd = l.accept(5000);
+  if (!fd.ok() || !*fd)
+    return std::nullopt;
+  auto s = TlsStream::accept(ctx, std::move(**fd), 5000);
+  if (!s.ok())
+    return std::nullopt;
+  char buf[4];
+  auto n = (*s)->read(buf, sizeof buf);
+  if (!n.ok() || *n != 4 || !(*s)->write("pong", 4).ok())
+    return std::nullopt;
+  Seen seen{(*s)->peer(), (*s)->resumed()};
+  (*s)->shutdown();
+  return seen;
+}
+
+// The client's side: connects, sends "ping", reads the answer (and with it
+// the server's ticket, kept for the next connection when the stream goes).
+std::optional<Seen> ping(const std::shared_ptr<TlsContext>& ctx, const Endpoint& at) {
+  auto s = TlsStream::connect(ctx, at, 5000);
+  if (!s.ok()) {
+    ADD_FAILURE() << s.error().message;
+    return std::nullopt;
+  }
+  char buf[4];
+  if (!(*s)->write("ping", 4).ok())
+    return std::nullopt;
+  auto n = (*s)->read(buf, sizeof buf);
+  if (!n.ok() || *n != 4)
+    return std::nullopt;
+  return Seen{(*s)->peer(), (*s)->resumed()};
+}
+
 }  // namespace
 
 TEST(Tls, ASecondConnectionResumesAndBothSidesStillKnowWhoIsThere) {
@@ -45,40 +81,26 @@ TEST(Tls, ASecondConnectionResumesAndBothSidesStillKnowWhoIsThere) {
   ASSERT_TRUE(server && client);
   auto listener = Listener::open(loopback_any_port());
   ASSERT_TRUE(listener.ok()) << listener.error().message;
-  Endpoint at = listener->local();
 
   const int kConnections = 3;
   std::vector<Seen> at_server;
   std::thread t([&] {
     for (int i = 0; i < kConnections; i++) {
-      auto fd = listener->accept(5000);
-      if (!fd.ok() || !*fd)
+      auto seen = answer(*listener, server);
+      if (!seen)
         return;
-      auto s = TlsStream::accept(server, std::move(**fd), 5000);
-      if (!s.ok())
-        return;
-      char buf[4];
-      auto n = (*s)->read(buf, sizeof buf);
-      if (!n.ok() || *n != 4)
-        return;
-      if (!(*s)->write("pong", 4).ok())
-        return;
-      at_server.push_back(Seen{(*s)->peer(), (*s)->resumed()});
-      (*s)->shutdown();
+      at_server.push_back(*seen);
     }
   });
   std::vector<Seen> at_client;
   for (int i = 0; i < kConnections; i++) {
-    auto s = TlsStream::connect(client, at, 5000);
-    ASSERT_TRUE(s.ok()) << s.error().message;
-    ASSERT_TRUE((*s)->write("ping", 4).ok());
-    // Reading the answer reads the server's ticket too.
-    char buf[4];
-    auto n = (*s)->read(buf, sizeof buf);
-    ASSERT_TRUE(n.ok() && *n == 4);
-    at_client.push_back(Seen{(*s)->peer(), (*s)->resumed()});
+    auto seen = ping(client, listener->local());
+    if (!seen)
+      break;
+    at_client.push_back(*seen);
   }
   t.join();
+  ASSERT_EQ(at_client.size(), size_t{kConnections});
   ASSERT_EQ(at_server.size(), size_t{kConnections});
   for (int i = 0; i < kConnections; i++) {
     EXPECT_EQ(at_client[i].peer, "manager") << i;
@@ -99,37 +121,16 @@ TEST(Tls, ASessionIsNotResumedWithAnotherPeer) {
   auto la = Listener::open(loopback_any_port());
   auto lb = Listener::open(loopback_any_port());
   ASSERT_TRUE(la.ok() && lb.ok());
-  auto serve_one = [](Listener& l, std::shared_ptr<TlsContext> ctx, Seen& seen) {
-    auto fd = l.accept(5000);
-    if (!fd.ok() || !*fd)
-      return;
-    auto s = TlsStream::accept(ctx, std::move(**fd), 5000);
-    if (!s.ok())
-      return;
-    char buf[4];
-    if (!(*s)->read(buf, sizeof buf).ok() || !(*s)->write("pong", 4).ok())
-      return;
-    seen = Seen{(*s)->peer(), (*s)->resumed()};
-  };
-  Seen sa, sb;
-  std::thread ta([&] { serve_one(*la, ca, sa); });
-  {
-    auto s = TlsStream::connect(client, la->local(), 5000);
-    ASSERT_TRUE(s.ok());
-    ASSERT_TRUE((*s)->write("ping", 4).ok());
-    char buf[4];
-    ASSERT_TRUE((*s)->read(buf, sizeof buf).ok());
-  }
+  std::optional<Seen> sa, sb;
+  std::thread ta([&] { sa = answer(*la, ca); });
+  auto first = ping(client, la->local());
   ta.join();
-  std::thread tb([&] { serve_one(*lb, cb, sb); });
-  auto s = TlsStream::connect(client, lb->local(), 5000);
-  ASSERT_TRUE(s.ok());
-  ASSERT_TRUE((*s)->write("ping", 4).ok());
-  char buf[4];
-  ASSERT_TRUE((*s)->read(buf, sizeof buf).ok());
+  std::thread tb([&] { sb = answer(*lb, cb); });
+  auto seen = ping(client, lb->local());
   tb.join();
-  EXPECT_EQ((*s)->peer(), "b");
-  EXPECT_FALSE((*s)->resumed());
-  EXPECT_EQ(sa.peer, "c");
-  EXPECT_EQ(sb.peer, "c");
+  ASSERT_TRUE(first && seen && sa && sb);
+  EXPECT_EQ(seen->peer, "b");
+  EXPECT_FALSE(seen->resumed);
+  EXPECT_EQ(sa->peer, "c");
+  EXPECT_EQ(sb->peer, "c");
 }
