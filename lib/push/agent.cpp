@@ -54,6 +54,8 @@ struct Copy {
   std::string inline_data;  // the file, when it came with the NOTIFY (checked)
   bool early_done = false;  // the deliver command started with the fetch has ended
   bool finished = false;    // nothing left to do but serve
+  bool working = false;     // a worker thread runs for it
+  bool early_started = false;
 };
 
 class Agent {
@@ -174,6 +176,13 @@ Message Agent::on_notify(const Message& m, const std::string& peer) {
       c.stream->abort();  // the worker goes on at the new source
     changed_.notify_all();
     log("job " + std::to_string(c.meta.id) + ": now from " + c.source);
+    if (!c.working && !c.finished) {
+      // Its worker gave up and ended (a disk error, or the manager gave up
+      // on this leader): the manager wants the copy after all, so a new
+      // worker takes it from where it stands.
+      c.working = true;
+      std::thread([this, cp = it->second] { worker(cp); }).detach();
+    }
     if (c.finished) {
       // The manager lost track (it restarted): say again what happened here.
       std::shared_ptr<Copy> cp = it->second;
@@ -198,6 +207,7 @@ Message Agent::on_notify(const Message& m, const std::string& peer) {
   c->source = *source;
   c->source_addr = *ep;
   c->cut_through = m.body.value("cut_through", true);
+  c->working = true;
   copies_[c->meta.id] = c;
   log("job " + std::to_string(c->meta.id) + ": " + c->meta.name + " (" + std::to_string(c->meta.size) +
       " bytes) from " + c->source);
@@ -364,8 +374,10 @@ void Agent::ask_next(std::shared_ptr<Copy> c) {
   while (!stop_) {
     {
       std::lock_guard<std::mutex> g(mu_);
-      if (c->given_up)
+      if (c->given_up) {
+        c->next_started = false;  // a worker started again asks again
         return;
+      }
     }
     auto r = rpc(m);
     if (!r.ok()) {
@@ -455,7 +467,22 @@ void Agent::report_delivered(const std::shared_ptr<Copy>& c) {
 
 void Agent::worker(std::shared_ptr<Copy> c) {
   const std::string job = "job " + std::to_string(c->meta.id);
-  Status ready = prepare(*c);
+  struct Working {
+    Agent* a;
+    Copy* c;
+    ~Working() {
+      std::lock_guard<std::mutex> g(a->mu_);
+      c->working = false;
+    }
+  } working{this, c.get()};
+  bool ready_before;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    ready_before = c->ready;
+  }
+  // A second worker (after a give-up) keeps the open file: fetchers may be
+  // reading from it.
+  Status ready = ready_before ? Status() : prepare(*c);
   if (!ready.ok()) {
     log(job + ": " + ready.error().message);
     std::lock_guard<std::mutex> g(mu_);
@@ -471,8 +498,14 @@ void Agent::worker(std::shared_ptr<Copy> c) {
   };
   if (c->cut_through)
     start_next();
-  bool early = c->meta.deliver && opt_.deliver_early && c->verified < c->meta.chunk_count();
-  if (early)
+  bool early, start_early = false;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (!c->early_started && c->meta.deliver && opt_.deliver_early && c->verified < c->meta.chunk_count())
+      c->early_started = start_early = true;
+    early = c->early_started;  // perhaps by the worker before this one
+  }
+  if (start_early)
     deliver_early(c);
   if (!c->inline_data.empty()) {
     Status w = write_inline(*c);

@@ -274,6 +274,37 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["job"] == 2 and r["succeeded"]'
 }
 
+@test "a leader that gave up its copy takes it up again when a restarted manager notifies it anew" {
+	keys
+	serve
+	agent 1
+	leaders_file 1
+	head -c 3000000 /dev/urandom >"$T/site.pack"
+	# The job's directory cannot be made: the leader gives up on its copy.
+	mkdir -p "$T/a1"
+	: >"$T/a1/1"
+	cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack" >/dev/null 2>&1 &
+	PIDS+=($!)
+	for _ in $(seq 1 100); do
+		grep -q "job 1: cannot open" "$T/agent1.log" 2>/dev/null && break
+		sleep 0.05
+	done
+	grep -q "job 1: cannot open" "$T/agent1.log"
+	# Before the manager's stall time runs out: restart it, with the disk
+	# fixed. It notifies the leader again, which must fetch this time.
+	kill "$SERVE_PID"
+	wait "$SERVE_PID" || true
+	rm "$T/a1/1"
+	serve
+	for _ in $(seq 1 150); do
+		run cm-push status --json --tls "$T/tls" --manager "$M" 1
+		echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(0 if r.get("done") else 1)' && break
+		sleep 0.1
+	done
+	echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["succeeded"] and r["leaders_ok"] == 1, r'
+	[ "$(sha256sum <"$T/a1/1/site.pack")" = "$(sha256sum <"$T/site.pack")" ]
+}
+
 @test "a copy changed on a leader's disk is not served: resumed fetches start at the first bad chunk" {
 	three
 	cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"
