@@ -35,6 +35,8 @@ void send_options(po::options_description& d) {
        "the most bits per second to send, headers included (k, m, g)")  //
       ("frame-size", po::value<uint32_t>()->value_name("BYTES"),
        "data per packet (default: one 1500-byte packet)")  //
+      ("fec", po::value<uint32_t>()->default_value(mcast::kDefaultFecBlock)->value_name("K"),
+       "repair frames over blocks of K frames, 2 to 200 (0: resend lost frames instead)")  //
       ("max-idle-passes", po::value<int>()->default_value(5)->value_name("N"),
        "stop after N passes (and 3 s) without progress")  //
       ("report-timeout", po::value<double>()->default_value(60)->value_name("SECONDS"),
@@ -114,6 +116,10 @@ Status run_send(cli::Context& ctx) {
     if (o.frame_size < 64 || o.frame_size > 60000)
       return Error("--frame-size must be between 64 and 60000", kExitUsage);
   }
+  o.fec_block = ctx.vm["fec"].as<uint32_t>();
+  if (o.fec_block == 1 || o.fec_block > mcast::kMaxFecBlock)
+    return Error("--fec must be 0 (none) or between 2 and " + std::to_string(mcast::kMaxFecBlock),
+                 kExitUsage);
   if (ctx.vm.count("members") == ctx.vm.count("expect"))
     return Error("give --members FILE or --expect N", kExitUsage);
   if (ctx.vm.count("self-exec"))

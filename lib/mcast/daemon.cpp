@@ -233,6 +233,7 @@ Result<SendResult> run_send(const SendOptions& opt) {
   cfg.expected = opt.expected;
   cfg.expect_count = opt.expect_count;
   cfg.max_idle_passes = opt.max_idle_passes;
+  cfg.fec_block = opt.fec_block;
   cfg.report_timeout = static_cast<Nanos>(opt.report_timeout * 1e9);
   cfg.seed = random64();
   {
@@ -410,6 +411,7 @@ nlohmann::json to_json(const SendResult& r) {
                         {"passes", r.stats.passes},
                         {"data_packets", r.stats.data_packets},
                         {"retransmitted", r.stats.retransmitted},
+                        {"repairs", r.stats.repairs},
                         {"wire_bytes", r.stats.wire_bytes},
                         {"members", members}};
 }
@@ -420,10 +422,11 @@ std::string to_text(const SendResult& r) {
     ok += m.succeeded();
   char head[256];
   std::snprintf(head, sizeof head,
-                "%s in %.2f s, %u pass(es), %s frames sent again; %zu of %zu members OK (quorum %zu): %s\n",
+                "%s in %.2f s, %u pass(es), %s frames sent again (%s as repairs); %zu of %zu members OK "
+                "(quorum %zu): %s\n",
                 human_bytes(r.size).c_str(), r.seconds, r.stats.passes,
-                with_commas(r.stats.retransmitted).c_str(), ok, r.members.size(), r.quorum,
-                r.succeeded ? "succeeded" : "FAILED");
+                with_commas(r.stats.retransmitted).c_str(), with_commas(r.stats.repairs).c_str(), ok,
+                r.members.size(), r.quorum, r.succeeded ? "succeeded" : "FAILED");
   std::string t = head;
   for (const MemberOutcome& m : r.members) {
     std::string state = m.had_it ? "had it" : m.received ? "received" : m.joined ? "incomplete" : "missing";
@@ -752,7 +755,8 @@ Status run_recv(const RecvOptions& opt) {
       auto it = sessions.find(p.session);
       if (it == sessions.end()) {
         // A session whose announce we missed: ask for it (now and then).
-        if ((p.type == Type::Data || p.type == Type::PassEnd) && !finished.count(p.session)) {
+        if ((p.type == Type::Data || p.type == Type::Repair || p.type == Type::PassEnd) &&
+            !finished.count(p.session)) {
           static std::map<uint64_t, Nanos> asked;
           if (now - asked[p.session] > 50 * kMs) {
             asked[p.session] = now;
@@ -779,6 +783,7 @@ Status run_recv(const RecvOptions& opt) {
         continue;
       switch (p.type) {
         case Type::Data: s.rx->on_data(p); break;
+        case Type::Repair: s.rx->on_repair(p); break;
         case Type::PassEnd: s.rx->on_pass_end(p, now); break;
         case Type::ReportReq: s.rx->on_report_req(p, now); break;
         default: break;

@@ -11,10 +11,13 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "crypto/keys.hpp"
+#include "mcast/fec.hpp"
 #include "mcast/sender.hpp"
 #include "net/udp.hpp"
 
 namespace cm::mcast {
+
+inline constexpr uint32_t kDefaultFecBlock = 128;
 
 struct SendOptions {
   std::string file;
@@ -22,7 +25,8 @@ struct SendOptions {
   in_addr interface {};
   const crypto::SymmetricKey* key = nullptr;
   uint64_t rate = 500'000'000;
-  uint32_t frame_size = 0;  // 0: fits one 1500-byte packet
+  uint32_t frame_size = 0;                // 0: fits one 1500-byte packet
+  uint32_t fec_block = kDefaultFecBlock;  // frames in a block of repairs (0: none)
   std::vector<Expected> expected;
   size_t expect_count = 0;
   std::string quorum;  // "N" or "P%"; empty: all

@@ -3,13 +3,14 @@
 #include <cstring>
 
 #include "crypto/mac.hpp"
+#include "mcast/fec.hpp"
 #include "util/wire.hpp"
 
 namespace cm::mcast {
 
 namespace {
 constexpr char kMagic[4] = {'C', 'M', 'M', 'C'};
-constexpr uint8_t kVersion = 1;
+constexpr uint8_t kVersion = 2;  // 2: repair frames
 constexpr size_t kMaxRanges = 4096;
 constexpr size_t kMaxHashes = 4096;
 }  // namespace
@@ -25,6 +26,7 @@ const char* type_name(Type t) {
     case Type::Report: return "REPORT";
     case Type::ReportReq: return "REPORT_REQ";
     case Type::End: return "END";
+    case Type::Repair: return "REPAIR";
   }
   return "?";
 }
@@ -51,8 +53,14 @@ size_t data_header(uint64_t frame, uint32_t pass, bool keyed) {
   return kHeader + varint_len(frame) + varint_len(pass) + (keyed ? crypto::kMacSize : 0);
 }
 
+size_t repair_header(uint64_t block, uint32_t pass, uint32_t index, bool keyed) {
+  return kHeader + varint_len(block) + varint_len(pass) + varint_len(index) + (keyed ? crypto::kMacSize : 0);
+}
+
 size_t data_overhead(uint64_t size, bool keyed) {
-  return kHeader + varint_len(size) + 2 + (keyed ? crypto::kMacSize : 0);
+  // A repair's block number and index (below 255) take no more than a
+  // frame number of the same file and two bytes.
+  return kHeader + varint_len(size) + 2 + 2 + (keyed ? crypto::kMacSize : 0);
 }
 
 std::string encode(const Packet& p, const crypto::SymmetricKey* key) {
@@ -75,9 +83,15 @@ std::string encode(const Packet& p, const crypto::SymmetricKey* key) {
       w.varint(p.rate);
       w.varint(p.reply_port);
       w.varint(p.expected);
+      w.varint(p.fec);
       break;
     case Type::Data:
       w.varint(p.pass);
+      w.raw(p.payload);
+      break;
+    case Type::Repair:
+      w.varint(p.pass);
+      w.varint(p.index);
       w.raw(p.payload);
       break;
     case Type::PassEnd:
@@ -100,6 +114,13 @@ std::string encode(const Packet& p, const crypto::SymmetricKey* key) {
         w.varint(r.start - at);  // ranges ascend: store the gaps
         w.varint(r.count);
         at = r.start + r.count;
+      }
+      w.varint(p.needs.size());
+      at = 0;
+      for (const Range& r : p.needs) {
+        w.varint(r.start - at);  // blocks ascend
+        w.varint(r.count);
+        at = r.start + 1;
       }
       break;
     }
@@ -135,7 +156,7 @@ Result<Packet> decode(std::string_view bytes, const crypto::SymmetricKey* key) {
     return bad("unsupported cm-mcast version");
   uint8_t type = static_cast<uint8_t>(bytes[5]);
   uint8_t flags = static_cast<uint8_t>(bytes[6]);
-  if (type < 1 || type > 9 || flags > 1)
+  if (type < 1 || type > 10 || flags > 1)
     return bad("unknown packet type or flags");
   if (key != nullptr) {
     if (flags != 1 || bytes.size() < kHeader + crypto::kMacSize)
@@ -170,9 +191,15 @@ Result<Packet> decode(std::string_view bytes, const crypto::SymmetricKey* key) {
       p.rate = r.varint();
       p.reply_port = u32(r.varint());
       p.expected = u32(r.varint());
+      p.fec = u32(r.varint());
       break;
     case Type::Data:
       p.pass = u32(r.varint());
+      p.payload = std::string(r.raw(r.remaining()));
+      break;
+    case Type::Repair:
+      p.pass = u32(r.varint());
+      p.index = u32(r.varint());
       p.payload = std::string(r.raw(r.remaining()));
       break;
     case Type::PassEnd:
@@ -199,6 +226,17 @@ Result<Packet> decode(std::string_view bytes, const crypto::SymmetricKey* key) {
           r.fail("bad range");
         p.ranges.push_back(Range{at + gap, count});
         at += gap + count;
+      }
+      n = r.varint();
+      if (n > kMaxRanges)
+        r.fail("too many block needs");
+      at = 0;
+      for (uint64_t i = 0; i < n && r.ok(); i++) {
+        uint64_t gap = r.varint(), need = r.varint();
+        if (need == 0 || need > 255 || at == UINT64_MAX || gap > UINT64_MAX - 1 - at)
+          r.fail("bad block need");
+        p.needs.push_back(Range{at + gap, need});
+        at += gap + 1;
       }
       break;
     }
@@ -236,6 +274,8 @@ Result<Packet> decode(std::string_view bytes, const crypto::SymmetricKey* key) {
   if (p.type == Type::Announce) {
     if (p.frame_size < 64 || p.frame_size > 60000)
       return bad("bad frame size");
+    if (p.fec == 1 || p.fec > kMaxFecBlock)
+      return bad("bad repair block size");
     if (p.frames != (p.size + p.frame_size - 1) / p.frame_size + (p.size == 0 ? 1 : 0))
       return bad("frame count does not match the size");
     // Not a dot file: a receiver's own files in its directory start with

@@ -2,8 +2,8 @@
 //
 //   "CMMC" version(1) type(1) flags(1) session(8) body [mac(16)]
 //
-// The sender multicasts ANNOUNCE, DATA, PASS_END, REPORT_REQ and END on
-// the data channel; receivers answer it by unicast with JOIN, NACK, DONE
+// The sender multicasts ANNOUNCE, DATA, REPAIR, PASS_END, REPORT_REQ and
+// END on the data channel; receivers answer it by unicast with JOIN, NACK, DONE
 // and REPORT. With a key every packet carries HMAC-SHA256 (first 16 bytes)
 // over all that precedes it; receivers and sender drop and count packets
 // that fail it, and replays (the session id is random, DATA is idempotent,
@@ -31,6 +31,7 @@ enum class Type : uint8_t {
   Report = 7,
   ReportReq = 8,
   End = 9,
+  Repair = 10,
 };
 const char* type_name(Type t);
 
@@ -57,9 +58,11 @@ struct Packet {
   uint64_t rate = 0;        // bits per second
   uint32_t reply_port = 0;  // where to send answers (the sender's port)
   uint32_t expected = 0;    // members the sender expects
-  // DATA, PASS_END, NACK, DONE
+  uint32_t fec = 0;         // frames in a block of the repair code (0: no repairs)
+  // DATA, REPAIR, PASS_END, NACK, DONE
   uint32_t pass = 0;
-  std::string payload;  // DATA
+  std::string payload;  // DATA, REPAIR
+  uint32_t index = 0;   // REPAIR: which repair of block `seq`
   uint64_t sent = 0;    // PASS_END: frames sent in the pass
   // JOIN, NACK, DONE, REPORT
   std::string member;
@@ -68,6 +71,8 @@ struct Packet {
   uint64_t missing = 0;
   uint32_t part = 0, parts = 1;
   std::vector<Range> ranges;
+  // NACK with repairs: per block (start), how many frames it needs (count)
+  std::vector<Range> needs;
   // REPORT
   int32_t exit_code = -1;  // of the command; -1: none run
   std::string output;      // its standard output (JSON for cm-apply --json)
@@ -86,7 +91,10 @@ Result<Packet> decode(std::string_view bytes, const crypto::SymmetricKey* key);
 
 // Bytes a DATA packet carries besides its payload.
 size_t data_header(uint64_t frame, uint32_t pass, bool keyed);
-// The most, for any frame of a file of `size` bytes (passes below 16384).
+// Bytes a REPAIR packet carries besides its payload.
+size_t repair_header(uint64_t block, uint32_t pass, uint32_t index, bool keyed);
+// The most, for any DATA or REPAIR packet of a file of `size` bytes
+// (passes below 16384).
 size_t data_overhead(uint64_t size, bool keyed);
 
 }  // namespace cm::mcast

@@ -1,6 +1,9 @@
 #include "mcast/receiver.hpp"
 
 #include <algorithm>
+#include <cstring>
+
+#include "mcast/fec.hpp"
 
 namespace cm::mcast {
 
@@ -12,6 +15,21 @@ ReceiverSession::ReceiverSession(const Packet& announce, ReceiverConfig cfg, std
     : announce_(announce), cfg_(std::move(cfg)), sink_(std::move(sink)), rng_(cfg_.seed) {
   frames_ = announce_.frames;
   bits_.assign((frames_ + 63) / 64, 0);
+  if (announce_.fec >= 2 && announce_.size > 0) {
+    fec_ = announce_.fec;
+    block_have_.assign((frames_ + fec_ - 1) / fec_, 0);
+  }
+}
+
+size_t ReceiverSession::frame_length(uint64_t f) const {
+  // Every frame is full but the last.
+  return announce_.size == 0 ? 0
+         : f + 1 == frames_  ? static_cast<size_t>(announce_.size - f * announce_.frame_size)
+                             : announce_.frame_size;
+}
+
+uint32_t ReceiverSession::block_frames(uint64_t b) const {
+  return static_cast<uint32_t>(std::min<uint64_t>(fec_, frames_ - b * fec_));
 }
 
 Packet ReceiverSession::base(Type t) {
@@ -27,24 +45,142 @@ void ReceiverSession::on_data(const Packet& p) {
   uint64_t f = p.seq;
   if (verified_ || f >= frames_ || has(f))
     return;
-  // Every frame is full but the last; a wrong size is not ours.
-  uint64_t want = announce_.size == 0 ? 0
-                  : f + 1 == frames_  ? announce_.size - f * announce_.frame_size
-                                      : announce_.frame_size;
-  if (p.payload.size() != want)
-    return;
-  if (!sink_->write(f * announce_.frame_size, p.payload).ok()) {
+  if (p.payload.size() != frame_length(f))
+    return;  // not ours
+  accept(f, p.payload);
+  if (fec_ > 0 && !verified_) {
+    uint64_t b = f / fec_;
+    auto it = held_.find(b);
+    if (it != held_.end() && block_have_[b] + it->second.size() >= block_frames(b))
+      decode(b);
+  }
+}
+
+void ReceiverSession::accept(uint64_t f, std::string_view payload) {
+  if (!sink_->write(f * announce_.frame_size, payload).ok()) {
     failed_ = true;
     return;
   }
   bits_[f / 64] |= uint64_t{1} << (f % 64);
   have_++;
+  if (fec_ > 0) {
+    uint64_t b = f / fec_;
+    if (++block_have_[b] == block_frames(b)) {
+      // Whole without the repairs it holds.
+      auto it = held_.find(b);
+      if (it != held_.end()) {
+        for (const Held& h : it->second)
+          held_bytes_ -= h.bytes.size();
+        held_.erase(it);
+      }
+    }
+  }
   if (f == hashed_frames_) {
-    hash_.update(p.payload);
+    hash_.update(payload);
     hashed_frames_++;
+    // A gap just filled: hash on over what came after it (from the sink,
+    // still in the page cache), up to the next gap. The hash then keeps up
+    // with the repairs, and the check at the end has little left to read.
+    if (have_ != frames_)
+      hash_ahead();
   }
   if (have_ == frames_)
     (void)verify();
+}
+
+void ReceiverSession::hash_ahead() {
+  thread_local std::vector<char> buf;
+  const size_t len = announce_.frame_size;
+  while (hashed_frames_ < frames_ && has(hashed_frames_)) {
+    uint64_t end = hashed_frames_;
+    while (end < frames_ && has(end) && end - hashed_frames_ < 128)
+      end++;
+    uint64_t off = hashed_frames_ * len;
+    size_t n = static_cast<size_t>(std::min<uint64_t>(end * len, announce_.size) - off);
+    buf.resize(n);
+    auto got = sink_->read(off, buf.data(), n);
+    if (!got.ok() || *got != n)
+      return;  // verify() reads it again, and says what failed
+    hash_.update(buf.data(), n);
+    hashed_frames_ = end;
+  }
+}
+
+void ReceiverSession::on_repair(const Packet& p) {
+  uint64_t b = p.seq;
+  if (fec_ == 0 || verified_ || b >= block_have_.size() || p.payload.size() != announce_.frame_size)
+    return;
+  uint32_t k = block_frames(b);
+  if (block_have_[b] >= k || p.index >= max_repairs(k))
+    return;
+  std::vector<Held>& held = held_[b];
+  for (const Held& h : held)
+    if (h.index == p.index)
+      return;
+  if (held_bytes_ + p.payload.size() > kMaxHeld) {
+    if (held.empty())
+      held_.erase(b);
+    return;  // asked for again after the pass
+  }
+  held.push_back(Held{p.index, p.payload});
+  held_bytes_ += p.payload.size();
+  if (block_have_[b] + held.size() >= k)
+    decode(b);
+}
+
+// Enough frames and repairs of block b: the missing frames, recovered.
+void ReceiverSession::decode(uint64_t b) {
+  auto it = held_.find(b);
+  if (it == held_.end())
+    return;
+  std::vector<Held> held = std::move(it->second);
+  held_.erase(it);
+  for (const Held& h : held)
+    held_bytes_ -= h.bytes.size();
+  uint32_t k = block_frames(b);
+  size_t len = announce_.frame_size;
+  uint64_t first = b * fec_;
+  // The block's frames at hand, in one read (the slots of missing frames
+  // get what the decoder recovers).
+  thread_local std::string buf;
+  buf.assign(static_cast<size_t>(k) * len, '\0');
+  size_t want =
+      static_cast<size_t>(std::min<uint64_t>(static_cast<uint64_t>(k) * len, announce_.size - first * len));
+  auto got = sink_->read(first * len, buf.data(), want);
+  if (!got.ok()) {
+    failed_ = true;
+    return;
+  }
+  std::vector<uint32_t> have, missing, repair_index;
+  std::vector<const uint8_t*> frames, repairs;
+  std::vector<uint8_t*> out;
+  for (uint32_t j = 0; j < k; j++) {
+    uint8_t* at = reinterpret_cast<uint8_t*>(buf.data()) + static_cast<size_t>(j) * len;
+    if (!has(first + j)) {
+      missing.push_back(j);
+      out.push_back(at);
+      continue;
+    }
+    if (static_cast<size_t>(j) * len + frame_length(first + j) > *got) {
+      failed_ = true;  // a frame written is not there to read
+      return;
+    }
+    // Zeros past a short (last) frame, as the sender padded it.
+    std::memset(at + frame_length(first + j), 0, len - frame_length(first + j));
+    have.push_back(j);
+    frames.push_back(at);
+  }
+  for (const Held& h : held) {
+    repair_index.push_back(h.index);
+    repairs.push_back(reinterpret_cast<const uint8_t*>(h.bytes.data()));
+  }
+  if (!fec_decode(k, len, have, frames, repair_index, repairs, missing, out).ok())
+    return;  // repairs that do not fit (forged, without a key): needed again
+  for (size_t i = 0; i < missing.size() && !verified_ && !failed_; i++) {
+    uint64_t f = first + missing[i];
+    accept(f, std::string_view(reinterpret_cast<const char*>(out[i]), frame_length(f)));
+    repaired_++;
+  }
 }
 
 Status ReceiverSession::verify() {
@@ -66,6 +202,9 @@ Status ReceiverSession::verify() {
   }
   // Damaged on the way (or forged, without a key): start over.
   std::fill(bits_.begin(), bits_.end(), 0);
+  std::fill(block_have_.begin(), block_have_.end(), 0);
+  held_.clear();
+  held_bytes_ = 0;
   have_ = 0;
   hashed_frames_ = 0;
   restarts_++;
@@ -117,9 +256,18 @@ void ReceiverSession::reply(Nanos now) {
     out_.push_back(Outgoing{d, std::nullopt});
     return;
   }
-  // The missing frames, as ranges, in as many NACKs as it takes.
+  // The missing frames, as ranges, in as many NACKs as it takes. With
+  // repairs: how many frames each block needs, whichever they are.
   std::vector<Range> ranges;
-  for (uint64_t f = 0; f < frames_;) {
+  for (uint64_t b = 0; b < block_have_.size(); b++) {
+    uint64_t k = block_frames(b), got = block_have_[b];
+    auto it = held_.find(b);
+    if (it != held_.end())
+      got += it->second.size();
+    if (got < k)
+      ranges.push_back(Range{b, k - got});
+  }
+  for (uint64_t f = 0; fec_ == 0 && f < frames_;) {
     uint64_t word = bits_[f / 64];
     if (f % 64 == 0 && word == ~uint64_t{0}) {
       f += 64;
@@ -139,12 +287,12 @@ void ReceiverSession::reply(Nanos now) {
   for (uint32_t i = 0; i < parts; i++) {
     Packet n = base(Type::Nack);
     n.pass = pass_;
-    n.missing = frames_ - have_;
+    n.missing = fec_ > 0 ? total(ranges) : frames_ - have_;
     n.part = i;
     n.parts = parts;
     size_t from = i * kRangesPerNack, to = std::min(ranges.size(), from + kRangesPerNack);
-    n.ranges.assign(ranges.begin() + static_cast<ptrdiff_t>(from),
-                    ranges.begin() + static_cast<ptrdiff_t>(to));
+    (fec_ > 0 ? n.needs : n.ranges)
+        .assign(ranges.begin() + static_cast<ptrdiff_t>(from), ranges.begin() + static_cast<ptrdiff_t>(to));
     out_.push_back(Outgoing{n, std::nullopt});
   }
 }

@@ -3,10 +3,14 @@
 // at the frame's offset): memory holds one bit a frame, not the file.
 // The SHA-256 is computed as frames arrive in order and finished from the
 // sink for what came out of order, so a clean transfer is never read back.
+// With repairs (fec.hpp), a block's repairs wait in memory (bounded) until
+// the block can be decoded; the frames at hand are read back from the sink
+// for that.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -37,6 +41,7 @@ class ReceiverSession {
   ReceiverSession(const Packet& announce, ReceiverConfig cfg, std::unique_ptr<FrameSink> sink);
 
   void on_data(const Packet& p);
+  void on_repair(const Packet& p);
   void on_pass_end(const Packet& p, Nanos now);
   void on_report_req(const Packet& p, Nanos now);
   Status tick(Nanos now);
@@ -53,9 +58,21 @@ class ReceiverSession {
   void set_report(int32_t exit_code, std::string output, uint32_t millis, Nanos now);
   bool reported() const { return report_.has_value(); }
   uint64_t corrupt_restarts() const { return restarts_; }
+  uint64_t repaired_frames() const { return repaired_; }
+  // Repairs held at most (bytes); more are dropped (and needed again).
+  static constexpr size_t kMaxHeld = 16u << 20;
 
  private:
   bool has(uint64_t f) const { return (bits_[f / 64] >> (f % 64)) & 1; }
+  size_t frame_length(uint64_t f) const;
+  void accept(uint64_t f, std::string_view payload);
+  void hash_ahead();
+  uint32_t block_frames(uint64_t b) const;
+  void decode(uint64_t b);
+  struct Held {
+    uint32_t index;
+    std::string bytes;
+  };
   Status verify();
   void reply(Nanos now);
   Packet base(Type t);
@@ -77,6 +94,11 @@ class ReceiverSession {
   std::optional<Packet> report_;
   uint64_t counter_ = 0;
   uint64_t restarts_ = 0;
+  uint32_t fec_ = 0;  // frames in a block (0: no repairs)
+  std::vector<uint16_t> block_have_;
+  std::map<uint64_t, std::vector<Held>> held_;
+  size_t held_bytes_ = 0;
+  uint64_t repaired_ = 0;
   std::vector<Outgoing> out_;
 };
 

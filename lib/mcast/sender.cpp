@@ -1,6 +1,9 @@
 #include "mcast/sender.hpp"
 
 #include <algorithm>
+#include <cstring>
+
+#include "mcast/fec.hpp"
 
 namespace cm::mcast {
 
@@ -32,6 +35,11 @@ Sender::Sender(SenderConfig cfg, FrameSource source)
     : cfg_(std::move(cfg)), source_(std::move(source)), rng_(cfg_.seed) {
   frames_ = cfg_.size == 0 ? 1 : (cfg_.size + cfg_.frame_size - 1) / cfg_.frame_size;
   rate_ = cfg_.rate;
+  if (cfg_.fec_block >= 2 && frames_ >= 2) {
+    fec_ = std::min(cfg_.fec_block, kMaxFecBlock);
+    need_.assign((frames_ + fec_ - 1) / fec_, 0);
+    next_repair_.assign(need_.size(), 0);
+  }
   for (const Expected& e : cfg_.expected) {
     Member& m = member(e.id);
     m.out.address = e.address;
@@ -68,6 +76,25 @@ uint64_t Sender::wire_cost(size_t payload, uint64_t frame) const {
   return (payload + data_header(frame, pass_, cfg_.keyed) + kWireOverhead) * 8;
 }
 
+uint32_t Sender::block_frames(uint64_t b) const {
+  return static_cast<uint32_t>(std::min<uint64_t>(fec_, frames_ - b * fec_));
+}
+
+// The repairs of the current item, all at once: the block is read once.
+Status Sender::make_repairs() {
+  const RepairItem& it = repair_todo_[repair_index_];
+  uint32_t k = block_frames(it.block);
+  size_t len = cfg_.frame_size;
+  std::string buf(static_cast<size_t>(k) * len, '\0');
+  std::vector<const uint8_t*> frames;
+  for (uint32_t j = 0; j < k; j++) {
+    CM_ASSIGN(std::string f, source_(it.block * fec_ + j));
+    std::memcpy(buf.data() + static_cast<size_t>(j) * len, f.data(), std::min(f.size(), len));
+    frames.push_back(reinterpret_cast<const uint8_t*>(buf.data()) + static_cast<size_t>(j) * len);
+  }
+  return fec_encode(k, len, frames, it.first, it.count, repair_cache_);
+}
+
 Packet Sender::base(Type t) {
   Packet p;
   p.type = t;
@@ -93,6 +120,7 @@ Packet Sender::announce_packet() {
   a.rate = rate_;
   a.reply_port = cfg_.reply_port;
   a.expected = static_cast<uint32_t>(expected());
+  a.fec = fec_;
   return a;
 }
 
@@ -152,17 +180,24 @@ void Sender::recv(const Packet& p, const net::Endpoint& from, Nanos now) {
     case Type::Nack:
       m.out.joined = true;
       if (p.pass == pass_) {
-        m.replied = true;
+        // A long NACK comes in parts: the member has answered once all
+        // are in (else the next pass would go without what the later
+        // parts ask for, and those would wait a pass more).
+        if (p.part < p.parts && m.parts.size() < p.parts)
+          m.parts.insert(p.part);
+        m.replied = m.parts.size() >= p.parts;
         m.missing = p.missing;
+      }
+      if (p.pass == pass_ || phase_ != Phase::Reports) {
+        // (From another pass: a late joiner, or a lost PASS_END; whatever
+        // it lacks goes into the next pass too.)
         for (const Range& r : p.ranges)
           if (r.start < frames_)
             add_range(missing_, Range{r.start, std::min(r.count, frames_ - r.start)});
-      } else if (phase_ != Phase::Reports) {
-        // A late joiner (or a lost PASS_END): whatever it lacks goes
-        // into the next pass too.
-        for (const Range& r : p.ranges)
-          if (r.start < frames_)
-            add_range(missing_, Range{r.start, std::min(r.count, frames_ - r.start)});
+        for (const Range& r : p.needs)
+          if (r.start < need_.size())
+            need_[r.start] = static_cast<uint8_t>(
+                std::max<uint64_t>(need_[r.start], std::min<uint64_t>(r.count, block_frames(r.start))));
       }
       break;
     case Type::Done:
@@ -199,6 +234,8 @@ void Sender::next_pass(Nanos now) {
   // Progress: members completed, or fewer frames missing than before.
   size_t complete = complete_members();
   uint64_t missing = total(missing_);
+  for (uint8_t n : need_)
+    missing += n;
   if (pass_ > 0) {
     if (complete > last_complete_ || missing < last_union_) {
       idle_passes_ = 0;
@@ -226,20 +263,41 @@ void Sender::next_pass(Nanos now) {
     todo_ = {Range{0, frames_}};
   else
     todo_ = missing_;
+  repair_todo_.clear();
+  repair_index_ = 0;
+  repair_sent_ = 0;
+  repair_cache_.clear();
+  for (uint64_t b = 0; b < need_.size(); b++) {
+    uint32_t n = need_[b], k = block_frames(b);
+    if (n == 0)
+      continue;
+    if (n >= k || next_repair_[b] + n > max_repairs(k)) {
+      // Someone has none of it (a late joiner), or the repairs ran out:
+      // the frames themselves.
+      add_range(todo_, Range{b * fec_, k});
+    } else {
+      repair_todo_.push_back(RepairItem{b, next_repair_[b], n});
+      next_repair_[b] = static_cast<uint8_t>(next_repair_[b] + n);
+    }
+    need_[b] = 0;
+  }
   // Nothing reported missing, but someone said nothing at all (or an
   // expected member has not joined yet): announce and ask again.
-  if (todo_.empty()) {
+  if (todo_.empty() && repair_todo_.empty()) {
     send(announce_packet());
     pass_++;
     pass_sent_ = 0;
-    for (auto& [id, m] : members_)
+    for (auto& [id, m] : members_) {
       m.replied = false;
+      m.parts.clear();
+    }
     pass_end(now);
     return;
   }
   missing_.clear();
   for (auto& [id, m] : members_) {
     m.replied = false;
+    m.parts.clear();
     m.missing = 0;
   }
   pass_++;
@@ -322,6 +380,34 @@ Status Sender::tick(Nanos now) {
       // Pacing: each packet takes its wire size at the rate.
       int burst = 0;
       while (phase_ == Phase::Send && budget_at_ <= now && burst < 64) {
+        if (todo_index_ >= todo_.size() && repair_index_ < repair_todo_.size()) {
+          // The frames are out: now the repairs.
+          if (repair_cache_.empty())
+            CM_TRY(make_repairs());
+          const RepairItem& it = repair_todo_[repair_index_];
+          Packet d;
+          d.type = Type::Repair;
+          d.session = cfg_.session;
+          d.seq = it.block;
+          d.pass = pass_;
+          d.index = it.first + repair_sent_;
+          d.payload = std::move(repair_cache_[repair_sent_]);
+          uint64_t cost =
+              (d.payload.size() + repair_header(it.block, pass_, d.index, cfg_.keyed) + kWireOverhead) * 8;
+          stats_.repairs++;
+          stats_.retransmitted++;
+          stats_.wire_bytes += cost / 8;
+          out_.push_back(Outgoing{std::move(d), std::nullopt});
+          if (++repair_sent_ == it.count) {
+            repair_index_++;
+            repair_sent_ = 0;
+            repair_cache_.clear();
+          }
+          pass_sent_++;
+          burst++;
+          budget_at_ += static_cast<Nanos>(cost * 1'000'000'000ull / rate_);
+          continue;
+        }
         if (todo_index_ >= todo_.size()) {
           pass_end(now);
           break;

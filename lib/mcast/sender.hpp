@@ -8,7 +8,11 @@
 //             in pass 1), paced at the rate; then PASS_END
 //   collect   NACKs (ranges of missing frames) and DONEs, each receiver
 //             after a small random wait; the union of the NACKs is the
-//             next pass; the rate halves when a pass loses a quarter
+//             next pass; the rate halves when a pass loses a quarter.
+//             With repairs (fec_block, fec.hpp) a NACK says how many
+//             frames each block needs; the next pass sends, per block,
+//             that many new repairs for the neediest receiver (the
+//             block's frames themselves when one needs them all)
 //   reports   every member that has the file reports (after its command
 //             ran); missing reports are asked for again, by unicast when
 //             few, else by one multicast listing the shorter of the
@@ -24,6 +28,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -68,6 +73,7 @@ struct SenderConfig {
   Nanos report_timeout = 60000 * kMs;
   Nanos report_round = 250 * kMs;  // first re-request; then doubling
   uint64_t seed = 1;
+  uint32_t fec_block = 0;  // frames in a block of the repair code; 0: none
 };
 
 // Reads frame i of the file.
@@ -98,7 +104,8 @@ struct SenderStats {
   uint32_t passes = 0;
   uint64_t data_packets = 0, data_bytes = 0;  // payload
   uint64_t wire_bytes = 0;                    // everything sent, with UDP/IP/Ethernet headers
-  uint64_t retransmitted = 0;                 // frames sent again
+  uint64_t retransmitted = 0;                 // frames and repairs sent after the first pass
+  uint64_t repairs = 0;                       // repair frames sent
   uint64_t rate = 0;                          // at the end
 };
 
@@ -131,7 +138,8 @@ class Sender {
   struct Member {
     MemberOutcome out;
     uint64_t hash = 0;
-    bool replied = false;  // to the last PASS_END
+    bool replied = false;      // to the last PASS_END: every part of its NACK (or a DONE)
+    std::set<uint32_t> parts;  // NACK parts heard for the current pass
     uint64_t missing = 0;
     Nanos last_heard = 0;
   };
@@ -148,6 +156,12 @@ class Sender {
   bool all_received() const;
   bool needed(const Member& m) const { return !m.out.had_it && !m.out.received; }
   uint64_t wire_cost(size_t payload, uint64_t frame) const;
+  uint32_t block_frames(uint64_t b) const;
+  Status make_repairs();
+  struct RepairItem {
+    uint64_t block;
+    uint32_t first, count;
+  };
 
   SenderConfig cfg_;
   FrameSource source_;
@@ -161,7 +175,14 @@ class Sender {
   size_t todo_index_ = 0;
   uint64_t todo_next_ = 0;
   uint64_t pass_sent_ = 0;
-  std::vector<Range> missing_;  // union of this pass's NACKs
+  std::vector<Range> missing_;        // union of this pass's NACKs
+  uint32_t fec_ = 0;                  // frames in a block (0: no repairs)
+  std::vector<uint8_t> need_;         // per block: the most any receiver needs
+  std::vector<uint8_t> next_repair_;  // per block: the first repair not sent yet
+  std::vector<RepairItem> repair_todo_;
+  size_t repair_index_ = 0;
+  uint32_t repair_sent_ = 0;  // of repair_todo_[repair_index_]
+  std::vector<std::string> repair_cache_;
   Nanos deadline_ = 0;
   bool eager_ = false;  // the first pass went out before the joins
   Nanos pass_end_again_ = 0;

@@ -67,14 +67,30 @@ same() { # FILE N: every receiver's copy is identical
 	echo "$output" | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j["passes"] >= 2 and j["retransmitted"] > 0, j'
 }
 
-@test "four receivers, 10% loss each: identical copies" {
+@test "four receivers, 10% loss each: identical copies, with repair frames and without" {
 	lab_up mc 5
 	receivers 4
 	for i in 2 3 4 5; do lab_loss "$i" 10; done
 	head -c 5000000 /dev/urandom >f.bin
-	run send f.bin --expect 4
+	run send f.bin --expect 4 --json
 	assert_success
 	same f.bin 4
+	# Repairs by default: fewer frames again than the receivers lost between
+	# them (1 - 0.9^4 = 34 % of 3,444 frames, where one 10 % is 344).
+	echo "$output" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["repairs"] > 0 and r["repairs"] == r["retransmitted"], r
+assert r["retransmitted"] < 0.25 * 3444, r'
+	cp f.bin g.bin
+	printf 'x' >>g.bin  # another file: the receivers have f.bin already
+	run send g.bin --expect 4 --json --fec 0
+	assert_success
+	same g.bin 4
+	echo "$output" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["repairs"] == 0 and r["retransmitted"] > 0, r'
 }
 
 @test "zero-byte, one-block and exact-multiple files" {
@@ -82,7 +98,7 @@ same() { # FILE N: every receiver's copy is identical
 	receivers 3
 	: >empty
 	printf 'x' >one
-	head -c $((1452 * 4)) /dev/urandom >exact  # the default frame size
+	head -c $((1451 * 4)) /dev/urandom >exact  # the default frame size for it (1500 - 28 - 21)
 	for f in empty one exact; do
 		run send "$f" --expect 3
 		assert_success

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <random>
 
+#include "mcast/fec.hpp"
 #include "mcast/receiver.hpp"
 #include "mcast/sender.hpp"
 
@@ -63,6 +64,8 @@ struct McRun {
   int kill_after_frames = -1;       // receiver 0 dies after this many frames
   bool first_pass_seen = false;     // Sender::first_pass_sent() became true
   uint64_t data_at_first_pass = 0;  // data packets sent by then
+  uint32_t fec = 0;                 // frames in a block of repairs
+  uint64_t repaired = 0;            // frames the receivers recovered from repairs
 };
 
 void simulate(McRun& r, uint64_t seed = 1) {
@@ -76,6 +79,7 @@ void simulate(McRun& r, uint64_t seed = 1) {
   cfg.frame_size = r.frame;
   cfg.rate = 100'000'000;
   cfg.quorum = r.quorum;
+  cfg.fec_block = r.fec;
   for (const Rx& x : r.rx)
     cfg.expected.push_back(Expected{x.id, std::nullopt});
   Sender s(cfg, [&](uint64_t f) -> Result<std::string> {
@@ -112,7 +116,8 @@ void simulate(McRun& r, uint64_t seed = 1) {
             x.session = std::make_unique<ReceiverSession>(p, ReceiverConfig{x.id, 5 * kMs, seed + i},
                                                           std::move(sink));
           }
-        } else if (!x.session && !x.has_file_already && (p.type == Type::Data || p.type == Type::PassEnd)) {
+        } else if (!x.session && !x.has_file_already &&
+                   (p.type == Type::Data || p.type == Type::Repair || p.type == Type::PassEnd)) {
           // A session it missed the announce of: ask for it.
           Packet j;
           j.type = Type::Join;
@@ -126,6 +131,8 @@ void simulate(McRun& r, uint64_t seed = 1) {
             if (i == 0 && r.kill_after_frames >= 0 &&
                 ++data_seen > static_cast<uint64_t>(r.kill_after_frames))
               x.up = false;
+          } else if (p.type == Type::Repair) {
+            x.session->on_repair(p);
           } else if (p.type == Type::PassEnd) {
             x.session->on_pass_end(p, now);
           } else if (p.type == Type::ReportReq) {
@@ -160,6 +167,9 @@ void simulate(McRun& r, uint64_t seed = 1) {
     now = std::max(now + 100000, std::min(next, now + kMs));
   }
   r.took = now;
+  for (const Rx& x : r.rx)
+    if (x.session)
+      r.repaired += x.session->repaired_frames();
   r.stats = s.stats();
   r.outcome = s.outcome();
   r.succeeded = s.succeeded();
@@ -198,6 +208,120 @@ TEST_P(McastLoss, EveryReceiverGetsAnIdenticalCopy) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Loss, McastLoss, ::testing::Values(0.0, 0.02, 0.10));
+
+// Repairs: what the most-losing receiver needs per block, not the union
+// of everyone's losses.
+class McastRepair : public ::testing::TestWithParam<double> {};
+
+TEST_P(McastRepair, EveryReceiverGetsAnIdenticalCopyForFewerFramesSent) {
+  McRun r = basic(1'000'000, 6, GetParam());  // 1000 frames: 7 blocks of 128 and one of 104
+  r.fec = 128;
+  simulate(r);
+  ASSERT_TRUE(r.succeeded);
+  for (const Rx& x : r.rx) {
+    ASSERT_TRUE(x.session && x.session->complete()) << x.id;
+    EXPECT_EQ(x.sink->data_, r.file) << x.id;
+  }
+  if (GetParam() == 0) {
+    EXPECT_EQ(r.stats.retransmitted, 0u);
+    return;
+  }
+  EXPECT_GT(r.stats.repairs, 0u);
+  EXPECT_GT(r.repaired, 0u);
+  // Six receivers losing 5 % lose 26 % between them; repairs for the
+  // neediest per block are about a third of that.
+  EXPECT_LE(r.stats.retransmitted, r.union_lost * 7 / 10) << r.union_lost;
+}
+
+INSTANTIATE_TEST_SUITE_P(Loss, McastRepair, ::testing::Values(0.0, 0.02, 0.05, 0.10));
+
+TEST(McastRepair, AnyKOfTheFramesAndRepairsGiveTheBlockBack) {
+  std::mt19937_64 rng(5);
+  for (uint32_t k : {2u, 7u, 128u, 200u}) {
+    const size_t len = 333;
+    std::vector<std::string> block(k);
+    std::vector<const uint8_t*> ptrs;
+    for (auto& f : block) {
+      f = random_file(len, rng());
+      ptrs.push_back(reinterpret_cast<const uint8_t*>(f.data()));
+    }
+    // Two passes' worth of repairs, the second starting where the first ended.
+    std::vector<std::string> r1, r2;
+    ASSERT_TRUE(fec_encode(k, len, ptrs, 0, 1, r1).ok());
+    ASSERT_TRUE(fec_encode(k, len, ptrs, 1, std::min(k, max_repairs(k)) - 1, r2).ok());
+    std::vector<std::string> repairs = r1;
+    repairs.insert(repairs.end(), r2.begin(), r2.end());
+    for (int trial = 0; trial < 20; trial++) {
+      size_t lost = 1 + rng() % repairs.size();
+      std::vector<uint32_t> order(k);
+      for (uint32_t i = 0; i < k; i++)
+        order[i] = i;
+      std::shuffle(order.begin(), order.end(), rng);
+      std::vector<uint32_t> missing(order.begin(), order.begin() + static_cast<ptrdiff_t>(lost));
+      std::vector<uint32_t> have;
+      std::vector<const uint8_t*> frames;
+      for (uint32_t j = 0; j < k; j++)
+        if (std::find(missing.begin(), missing.end(), j) == missing.end()) {
+          have.push_back(j);
+          frames.push_back(ptrs[j]);
+        }
+      // Any `lost` of the repairs.
+      std::vector<uint32_t> ri(repairs.size());
+      for (uint32_t i = 0; i < ri.size(); i++)
+        ri[i] = i;
+      std::shuffle(ri.begin(), ri.end(), rng);
+      ri.resize(lost);
+      std::vector<const uint8_t*> rp;
+      for (uint32_t i : ri)
+        rp.push_back(reinterpret_cast<const uint8_t*>(repairs[i].data()));
+      std::vector<std::string> out(lost, std::string(len, '\0'));
+      std::vector<uint8_t*> outp;
+      for (auto& o : out)
+        outp.push_back(reinterpret_cast<uint8_t*>(o.data()));
+      ASSERT_TRUE(fec_decode(k, len, have, frames, ri, rp, missing, outp).ok()) << k;
+      for (size_t i = 0; i < lost; i++)
+        ASSERT_EQ(out[i], block[missing[i]]) << "k " << k << " frame " << missing[i];
+    }
+  }
+  // Bad requests are errors, not crashes.
+  std::vector<std::string> out;
+  EXPECT_FALSE(fec_encode(0, 10, {}, 0, 1, out).ok());
+  std::string f(10, 'x');
+  std::vector<const uint8_t*> one{reinterpret_cast<const uint8_t*>(f.data()),
+                                  reinterpret_cast<const uint8_t*>(f.data())};
+  EXPECT_FALSE(fec_encode(2, 10, one, 250, 10, out).ok());
+  std::string o(10, '\0');
+  std::vector<uint8_t*> op{reinterpret_cast<uint8_t*>(o.data())};
+  EXPECT_FALSE(fec_decode(2, 10, {0}, {one[0]}, {}, {}, {1}, op).ok());           // no repair
+  EXPECT_FALSE(fec_decode(2, 10, {0}, {one[0]}, {253}, {one[0]}, {1}, op).ok());  // no such repair
+}
+
+TEST(McastRepair, SmallFilesALateJoinerAndAKilledReceiver) {
+  for (size_t size : {size_t{0}, size_t{1}, size_t{1000}, size_t{3000}, size_t{2999}}) {
+    McRun r = basic(size, 3, 0.2);
+    r.fec = 128;
+    simulate(r, 4);
+    ASSERT_TRUE(r.succeeded) << size;
+    for (const Rx& x : r.rx)
+      EXPECT_EQ(x.sink->data_, r.file) << size;
+  }
+  // Joins in the middle of pass 1: the blocks it has none of come as
+  // frames, the one it has part of through repairs.
+  McRun late = basic(2'000'000, 3, 0.01);
+  late.fec = 128;
+  late.rx[2].join_at = 60 * kMs;
+  simulate(late);
+  ASSERT_TRUE(late.succeeded);
+  EXPECT_EQ(late.rx[2].sink->data_, late.file);
+  McRun kill = basic(1'000'000, 4, 0.05);
+  kill.fec = 64;
+  kill.kill_after_frames = 200;
+  kill.quorum = 3;
+  simulate(kill);
+  EXPECT_TRUE(kill.succeeded);
+  for (size_t i = 1; i < kill.rx.size(); i++)
+    EXPECT_EQ(kill.rx[i].sink->data_, kill.file);
+}
 
 TEST(Mcast, TheFirstPassIsSentBeforeTheSenderSaysSo) {
   McRun r = basic(100000, 4, 0.10);  // 100 frames, some lost: more passes
@@ -351,5 +475,37 @@ TEST(McastPacket, RoundTripAndRejects) {
   a.name = ".cm-mcast.received";
   EXPECT_FALSE(decode(encode(a, nullptr), nullptr).ok());  // a receiver's own file
   a.name = "a42";
-  EXPECT_TRUE(decode(encode(a, nullptr), nullptr).ok());
+  a.fec = 128;
+  auto da = decode(encode(a, nullptr), nullptr);
+  ASSERT_TRUE(da.ok());
+  EXPECT_EQ(da->fec, 128u);
+  a.fec = 201;
+  EXPECT_FALSE(decode(encode(a, nullptr), nullptr).ok());  // no such block size
+  // A NACK with block needs, and a repair.
+  n.ranges.clear();
+  n.needs = {{0, 3}, {1, 128}, {40, 1}};
+  auto dn = decode(encode(n, &*key), &*key);
+  ASSERT_TRUE(dn.ok()) << dn.error().message;
+  ASSERT_EQ(dn->needs.size(), 3u);
+  EXPECT_EQ(dn->needs[1].start, 1u);
+  EXPECT_EQ(dn->needs[1].count, 128u);
+  EXPECT_EQ(dn->needs[2].start, 40u);
+  n.needs = {{5, 256}};
+  EXPECT_FALSE(decode(encode(n, nullptr), nullptr).ok());  // more than a block has
+  n.needs = {{5, 0}};
+  EXPECT_FALSE(decode(encode(n, nullptr), nullptr).ok());
+  Packet rp;
+  rp.type = Type::Repair;
+  rp.session = 3;
+  rp.seq = 17;
+  rp.pass = 2;
+  rp.index = 9;
+  rp.payload = "xyz";
+  auto dr = decode(encode(rp, &*key), &*key);
+  ASSERT_TRUE(dr.ok());
+  EXPECT_EQ(dr->type, Type::Repair);
+  EXPECT_EQ(dr->seq, 17u);
+  EXPECT_EQ(dr->index, 9u);
+  EXPECT_EQ(dr->payload, "xyz");
+  EXPECT_EQ(encode(rp, &*key).size(), repair_header(17, 2, 9, true) + 3);
 }
