@@ -44,7 +44,8 @@
 # uftp"; add "cmnosync" for a diagnostic: cm-mcast with its receivers under
 # eatmydata, so their fsync(2) costs nothing, as UFTP's receivers never
 # fsync), BIG_MIB (200), MEM_MIB (2048), MEM_RECEIVERS (2), TIMEOUT (300 s
-# per transfer), MEM_LOSS (0, %), PARTS ("big small mem"), KEEP=1 to keep the run directory.
+# per transfer), MEM_LOSS (0, %), PARTS ("big small mem"), KEEP=1 to keep the run directory,
+# CM_SEND_ARGS (more options for cm-mcast send, e.g. "--fec 0").
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -68,6 +69,7 @@ MEM_LOSS=${MEM_LOSS:-0}
 TIMEOUT=${TIMEOUT:-300}
 PARTS=${PARTS:-big small mem}
 KEEP=${KEEP:-0}
+CM_SEND_ARGS=${CM_SEND_ARGS:-} # more options for cm-mcast send, e.g. "--fec 0"
 
 LINK=200mbit
 LINK_BPS=200000000
@@ -235,7 +237,7 @@ transfer() {
 	case $tool in
 	cm | cmnosync)
 		lab_exec 1 timeout "$TIMEOUT" "$cm" send --interface "$(lab_ip 1)" --channel "$CH" --rate "$rate" \
-			--expect "$NRECV" --json "$src" >"$logs/$tag-send.json" 2>"$logs/$tag-send.log" || R_RC=$?
+			--expect "$NRECV" --json $CM_SEND_ARGS "$src" >"$logs/$tag-send.json" 2>"$logs/$tag-send.log" || R_RC=$?
 		;;
 	udpcast)
 		lab_exec 1 timeout "$TIMEOUT" udp-sender --interface eth0 --file "$src" --nokbd \
