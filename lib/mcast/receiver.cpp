@@ -117,10 +117,22 @@ void ReceiverSession::on_repair(const Packet& p) {
   for (const Held& h : held)
     if (h.index == p.index)
       return;
-  if (held_bytes_ + p.payload.size() > kMaxHeld) {
-    if (held.empty())
-      held_.erase(b);
-    return;  // asked for again after the pass
+  // Full: repairs that complete their block are taken (decoding frees
+  // them at once); others make room by evicting the farthest block's, or
+  // are dropped when theirs is the farthest. The nearest incomplete block
+  // keeps its repairs, so memory never blocks progress. (Dropping instead
+  // left every block holding some repairs and none able to take the last.)
+  bool completes = block_have_[b] + held.size() + 1 >= k;
+  while (!completes && held_bytes_ + p.payload.size() > cfg_.max_held) {
+    auto far = std::prev(held_.end());
+    if (far->first <= b) {
+      if (held.empty())
+        held_.erase(b);
+      return;  // asked for again after the pass
+    }
+    for (const Held& h : far->second)
+      held_bytes_ -= h.bytes.size();
+    held_.erase(far);
   }
   held.push_back(Held{p.index, p.payload});
   held_bytes_ += p.payload.size();

@@ -34,6 +34,10 @@ struct ReceiverConfig {
   std::string member;           // this receiver's id
   Nanos backoff_max = 5 * kMs;  // answers to PASS_END and REPORT_REQ wait up to this
   uint64_t seed = 1;
+  // Repairs held for blocks not complete yet, at most (bytes). Past it the
+  // farthest blocks' repairs make room for nearer ones (and are asked for
+  // again), so the nearest incomplete block always completes.
+  size_t max_held = 16u << 20;
 };
 
 class ReceiverSession {
@@ -59,8 +63,7 @@ class ReceiverSession {
   bool reported() const { return report_.has_value(); }
   uint64_t corrupt_restarts() const { return restarts_; }
   uint64_t repaired_frames() const { return repaired_; }
-  // Repairs held at most (bytes); more are dropped (and needed again).
-  static constexpr size_t kMaxHeld = 16u << 20;
+  size_t held_bytes() const { return held_bytes_; }
 
  private:
   bool has(uint64_t f) const { return (bits_[f / 64] >> (f % 64)) & 1; }

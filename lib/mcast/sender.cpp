@@ -276,6 +276,11 @@ void Sender::next_pass(Nanos now) {
       // the frames themselves.
       add_range(todo_, Range{b * fec_, k});
     } else {
+      // One more than asked: the neediest member loses some repairs too,
+      // and each block it cannot decode yet holds its repairs in memory
+      // (and needs a pass more). On 200 MiB at 5 % loss: 3 passes, not 12;
+      // on 2 GiB, 11 MiB resident at a receiver, not 23 (bench/RESULTS.md).
+      n = std::min(n + 1, max_repairs(k) - next_repair_[b]);
       repair_todo_.push_back(RepairItem{b, next_repair_[b], n});
       next_repair_[b] = static_cast<uint8_t>(next_repair_[b] + n);
     }

@@ -66,6 +66,8 @@ struct McRun {
   uint64_t data_at_first_pass = 0;  // data packets sent by then
   uint32_t fec = 0;                 // frames in a block of repairs
   uint64_t repaired = 0;            // frames the receivers recovered from repairs
+  size_t max_held = 16u << 20;      // the receivers' ReceiverConfig::max_held
+  size_t peak_held = 0;             // the most any receiver held
 };
 
 void simulate(McRun& r, uint64_t seed = 1) {
@@ -113,8 +115,8 @@ void simulate(McRun& r, uint64_t seed = 1) {
           if (!x.has_file_already) {
             auto sink = std::make_unique<MemSink>();
             x.sink = sink.get();
-            x.session = std::make_unique<ReceiverSession>(p, ReceiverConfig{x.id, 5 * kMs, seed + i},
-                                                          std::move(sink));
+            x.session = std::make_unique<ReceiverSession>(
+                p, ReceiverConfig{x.id, 5 * kMs, seed + i, r.max_held}, std::move(sink));
           }
         } else if (!x.session && !x.has_file_already &&
                    (p.type == Type::Data || p.type == Type::Repair || p.type == Type::PassEnd)) {
@@ -133,6 +135,7 @@ void simulate(McRun& r, uint64_t seed = 1) {
               x.up = false;
           } else if (p.type == Type::Repair) {
             x.session->on_repair(p);
+            r.peak_held = std::max(r.peak_held, x.session->held_bytes());
           } else if (p.type == Type::PassEnd) {
             x.session->on_pass_end(p, now);
           } else if (p.type == Type::ReportReq) {
@@ -294,6 +297,19 @@ TEST(McastRepair, AnyKOfTheFramesAndRepairsGiveTheBlockBack) {
   std::vector<uint8_t*> op{reinterpret_cast<uint8_t*>(o.data())};
   EXPECT_FALSE(fec_decode(2, 10, {0}, {one[0]}, {}, {}, {1}, op).ok());           // no repair
   EXPECT_FALSE(fec_decode(2, 10, {0}, {one[0]}, {253}, {one[0]}, {1}, op).ok());  // no such repair
+}
+
+TEST(McastRepair, HeldRepairsStayWithinTheirBoundAndStillComplete) {
+  // Room for 20 frames' worth of repairs at each receiver, where a pass
+  // sends hundreds: the farthest blocks' repairs give way to the nearest.
+  McRun r = basic(2'000'000, 4, 0.10);
+  r.fec = 64;
+  r.max_held = 20 * 1000;
+  simulate(r);
+  ASSERT_TRUE(r.succeeded);
+  for (const Rx& x : r.rx)
+    EXPECT_EQ(x.sink->data_, r.file) << x.id;
+  EXPECT_LE(r.peak_held, r.max_held + 1000);  // one more: a repair that completes its block
 }
 
 TEST(McastRepair, SmallFilesALateJoinerAndAKilledReceiver) {
