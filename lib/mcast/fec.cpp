@@ -117,6 +117,13 @@ Status fec_decode(uint32_t k, size_t len, const std::vector<uint32_t>& have,
   for (uint32_t r : repair_index)
     if (r >= max_repairs(k))
       return Error("repair frames: repair " + std::to_string(r) + " out of range");
+  std::vector<bool> seen(k, false);
+  for (const std::vector<uint32_t>* v : {&have, &missing})
+    for (uint32_t j : *v) {
+      if (j >= k || seen[j])
+        return Error("repair frames: frame " + std::to_string(j) + " out of range or listed twice");
+      seen[j] = true;
+    }
   // The repairs used, restricted to the missing frames' columns, solved
   // for those frames: x_M = C_M^-1 (s + C_P x_P), with + as XOR.
   std::vector<uint8_t> cm(n * n), inv;

@@ -39,6 +39,7 @@ inline constexpr size_t kHeader = 15;        // magic, version, type, flags, ses
 inline constexpr size_t kMaxPacket = 65000;  // one UDP datagram
 inline constexpr size_t kMaxOutput = 8192;   // of a report's command output
 inline constexpr size_t kMaxName = 255;
+inline constexpr size_t kRangesPerNack = 300;  // ranges (or block needs) in one NACK part
 
 struct Range {
   uint64_t start = 0, count = 0;

@@ -7,10 +7,6 @@
 
 namespace cm::mcast {
 
-namespace {
-constexpr size_t kRangesPerNack = 300;  // keeps a NACK within one frame
-}
-
 ReceiverSession::ReceiverSession(const Packet& announce, ReceiverConfig cfg, std::unique_ptr<FrameSink> sink)
     : announce_(announce), cfg_(std::move(cfg)), sink_(std::move(sink)), rng_(cfg_.seed) {
   frames_ = announce_.frames;
@@ -18,6 +14,9 @@ ReceiverSession::ReceiverSession(const Packet& announce, ReceiverConfig cfg, std
   if (announce_.fec >= 2 && announce_.size > 0) {
     fec_ = announce_.fec;
     block_have_.assign((frames_ + fec_ - 1) / fec_, 0);
+    // Room for the repairs of one block at least: the nearest incomplete
+    // block must be able to hold all it needs.
+    cfg_.max_held = std::max<size_t>(cfg_.max_held, static_cast<size_t>(fec_) * announce_.frame_size);
   }
 }
 
@@ -186,8 +185,10 @@ void ReceiverSession::decode(uint64_t b) {
     repair_index.push_back(h.index);
     repairs.push_back(reinterpret_cast<const uint8_t*>(h.bytes.data()));
   }
+  // (A forged repair, without a key, decodes into wrong frames: the file's
+  // SHA-256 then fails and the file is received again, as with forged DATA.)
   if (!fec_decode(k, len, have, frames, repair_index, repairs, missing, out).ok())
-    return;  // repairs that do not fit (forged, without a key): needed again
+    return;  // a repeated index (not sent so): needed again
   for (size_t i = 0; i < missing.size() && !verified_ && !failed_; i++) {
     uint64_t f = first + missing[i];
     accept(f, std::string_view(reinterpret_cast<const char*>(out[i]), frame_length(f)));

@@ -34,9 +34,10 @@ struct ReceiverConfig {
   std::string member;           // this receiver's id
   Nanos backoff_max = 5 * kMs;  // answers to PASS_END and REPORT_REQ wait up to this
   uint64_t seed = 1;
-  // Repairs held for blocks not complete yet, at most (bytes). Past it the
-  // farthest blocks' repairs make room for nearer ones (and are asked for
-  // again), so the nearest incomplete block always completes.
+  // Repairs held for blocks not complete yet, at most (bytes; never less
+  // than one block's frames). Past it the farthest blocks' repairs make
+  // room for nearer ones (and are asked for again), so the nearest
+  // incomplete block always completes.
   size_t max_held = 16u << 20;
 };
 

@@ -179,6 +179,9 @@ void Sender::recv(const Packet& p, const net::Endpoint& from, Nanos now) {
       break;
     case Type::Nack:
       m.out.joined = true;
+      // No file needs more parts than one per kRangesPerNack frames.
+      if (p.parts > frames_ / kRangesPerNack + 2)
+        break;
       if (p.pass == pass_) {
         // A long NACK comes in parts: the member has answered once all
         // are in (else the next pass would go without what the later
