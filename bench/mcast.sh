@@ -404,11 +404,12 @@ if [[ " $PARTS " == *" big "* ]]; then
 		# whole file through its own loss p (ideal erasure coding, no
 		# header: 1472 B of data in each 1514-B frame) — and what resending
 		# lost frames (no coding) needs at the same framing and at
-		# cm-mcast's (1472 - 15 - varint(size) - 2 B: cm-mcast(7)).
+		# cm-mcast's (1472 - 15 - varint(size) - 2 - 2 B: cm-mcast(7); the
+		# last 2 leave room for a repair's index).
 		say "$(awk -v l="$loss%" -v s="$bigsize" -v d="$d" -v n="$n" -v e="$e" -v r="$LINK_BPS" 'BEGIN {
 			p = n ? d / n : 0
 			v = 1; for (x = s; x >= 128; x = int(x / 128)) v++
-			f = 1472 - 15 - v - 2
+			f = 1472 - 15 - v - 2 - 2
 			printf "%-5s least link time, 1472 B in each 1514-B frame: resending what anyone lost (x E) %.2f s; ideal erasure code (file / (1-p)) %.2f s; cm-mcast'"'"'s %d-B frames x E %.2f s",
 				l, s * e * 1514 / 1472 * 8 / r, s / (1 - p) * 1514 / 1472 * 8 / r, f, s * e * 1514 / f * 8 / r }')"
 	done
