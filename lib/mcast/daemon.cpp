@@ -412,6 +412,7 @@ nlohmann::json to_json(const SendResult& r) {
                         {"data_packets", r.stats.data_packets},
                         {"retransmitted", r.stats.retransmitted},
                         {"repairs", r.stats.repairs},
+                        {"early_repairs", r.stats.early_repairs},
                         {"wire_bytes", r.stats.wire_bytes},
                         {"members", members}};
 }
@@ -444,10 +445,45 @@ std::string to_text(const SendResult& r) {
 
 namespace {
 
+// Frames arrive mostly in order: consecutive ones are gathered and
+// written 64 KiB at a time, not one pwrite(2) each (a receiver made some
+// 150,000 of them for 200 MiB, a large part of its CPU beside three others
+// and the sender on two cores). Reads, and the fsync before a file is
+// placed, write out what is gathered first.
 class FileSink : public FrameSink {
  public:
   FileSink(Fd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
   Status write(uint64_t offset, std::string_view data) override {
+    if (!pending_.empty() && offset == pending_at_ + pending_.size() &&
+        pending_.size() + data.size() <= kGather) {
+      pending_.append(data);
+      return {};
+    }
+    CM_TRY(flush());
+    if (data.size() >= kGather)
+      return write_now(offset, data);
+    pending_at_ = offset;
+    pending_.assign(data);
+    return {};
+  }
+  Result<size_t> read(uint64_t offset, void* buf, size_t n) override {
+    CM_TRY(flush());
+    ssize_t r = ::pread(fd_.get(), buf, n, static_cast<off_t>(offset));
+    if (r < 0)
+      return sys_error("cannot read", path_, errno);
+    return static_cast<size_t>(r);
+  }
+  Status flush() {
+    if (pending_.empty())
+      return {};
+    Status st = write_now(pending_at_, pending_);
+    pending_.clear();
+    return st;
+  }
+  int fd() const { return fd_.get(); }
+
+ private:
+  Status write_now(uint64_t offset, std::string_view data) {
     size_t done = 0;
     while (done < data.size()) {
       ssize_t w =
@@ -468,18 +504,13 @@ class FileSink : public FrameSink {
     }
     return {};
   }
-  Result<size_t> read(uint64_t offset, void* buf, size_t n) override {
-    ssize_t r = ::pread(fd_.get(), buf, n, static_cast<off_t>(offset));
-    if (r < 0)
-      return sys_error("cannot read", path_, errno);
-    return static_cast<size_t>(r);
-  }
-  int fd() const { return fd_.get(); }
 
- private:
+  static constexpr size_t kGather = 64u << 10;
   static constexpr uint64_t kWritebackEvery = 8u << 20;
   Fd fd_;
   std::string path_;
+  std::string pending_;
+  uint64_t pending_at_ = 0;
   uint64_t unsynced_ = 0;
 };
 
@@ -802,6 +833,11 @@ Status run_recv(const RecvOptions& opt) {
         }
         if (s.rx->complete() && !s.placed) {
           // Verified: only now does the file take its name.
+          if (Status f = s.sink->flush(); !f.ok()) {
+            log("cannot place " + s.final_path + ": " + f.error().message);
+            drop(id);
+            continue;
+          }
           if (::fsync(s.sink->fd()) != 0 || ::rename(s.temp.c_str(), s.final_path.c_str()) != 0) {
             log("cannot place " + s.final_path + ": " + std::strerror(errno));
             drop(id);

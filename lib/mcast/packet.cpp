@@ -105,6 +105,7 @@ std::string encode(const Packet& p, const crypto::SymmetricKey* key) {
     case Type::Nack: {
       w.bytes(p.member);
       w.varint(p.pass);
+      w.u8(p.status);
       w.varint(p.missing);
       w.varint(p.part);
       w.varint(p.parts);
@@ -213,6 +214,9 @@ Result<Packet> decode(std::string_view bytes, const crypto::SymmetricKey* key) {
     case Type::Nack: {
       p.member = std::string(r.bytes(64));
       p.pass = u32(r.varint());
+      p.status = r.u8();
+      if (p.status > 1)
+        r.fail("bad NACK kind");
       p.missing = r.varint();
       p.part = u32(r.varint());
       p.parts = u32(r.varint());

@@ -67,7 +67,8 @@ struct Packet {
   uint64_t sent = 0;    // PASS_END: frames sent in the pass
   // JOIN, NACK, DONE, REPORT
   std::string member;
-  uint8_t status = 0;  // JOIN: 0 needs it, 1 has it; REPORT: 1 received
+  uint8_t status = 0;  // JOIN: 0 needs it, 1 has it; REPORT: 1 received;
+                       // NACK: 0 answers PASS_END, 1 early (blocks the pass is past)
   // NACK: missing frames, in part `part` of `parts`
   uint64_t missing = 0;
   uint32_t part = 0, parts = 1;

@@ -52,7 +52,52 @@ void ReceiverSession::on_data(const Packet& p) {
     auto it = held_.find(b);
     if (it != held_.end() && block_have_[b] + it->second.size() >= block_frames(b))
       decode(b);
+    if (p.pass == 1)
+      early_nack(f, p.pass);
   }
+}
+
+// In the first pass, once the sender is two blocks past a run of blocks,
+// their needs go out at once: the sender sends their repairs within the
+// pass, the blocks complete, and the file's hash follows them instead of
+// waiting for the end. Blocks covered before and still incomplete (their
+// repairs were lost too) are asked for again, once a run of blocks later
+// (their repairs have had time to arrive): the hash stops at the first
+// incomplete block, so one left for the end of the pass leaves nearly the
+// whole file to hash then.
+void ReceiverSession::early_nack(uint64_t f, uint32_t pass) {
+  constexpr uint64_t kEvery = 8;  // blocks in an early NACK
+  uint64_t b = f / fec_;
+  if (b < early_from_ + kEvery + 1)
+    return;
+  uint64_t upto = b - 1;  // the block before this one may still be arriving
+  std::vector<Range> needs;
+  auto need = [&](uint64_t x) -> uint64_t {
+    uint64_t k = block_frames(x), got = block_have_[x];
+    auto it = held_.find(x);
+    if (it != held_.end())
+      got += it->second.size();
+    // None of it: this member came late; the end of the pass tells.
+    return got < k && got > 0 ? k - got : 0;
+  };
+  uint64_t again = early_from_ > kEvery ? early_from_ - kEvery : 0;
+  while (early_low_ < again && block_have_[early_low_] >= block_frames(early_low_))
+    early_low_++;
+  for (uint64_t x = early_low_; x < again; x++)
+    if (uint64_t n = need(x); n > 0 && needs.size() < kRangesPerNack / 2)
+      needs.push_back(Range{x, n});
+  for (uint64_t x = early_from_; x < upto; x++)
+    if (uint64_t n = need(x); n > 0)
+      needs.push_back(Range{x, n});
+  early_from_ = upto;
+  if (needs.empty())
+    return;
+  Packet n = base(Type::Nack);
+  n.pass = pass;
+  n.status = 1;
+  n.missing = total(needs);
+  n.needs = std::move(needs);
+  out_.push_back(Outgoing{n, std::nullopt});
 }
 
 void ReceiverSession::accept(uint64_t f, std::string_view payload) {

@@ -71,6 +71,7 @@ class ReceiverSession {
   size_t frame_length(uint64_t f) const;
   void accept(uint64_t f, std::string_view payload);
   void hash_ahead();
+  void early_nack(uint64_t f, uint32_t pass);
   uint32_t block_frames(uint64_t b) const;
   void decode(uint64_t b);
   struct Held {
@@ -103,6 +104,8 @@ class ReceiverSession {
   std::map<uint64_t, std::vector<Held>> held_;
   size_t held_bytes_ = 0;
   uint64_t repaired_ = 0;
+  uint64_t early_from_ = 0;  // the first block no early NACK covered yet
+  uint64_t early_low_ = 0;   // no incomplete block below this one
   std::vector<Outgoing> out_;
 };
 

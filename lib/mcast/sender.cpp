@@ -39,6 +39,7 @@ Sender::Sender(SenderConfig cfg, FrameSource source)
     fec_ = std::min(cfg_.fec_block, kMaxFecBlock);
     need_.assign((frames_ + fec_ - 1) / fec_, 0);
     next_repair_.assign(need_.size(), 0);
+    early_queued_.assign(need_.size(), 0);
   }
   for (const Expected& e : cfg_.expected) {
     Member& m = member(e.id);
@@ -80,21 +81,76 @@ uint32_t Sender::block_frames(uint64_t b) const {
   return static_cast<uint32_t>(std::min<uint64_t>(fec_, frames_ - b * fec_));
 }
 
-// The repairs of the current item, all at once: the block is read once.
-Status Sender::make_repairs() {
-  const RepairItem& it = repair_todo_[repair_index_];
-  uint32_t k = block_frames(it.block);
-  size_t len = cfg_.frame_size;
-  std::string buf(static_cast<size_t>(k) * len, '\0');
-  std::vector<const uint8_t*> frames;
-  for (uint32_t j = 0; j < k; j++) {
-    CM_ASSIGN(std::string f, source_(it.block * fec_ + j));
-    std::memcpy(buf.data() + static_cast<size_t>(j) * len, f.data(), std::min(f.size(), len));
-    frames.push_back(reinterpret_cast<const uint8_t*>(buf.data()) + static_cast<size_t>(j) * len);
+// The next repair of queue q; an item's repairs are made at once (the
+// block is read once).
+Status Sender::send_repair(RepairQueue& q, Nanos now) {
+  (void)now;
+  const RepairItem& it = q.items[q.index];
+  if (&q == &early_) {
+    stats_.early_repairs++;
+    if (early_queued_[it.block] > 0)
+      early_queued_[it.block]--;
   }
-  return fec_encode(k, len, frames, it.first, it.count, repair_cache_);
+  if (q.cache.empty()) {
+    uint32_t k = block_frames(it.block);
+    size_t len = cfg_.frame_size;
+    std::string buf(static_cast<size_t>(k) * len, '\0');
+    std::vector<const uint8_t*> frames;
+    for (uint32_t j = 0; j < k; j++) {
+      CM_ASSIGN(std::string f, source_(it.block * fec_ + j));
+      std::memcpy(buf.data() + static_cast<size_t>(j) * len, f.data(), std::min(f.size(), len));
+      frames.push_back(reinterpret_cast<const uint8_t*>(buf.data()) + static_cast<size_t>(j) * len);
+    }
+    CM_TRY(fec_encode(k, len, frames, it.first, it.count, q.cache));
+  }
+  Packet d;
+  d.type = Type::Repair;
+  d.session = cfg_.session;
+  d.seq = it.block;
+  d.pass = pass_;
+  d.index = it.first + q.sent;
+  d.payload = std::move(q.cache[q.sent]);
+  uint64_t cost =
+      (d.payload.size() + repair_header(it.block, pass_, d.index, cfg_.keyed) + kWireOverhead) * 8;
+  stats_.repairs++;
+  stats_.retransmitted++;
+  stats_.wire_bytes += cost / 8;
+  out_.push_back(Outgoing{std::move(d), std::nullopt});
+  if (++q.sent == it.count) {
+    q.index++;
+    q.sent = 0;
+    q.cache.clear();
+  }
+  pass_sent_++;
+  budget_at_ += static_cast<Nanos>(cost * 1'000'000'000ull / rate_);
+  return {};
 }
 
+// An early NACK: blocks the pass is past, and what they need. Their
+// repairs go out within the pass: one more than the neediest asks, less
+// what is queued for the block and not sent yet (a NACK does not know of
+// those; of repairs sent, it does, as they arrive before it is made).
+void Sender::early_needs(const Packet& p) {
+  if (phase_ != Phase::Send || fec_ == 0)
+    return;
+  for (const Range& r : p.needs) {
+    if (r.start >= need_.size())
+      continue;
+    uint64_t b = r.start;
+    uint32_t k = block_frames(b);
+    if (r.count >= k)
+      continue;  // the whole block: the end of the pass decides
+    uint32_t want = static_cast<uint32_t>(r.count) + 1;
+    if (want <= early_queued_[b])
+      continue;
+    uint32_t n = std::min(want - early_queued_[b], max_repairs(k) - next_repair_[b]);
+    if (n == 0)
+      continue;
+    early_.items.push_back(RepairItem{b, next_repair_[b], n});
+    next_repair_[b] = static_cast<uint8_t>(next_repair_[b] + n);
+    early_queued_[b] = static_cast<uint8_t>(early_queued_[b] + n);
+  }
+}
 Packet Sender::base(Type t) {
   Packet p;
   p.type = t;
@@ -134,6 +190,13 @@ void Sender::start(Nanos now) {
     eager_ = true;
     next_pass(now);
   }
+}
+
+bool Sender::all_reported() const {
+  for (const auto& [id, m] : members_)
+    if (m.out.received && !m.out.reported && !m.out.had_it)
+      return false;
+  return true;
 }
 
 size_t Sender::complete_members() const {
@@ -179,6 +242,10 @@ void Sender::recv(const Packet& p, const net::Endpoint& from, Nanos now) {
       break;
     case Type::Nack:
       m.out.joined = true;
+      if (p.status == 1) {
+        early_needs(p);
+        break;
+      }
       // No file needs more parts than one per kRangesPerNack frames.
       if (p.parts > frames_ / kRangesPerNack + 2)
         break;
@@ -266,10 +333,9 @@ void Sender::next_pass(Nanos now) {
     todo_ = {Range{0, frames_}};
   else
     todo_ = missing_;
-  repair_todo_.clear();
-  repair_index_ = 0;
-  repair_sent_ = 0;
-  repair_cache_.clear();
+  repairs_.clear();
+  early_.clear();
+  std::fill(early_queued_.begin(), early_queued_.end(), 0);
   for (uint64_t b = 0; b < need_.size(); b++) {
     uint32_t n = need_[b], k = block_frames(b);
     if (n == 0)
@@ -284,14 +350,14 @@ void Sender::next_pass(Nanos now) {
       // (and needs a pass more). On 200 MiB at 5 % loss: 3 passes, not 12;
       // on 2 GiB, 11 MiB resident at a receiver, not 23 (bench/RESULTS.md).
       n = std::min(n + 1, max_repairs(k) - next_repair_[b]);
-      repair_todo_.push_back(RepairItem{b, next_repair_[b], n});
+      repairs_.items.push_back(RepairItem{b, next_repair_[b], n});
       next_repair_[b] = static_cast<uint8_t>(next_repair_[b] + n);
     }
     need_[b] = 0;
   }
   // Nothing reported missing, but someone said nothing at all (or an
   // expected member has not joined yet): announce and ask again.
-  if (todo_.empty() && repair_todo_.empty()) {
+  if (todo_.empty() && !repairs_.pending()) {
     send(announce_packet());
     pass_++;
     pass_sent_ = 0;
@@ -388,32 +454,11 @@ Status Sender::tick(Nanos now) {
       // Pacing: each packet takes its wire size at the rate.
       int burst = 0;
       while (phase_ == Phase::Send && budget_at_ <= now && burst < 64) {
-        if (todo_index_ >= todo_.size() && repair_index_ < repair_todo_.size()) {
-          // The frames are out: now the repairs.
-          if (repair_cache_.empty())
-            CM_TRY(make_repairs());
-          const RepairItem& it = repair_todo_[repair_index_];
-          Packet d;
-          d.type = Type::Repair;
-          d.session = cfg_.session;
-          d.seq = it.block;
-          d.pass = pass_;
-          d.index = it.first + repair_sent_;
-          d.payload = std::move(repair_cache_[repair_sent_]);
-          uint64_t cost =
-              (d.payload.size() + repair_header(it.block, pass_, d.index, cfg_.keyed) + kWireOverhead) * 8;
-          stats_.repairs++;
-          stats_.retransmitted++;
-          stats_.wire_bytes += cost / 8;
-          out_.push_back(Outgoing{std::move(d), std::nullopt});
-          if (++repair_sent_ == it.count) {
-            repair_index_++;
-            repair_sent_ = 0;
-            repair_cache_.clear();
-          }
-          pass_sent_++;
+        // Early repairs first (their blocks are behind us), then the
+        // frames, then this pass's repairs.
+        if (early_.pending() || (todo_index_ >= todo_.size() && repairs_.pending())) {
+          CM_TRY(send_repair(early_.pending() ? early_ : repairs_, now));
           burst++;
-          budget_at_ += static_cast<Nanos>(cost * 1'000'000'000ull / rate_);
           continue;
         }
         if (todo_index_ >= todo_.size()) {
@@ -479,11 +524,7 @@ Status Sender::tick(Nanos now) {
       break;
     }
     case Phase::Reports: {
-      bool all = true;
-      for (const auto& [id, m] : members_)
-        if ((m.out.received) && !m.out.reported && !m.out.had_it)
-          all = false;
-      if (all || now - reports_started_ >= cfg_.report_timeout) {
+      if (all_reported() || now - reports_started_ >= cfg_.report_timeout) {
         finish();
         break;
       }
@@ -502,7 +543,11 @@ Nanos Sender::next_wakeup() const {
     case Phase::Announce:
     case Phase::Collect: t = std::min(t, deadline_); break;
     case Phase::Send: t = std::min(t, budget_at_); break;
-    case Phase::Reports: t = std::min(t, next_round_); break;
+    case Phase::Reports:
+      // The reports often arrive with the last DONEs: end at once, not at
+      // the next announce or report round (100 ms and more of nothing).
+      t = all_reported() ? 0 : std::min(t, next_round_);
+      break;
     case Phase::Finished: break;
   }
   if (phase_ == Phase::Collect && pass_end_again_ > 0)

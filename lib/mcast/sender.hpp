@@ -106,6 +106,7 @@ struct SenderStats {
   uint64_t wire_bytes = 0;                    // everything sent, with UDP/IP/Ethernet headers
   uint64_t retransmitted = 0;                 // frames and repairs sent after the first pass
   uint64_t repairs = 0;                       // repair frames sent
+  uint64_t early_repairs = 0;                 // of them, asked for by early NACKs
   uint64_t rate = 0;                          // at the end
 };
 
@@ -154,14 +155,30 @@ class Sender {
   void finish();
   Packet announce_packet();
   bool all_received() const;
+  bool all_reported() const;
   bool needed(const Member& m) const { return !m.out.had_it && !m.out.received; }
   uint64_t wire_cost(size_t payload, uint64_t frame) const;
   uint32_t block_frames(uint64_t b) const;
-  Status make_repairs();
   struct RepairItem {
     uint64_t block;
     uint32_t first, count;
   };
+  // Repairs to send, item after item; an item's repairs are made at once.
+  struct RepairQueue {
+    std::vector<RepairItem> items;
+    size_t index = 0;
+    uint32_t sent = 0;  // of items[index]
+    std::vector<std::string> cache;
+    bool pending() const { return index < items.size(); }
+    void clear() {
+      items.clear();
+      index = 0;
+      sent = 0;
+      cache.clear();
+    }
+  };
+  Status send_repair(RepairQueue& q, Nanos now);
+  void early_needs(const Packet& p);
 
   SenderConfig cfg_;
   FrameSource source_;
@@ -175,14 +192,13 @@ class Sender {
   size_t todo_index_ = 0;
   uint64_t todo_next_ = 0;
   uint64_t pass_sent_ = 0;
-  std::vector<Range> missing_;        // union of this pass's NACKs
-  uint32_t fec_ = 0;                  // frames in a block (0: no repairs)
-  std::vector<uint8_t> need_;         // per block: the most any receiver needs
-  std::vector<uint8_t> next_repair_;  // per block: the first repair not sent yet
-  std::vector<RepairItem> repair_todo_;
-  size_t repair_index_ = 0;
-  uint32_t repair_sent_ = 0;  // of repair_todo_[repair_index_]
-  std::vector<std::string> repair_cache_;
+  std::vector<Range> missing_;         // union of this pass's NACKs
+  uint32_t fec_ = 0;                   // frames in a block (0: no repairs)
+  std::vector<uint8_t> need_;          // per block: the most any receiver needs
+  std::vector<uint8_t> next_repair_;   // per block: the first repair not sent yet
+  RepairQueue repairs_;                // this pass's, from the NACKs after the last
+  RepairQueue early_;                  // from early NACKs during this pass, sent first
+  std::vector<uint8_t> early_queued_;  // per block: early repairs queued, not sent yet
   Nanos deadline_ = 0;
   bool eager_ = false;  // the first pass went out before the joins
   Nanos pass_end_again_ = 0;
