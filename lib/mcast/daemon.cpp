@@ -454,14 +454,20 @@ class FileSink : public FrameSink {
  public:
   FileSink(Fd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
   Status write(uint64_t offset, std::string_view data) override {
+    if (!error_.empty())
+      return Error(error_);
     if (!pending_.empty() && offset == pending_at_ + pending_.size() &&
         pending_.size() + data.size() <= kGather) {
       pending_.append(data);
       return {};
     }
     CM_TRY(flush());
-    if (data.size() >= kGather)
-      return write_now(offset, data);
+    if (data.size() >= kGather) {
+      Status st = write_now(offset, data);
+      if (!st.ok())
+        error_ = st.error().message;
+      return st;
+    }
     pending_at_ = offset;
     pending_.assign(data);
     return {};
@@ -473,11 +479,17 @@ class FileSink : public FrameSink {
       return sys_error("cannot read", path_, errno);
     return static_cast<size_t>(r);
   }
+  // A write error sticks: every later write, read and flush returns it
+  // (frames gathered and lost must not pass for written).
   Status flush() {
+    if (!error_.empty())
+      return Error(error_);
     if (pending_.empty())
       return {};
     Status st = write_now(pending_at_, pending_);
     pending_.clear();
+    if (!st.ok())
+      error_ = st.error().message;
     return st;
   }
   int fd() const { return fd_.get(); }
@@ -511,6 +523,7 @@ class FileSink : public FrameSink {
   std::string path_;
   std::string pending_;
   uint64_t pending_at_ = 0;
+  std::string error_;  // the first write error
   uint64_t unsynced_ = 0;
 };
 

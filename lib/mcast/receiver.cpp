@@ -80,15 +80,23 @@ void ReceiverSession::early_nack(uint64_t f, uint32_t pass) {
     // None of it: this member came late; the end of the pass tells.
     return got < k && got > 0 ? k - got : 0;
   };
+  // Listed before, a run ago or more, and still incomplete: again.
   uint64_t again = early_from_ > kEvery ? early_from_ - kEvery : 0;
-  while (early_low_ < again && block_have_[early_low_] >= block_frames(early_low_))
-    early_low_++;
-  for (uint64_t x = early_low_; x < again; x++)
-    if (uint64_t n = need(x); n > 0 && needs.size() < kRangesPerNack / 2)
-      needs.push_back(Range{x, n});
+  for (auto it = early_open_.begin(); it != early_open_.end() && *it < again;) {
+    uint64_t n = need(*it);
+    if (n == 0) {
+      it = early_open_.erase(it);
+      continue;
+    }
+    if (needs.size() < kRangesPerNack / 2)
+      needs.push_back(Range{*it, n});
+    ++it;
+  }
   for (uint64_t x = early_from_; x < upto; x++)
-    if (uint64_t n = need(x); n > 0)
+    if (uint64_t n = need(x); n > 0) {
       needs.push_back(Range{x, n});
+      early_open_.insert(x);
+    }
   early_from_ = upto;
   if (needs.empty())
     return;
@@ -143,8 +151,10 @@ void ReceiverSession::hash_ahead() {
     size_t n = static_cast<size_t>(std::min<uint64_t>(end * len, announce_.size) - off);
     buf.resize(n);
     auto got = sink_->read(off, buf.data(), n);
-    if (!got.ok() || *got != n)
-      return;  // verify() reads it again, and says what failed
+    if (!got.ok() || *got != n) {
+      failed_ = true;  // what was written is not there to read
+      return;
+    }
     hash_.update(buf.data(), n);
     hashed_frames_ = end;
   }
@@ -247,11 +257,15 @@ Status ReceiverSession::verify() {
   uint64_t off = hashed_frames_ * announce_.frame_size;
   while (off < announce_.size) {
     size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), announce_.size - off));
-    CM_ASSIGN(size_t got, sink_->read(off, buf.data(), want));
-    if (got == 0)
+    auto got = sink_->read(off, buf.data(), want);
+    if (!got.ok()) {
+      failed_ = true;
+      return got.error();
+    }
+    if (*got == 0)
       break;
-    hash_.update(buf.data(), got);
-    off += got;
+    hash_.update(buf.data(), *got);
+    off += *got;
   }
   hashed_frames_ = frames_;
   if (hash_.finish() == announce_.sha256) {
@@ -265,6 +279,8 @@ Status ReceiverSession::verify() {
   held_bytes_ = 0;
   have_ = 0;
   hashed_frames_ = 0;
+  early_from_ = 0;
+  early_open_.clear();
   restarts_++;
   return Error("the file does not match its SHA-256; receiving it again");
 }

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -104,8 +105,8 @@ class ReceiverSession {
   std::map<uint64_t, std::vector<Held>> held_;
   size_t held_bytes_ = 0;
   uint64_t repaired_ = 0;
-  uint64_t early_from_ = 0;  // the first block no early NACK covered yet
-  uint64_t early_low_ = 0;   // no incomplete block below this one
+  uint64_t early_from_ = 0;        // the first block no early NACK covered yet
+  std::set<uint64_t> early_open_;  // blocks listed early and not complete then
   std::vector<Outgoing> out_;
 };
 

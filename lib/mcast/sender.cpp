@@ -131,10 +131,13 @@ Status Sender::send_repair(RepairQueue& q, Nanos now) {
 // what is queued for the block and not sent yet (a NACK does not know of
 // those; of repairs sent, it does, as they arrive before it is made).
 void Sender::early_needs(const Packet& p) {
-  if (phase_ != Phase::Send || fec_ == 0)
+  // Only in the first pass, only about it, and only for blocks it is past
+  // (anything else is stale, or a stranger's).
+  if (phase_ != Phase::Send || fec_ == 0 || pass_ != 1 || p.pass != pass_)
     return;
+  uint64_t past = todo_index_ >= todo_.size() ? need_.size() : todo_next_ / fec_;
   for (const Range& r : p.needs) {
-    if (r.start >= need_.size())
+    if (r.start >= past)
       continue;
     uint64_t b = r.start;
     uint32_t k = block_frames(b);
@@ -545,9 +548,9 @@ Nanos Sender::next_wakeup() const {
     case Phase::Send: t = std::min(t, budget_at_); break;
     case Phase::Reports:
       // The reports often arrive with the last DONEs: end at once, not at
-      // the next announce or report round (100 ms and more of nothing).
-      t = all_reported() ? 0 : std::min(t, next_round_);
-      break;
+      // the next report round (100 ms and more of nothing). No announces
+      // here: their time, left behind, would make the loop spin.
+      return all_reported() ? 0 : std::min(next_round_, reports_started_ + cfg_.report_timeout);
     case Phase::Finished: break;
   }
   if (phase_ == Phase::Collect && pass_end_again_ > 0)

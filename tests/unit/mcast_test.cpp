@@ -316,6 +316,116 @@ TEST(McastRepair, MostRepairsGoOutWithinTheFirstPass) {
   EXPECT_LE(r.stats.retransmitted, r.union_lost * 7 / 10) << r.union_lost;
 }
 
+TEST(McastRepair, EarlyNacksOnlyCountForThePassInProgressAndBlocksBehindIt) {
+  // Found in review: a stranger's early NACK, for another pass or for
+  // blocks not sent yet, made the sender spend every repair of a block.
+  std::string file = random_file(200'000, 3);  // 200 frames: 13 blocks of 16
+  SenderConfig cfg;
+  cfg.session = 9;
+  cfg.size = file.size();
+  cfg.sha256 = sha256(file);
+  cfg.frame_size = 1000;
+  cfg.fec_block = 16;
+  cfg.rate = 10'000'000;  // slow: the pass is still going when the NACKs come
+  cfg.expected = {Expected{"m0", std::nullopt}};
+  Sender s(cfg, [&](uint64_t f) -> Result<std::string> { return file.substr(f * 1000, 1000); });
+  s.start(0);
+  Packet j;
+  j.type = Type::Join;
+  j.session = 9;
+  j.member = "m0";
+  s.recv(j, net::Endpoint{}, 0);
+  Nanos now = 0;
+  auto run_until = [&](Nanos until) {
+    size_t repairs = 0;
+    for (; now < until; now += kMs / 4) {
+      EXPECT_TRUE(s.tick(now).ok());
+      for (const Outgoing& o : s.take_outgoing())
+        repairs += o.packet.type == Type::Repair;
+    }
+    return repairs;
+  };
+  run_until(30 * kMs);  // past the join wait, some frames out
+  ASSERT_EQ(s.phase_name(), "pass 1");
+  Packet n;
+  n.type = Type::Nack;
+  n.session = 9;
+  n.member = "m0";
+  n.status = 1;
+  n.pass = 99;  // not this pass
+  n.needs = {{0, 3}};
+  s.recv(n, net::Endpoint{}, now);
+  n.pass = 1;
+  n.needs = {{12, 3}};  // a block not sent yet
+  s.recv(n, net::Endpoint{}, now);
+  EXPECT_EQ(run_until(now + 2 * kMs), 0u);
+  n.needs = {{0, 3}};  // behind the sender, this pass: 3 and one more
+  s.recv(n, net::Endpoint{}, now);
+  EXPECT_EQ(run_until(now + 5 * kMs), 4u);
+}
+
+TEST(McastRepair, AFileThatCannotBeReadBackFailsTheSession) {
+  // Found in review: a write lost (the sink's reads fail) passed silently,
+  // and the session neither completed nor failed.
+  class BadReads : public MemSink {
+   public:
+    Result<size_t> read(uint64_t, void*, size_t) override { return Error("cannot read (test)"); }
+  };
+  std::string file = random_file(10'000, 5);
+  Packet a;
+  a.type = Type::Announce;
+  a.session = 4;
+  a.size = file.size();
+  a.sha256 = sha256(file);
+  a.frame_size = 1000;
+  a.frames = 10;
+  a.fec = 4;
+  ReceiverSession rx(a, ReceiverConfig{"m0", 5 * kMs, 1}, std::make_unique<BadReads>());
+  for (uint64_t f : {1, 0, 2, 3, 4, 5, 6, 7, 8, 9}) {  // out of order: the hash reads back
+    Packet d;
+    d.type = Type::Data;
+    d.session = 4;
+    d.seq = f;
+    d.pass = 1;
+    d.payload = file.substr(f * 1000, 1000);
+    rx.on_data(d);
+  }
+  EXPECT_FALSE(rx.complete());
+  EXPECT_FALSE(rx.tick(0).ok());
+}
+
+TEST(McastRepair, TheSenderDoesNotSpinWaitingForReports) {
+  // Found in review: in the reports phase the announce time, no longer
+  // moved on, lay in the past and the send loop polled without waiting.
+  McRun r = basic(3000, 1, 0.0);
+  SenderConfig cfg;
+  cfg.session = 5;
+  cfg.size = r.file.size();
+  cfg.sha256 = sha256(r.file);
+  cfg.frame_size = 1000;
+  cfg.expected = {Expected{"m0", std::nullopt}};
+  Sender s(cfg, [&](uint64_t f) -> Result<std::string> { return r.file.substr(f * 1000, 1000); });
+  s.start(0);
+  Packet d;
+  d.type = Type::Done;
+  d.session = 5;
+  d.member = "m0";
+  d.pass = 1;
+  Nanos now = 0;
+  for (; now < 2000 * kMs && s.phase_name() != "reports"; now += kMs) {
+    ASSERT_TRUE(s.tick(now).ok());
+    (void)s.take_outgoing();
+    if (now == 50 * kMs)
+      s.recv(d, net::Endpoint{}, now);
+  }
+  ASSERT_EQ(s.phase_name(), "reports");
+  for (Nanos until = now + 1000 * kMs; now < until; now += 10 * kMs) {  // m0's command runs a second
+    ASSERT_TRUE(s.tick(now).ok());
+    (void)s.take_outgoing();
+    EXPECT_GT(s.next_wakeup(), now) << now;
+  }
+}
+
 TEST(McastRepair, HeldRepairsStayWithinTheirBoundAndStillComplete) {
   // Room for 20 frames' worth of repairs at each receiver, where a pass
   // sends hundreds: the farthest blocks' repairs give way to the nearest.
