@@ -462,12 +462,8 @@ class FileSink : public FrameSink {
       return {};
     }
     CM_TRY(flush());
-    if (data.size() >= kGather) {
-      Status st = write_now(offset, data);
-      if (!st.ok())
-        error_ = st.error().message;
-      return st;
-    }
+    if (data.size() >= kGather)
+      return write_now(offset, data);
     pending_at_ = offset;
     pending_.assign(data);
     return {};
@@ -488,8 +484,6 @@ class FileSink : public FrameSink {
       return {};
     Status st = write_now(pending_at_, pending_);
     pending_.clear();
-    if (!st.ok())
-      error_ = st.error().message;
     return st;
   }
   int fd() const { return fd_.get(); }
@@ -503,7 +497,9 @@ class FileSink : public FrameSink {
       if (w < 0) {
         if (errno == EINTR)
           continue;
-        return sys_error("cannot write", path_, errno);
+        Error e = sys_error("cannot write", path_, errno);
+        error_ = e.message;
+        return e;
       }
       done += static_cast<size_t>(w);
     }

@@ -25,6 +25,11 @@ namespace cm::mcast {
 
 inline constexpr uint32_t kMaxFecBlock = 200;  // frames in a block; leaves 55 repairs at least
 
+// Frames in block b of a file of `frames` frames cut in blocks of k.
+inline uint32_t block_frames(uint64_t frames, uint32_t k, uint64_t b) {
+  return static_cast<uint32_t>(frames - b * k < k ? frames - b * k : k);
+}
+
 // Repairs a block of k frames has.
 inline uint32_t max_repairs(uint32_t k) {
   return 255 - k;

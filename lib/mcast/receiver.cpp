@@ -28,7 +28,29 @@ size_t ReceiverSession::frame_length(uint64_t f) const {
 }
 
 uint32_t ReceiverSession::block_frames(uint64_t b) const {
-  return static_cast<uint32_t>(std::min<uint64_t>(fec_, frames_ - b * fec_));
+  return mcast::block_frames(frames_, fec_, b);
+}
+
+uint32_t ReceiverSession::held_count(uint64_t b) const {
+  auto it = held_.find(b);
+  return it == held_.end() ? 0 : static_cast<uint32_t>(it->second.size());
+}
+
+uint64_t ReceiverSession::lacks(uint64_t b) const {
+  uint64_t k = block_frames(b), got = block_have_[b] + held_count(b);
+  return got < k ? k - got : 0;
+}
+
+std::vector<ReceiverSession::Held> ReceiverSession::take_held(uint64_t b) {
+  std::vector<Held> held;
+  auto it = held_.find(b);
+  if (it == held_.end())
+    return held;
+  held = std::move(it->second);
+  held_.erase(it);
+  for (const Held& h : held)
+    held_bytes_ -= h.bytes.size();
+  return held;
 }
 
 Packet ReceiverSession::base(Type t) {
@@ -49,8 +71,7 @@ void ReceiverSession::on_data(const Packet& p) {
   accept(f, p.payload);
   if (fec_ > 0 && !verified_) {
     uint64_t b = f / fec_;
-    auto it = held_.find(b);
-    if (it != held_.end() && block_have_[b] + it->second.size() >= block_frames(b))
+    if (held_count(b) > 0 && lacks(b) == 0)
       decode(b);
     if (p.pass == 1)
       early_nack(f, p.pass);
@@ -73,12 +94,9 @@ void ReceiverSession::early_nack(uint64_t f, uint32_t pass) {
   uint64_t upto = b - 1;  // the block before this one may still be arriving
   std::vector<Range> needs;
   auto need = [&](uint64_t x) -> uint64_t {
-    uint64_t k = block_frames(x), got = block_have_[x];
-    auto it = held_.find(x);
-    if (it != held_.end())
-      got += it->second.size();
     // None of it: this member came late; the end of the pass tells.
-    return got < k && got > 0 ? k - got : 0;
+    uint64_t n = lacks(x);
+    return n < block_frames(x) ? n : 0;
   };
   // Listed before, a run ago or more, and still incomplete: again.
   uint64_t again = early_from_ > kEvery ? early_from_ - kEvery : 0;
@@ -117,15 +135,8 @@ void ReceiverSession::accept(uint64_t f, std::string_view payload) {
   have_++;
   if (fec_ > 0) {
     uint64_t b = f / fec_;
-    if (++block_have_[b] == block_frames(b)) {
-      // Whole without the repairs it holds.
-      auto it = held_.find(b);
-      if (it != held_.end()) {
-        for (const Held& h : it->second)
-          held_bytes_ -= h.bytes.size();
-        held_.erase(it);
-      }
-    }
+    if (++block_have_[b] == block_frames(b))
+      (void)take_held(b);  // whole without the repairs it holds
   }
   if (f == hashed_frames_) {
     hash_.update(payload);
@@ -176,33 +187,27 @@ void ReceiverSession::on_repair(const Packet& p) {
   // are dropped when theirs is the farthest. The nearest incomplete block
   // keeps its repairs, so memory never blocks progress. (Dropping instead
   // left every block holding some repairs and none able to take the last.)
-  bool completes = block_have_[b] + held.size() + 1 >= k;
+  bool completes = lacks(b) <= 1;
   while (!completes && held_bytes_ + p.payload.size() > cfg_.max_held) {
-    auto far = std::prev(held_.end());
-    if (far->first <= b) {
+    uint64_t far = std::prev(held_.end())->first;
+    if (far <= b) {
       if (held.empty())
         held_.erase(b);
       return;  // asked for again after the pass
     }
-    for (const Held& h : far->second)
-      held_bytes_ -= h.bytes.size();
-    held_.erase(far);
+    (void)take_held(far);
   }
   held.push_back(Held{p.index, p.payload});
   held_bytes_ += p.payload.size();
-  if (block_have_[b] + held.size() >= k)
+  if (lacks(b) == 0)
     decode(b);
 }
 
 // Enough frames and repairs of block b: the missing frames, recovered.
 void ReceiverSession::decode(uint64_t b) {
-  auto it = held_.find(b);
-  if (it == held_.end())
+  std::vector<Held> held = take_held(b);
+  if (held.empty())
     return;
-  std::vector<Held> held = std::move(it->second);
-  held_.erase(it);
-  for (const Held& h : held)
-    held_bytes_ -= h.bytes.size();
   uint32_t k = block_frames(b);
   size_t len = announce_.frame_size;
   uint64_t first = b * fec_;
@@ -253,21 +258,9 @@ void ReceiverSession::decode(uint64_t b) {
 
 Status ReceiverSession::verify() {
   // Hash what arrived out of order from the sink.
-  std::vector<char> buf(256 * 1024);
-  uint64_t off = hashed_frames_ * announce_.frame_size;
-  while (off < announce_.size) {
-    size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), announce_.size - off));
-    auto got = sink_->read(off, buf.data(), want);
-    if (!got.ok()) {
-      failed_ = true;
-      return got.error();
-    }
-    if (*got == 0)
-      break;
-    hash_.update(buf.data(), *got);
-    off += *got;
-  }
-  hashed_frames_ = frames_;
+  hash_ahead();
+  if (failed_)
+    return Error("cannot read the received file back");
   if (hash_.finish() == announce_.sha256) {
     verified_ = true;
     return {};
@@ -333,14 +326,9 @@ void ReceiverSession::reply(Nanos now) {
   // The missing frames, as ranges, in as many NACKs as it takes. With
   // repairs: how many frames each block needs, whichever they are.
   std::vector<Range> ranges;
-  for (uint64_t b = 0; b < block_have_.size(); b++) {
-    uint64_t k = block_frames(b), got = block_have_[b];
-    auto it = held_.find(b);
-    if (it != held_.end())
-      got += it->second.size();
-    if (got < k)
-      ranges.push_back(Range{b, k - got});
-  }
+  for (uint64_t b = 0; b < block_have_.size(); b++)
+    if (uint64_t n = lacks(b); n > 0)
+      ranges.push_back(Range{b, n});
   for (uint64_t f = 0; fec_ == 0 && f < frames_;) {
     uint64_t word = bits_[f / 64];
     if (f % 64 == 0 && word == ~uint64_t{0}) {

@@ -74,11 +74,15 @@ class ReceiverSession {
   void hash_ahead();
   void early_nack(uint64_t f, uint32_t pass);
   uint32_t block_frames(uint64_t b) const;
-  void decode(uint64_t b);
   struct Held {
     uint32_t index;
     std::string bytes;
   };
+  std::vector<Held> take_held(uint64_t b);  // out of held_, and out of held_bytes_
+  uint32_t held_count(uint64_t b) const;    // repairs held for block b
+  uint64_t lacks(uint64_t b) const;         // frames block b lacks, less its repairs held
+  void decode(uint64_t b);
+
   Status verify();
   void reply(Nanos now);
   Packet base(Type t);

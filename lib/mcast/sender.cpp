@@ -78,13 +78,18 @@ uint64_t Sender::wire_cost(size_t payload, uint64_t frame) const {
 }
 
 uint32_t Sender::block_frames(uint64_t b) const {
-  return static_cast<uint32_t>(std::min<uint64_t>(fec_, frames_ - b * fec_));
+  return mcast::block_frames(frames_, fec_, b);
+}
+
+// Repairs n of block b, the next ones not sent yet, onto queue q.
+void Sender::queue_repairs(RepairQueue& q, uint64_t b, uint32_t n) {
+  q.items.push_back(RepairItem{b, next_repair_[b], n});
+  next_repair_[b] = static_cast<uint8_t>(next_repair_[b] + n);
 }
 
 // The next repair of queue q; an item's repairs are made at once (the
 // block is read once).
-Status Sender::send_repair(RepairQueue& q, Nanos now) {
-  (void)now;
+Status Sender::send_repair(RepairQueue& q) {
   const RepairItem& it = q.items[q.index];
   if (&q == &early_) {
     stats_.early_repairs++;
@@ -149,8 +154,7 @@ void Sender::early_needs(const Packet& p) {
     uint32_t n = std::min(want - early_queued_[b], max_repairs(k) - next_repair_[b]);
     if (n == 0)
       continue;
-    early_.items.push_back(RepairItem{b, next_repair_[b], n});
-    next_repair_[b] = static_cast<uint8_t>(next_repair_[b] + n);
+    queue_repairs(early_, b, n);
     early_queued_[b] = static_cast<uint8_t>(early_queued_[b] + n);
   }
 }
@@ -353,8 +357,7 @@ void Sender::next_pass(Nanos now) {
       // (and needs a pass more). On 200 MiB at 5 % loss: 3 passes, not 12;
       // on 2 GiB, 11 MiB resident at a receiver, not 23 (bench/RESULTS.md).
       n = std::min(n + 1, max_repairs(k) - next_repair_[b]);
-      repairs_.items.push_back(RepairItem{b, next_repair_[b], n});
-      next_repair_[b] = static_cast<uint8_t>(next_repair_[b] + n);
+      queue_repairs(repairs_, b, n);
     }
     need_[b] = 0;
   }
@@ -460,7 +463,7 @@ Status Sender::tick(Nanos now) {
         // Early repairs first (their blocks are behind us), then the
         // frames, then this pass's repairs.
         if (early_.pending() || (todo_index_ >= todo_.size() && repairs_.pending())) {
-          CM_TRY(send_repair(early_.pending() ? early_ : repairs_, now));
+          CM_TRY(send_repair(early_.pending() ? early_ : repairs_));
           burst++;
           continue;
         }

@@ -177,7 +177,8 @@ class Sender {
       cache.clear();
     }
   };
-  Status send_repair(RepairQueue& q, Nanos now);
+  void queue_repairs(RepairQueue& q, uint64_t b, uint32_t n);
+  Status send_repair(RepairQueue& q);
   void early_needs(const Packet& p);
 
   SenderConfig cfg_;
