@@ -6,6 +6,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -166,6 +167,22 @@ struct Source {
   std::string name;  // for messages
 };
 
+uint32_t frame_for(const SendOptions& opt, uint64_t size) {
+  return opt.frame_size != 0 ? opt.frame_size : default_frame(size, opt.key != nullptr);
+}
+
+// Receivers take at most kMaxFrames frames a session: said before the
+// file is read through.
+Status fits_one_session(const SendOptions& opt, uint64_t size) {
+  uint32_t frame = frame_for(opt, size);
+  if (size / frame < kMaxFrames)
+    return {};
+  return Error("cannot send '" + opt.file + "': " + human_bytes(size) +
+                   " is more than one session carries (" + std::to_string(kMaxFrames) + " frames of " +
+                   std::to_string(frame) + " bytes); split it (cm-assign build --max-size)",
+               kExitUsage);
+}
+
 Result<Source> open_source(const SendOptions& opt) {
   Source src;
   if (!opt.follow.empty()) {
@@ -181,6 +198,7 @@ Result<Source> open_source(const SendOptions& opt) {
       return sys_error("cannot open", src.name, errno);
     src.size = opt.follow_size;
     src.sha256 = opt.follow_sha256;
+    CM_TRY(fits_one_session(opt, src.size));
     return src;
   }
   src.file = Fd(::open(opt.file.c_str(), O_RDONLY | O_CLOEXEC));
@@ -190,6 +208,7 @@ Result<Source> open_source(const SendOptions& opt) {
   struct stat st;
   if (::fstat(src.file.get(), &st) != 0 || !S_ISREG(st.st_mode))
     return Error("'" + opt.file + "' is not a regular file", kExitFailure);
+  CM_TRY(fits_one_session(opt, static_cast<uint64_t>(st.st_size)));
   FdReader reader(src.file.get(), opt.file);
   CM_ASSIGN(HashedSize hs, sha256_stream(reader));
   if (hs.size != static_cast<uint64_t>(st.st_size))
@@ -227,7 +246,7 @@ Result<SendResult> run_send(const SendOptions& opt) {
         kExitUsage);
   cfg.size = src.size;
   cfg.sha256 = src.sha256;
-  cfg.frame_size = opt.frame_size != 0 ? opt.frame_size : default_frame(src.size, opt.key != nullptr);
+  cfg.frame_size = frame_for(opt, src.size);
   cfg.rate = opt.rate;
   cfg.keyed = opt.key != nullptr;
   cfg.expected = opt.expected;
@@ -366,6 +385,8 @@ Result<SendResult> run_send(const SendOptions& opt) {
   }
   SendResult r;
   r.members = s.outcome();
+  if (s.expected() > r.members.size())
+    r.unheard = s.expected() - r.members.size();
   r.stats = s.stats();
   r.succeeded = s.succeeded();
   r.quorum = s.quorum();
@@ -414,7 +435,8 @@ nlohmann::json to_json(const SendResult& r) {
                         {"repairs", r.stats.repairs},
                         {"early_repairs", r.stats.early_repairs},
                         {"wire_bytes", r.stats.wire_bytes},
-                        {"members", members}};
+                        {"members", members},
+                        {"unheard", r.unheard}};
 }
 
 std::string to_text(const SendResult& r) {
@@ -427,7 +449,7 @@ std::string to_text(const SendResult& r) {
                 "(quorum %zu): %s\n",
                 human_bytes(r.size).c_str(), r.seconds, r.stats.passes,
                 with_commas(r.stats.retransmitted).c_str(), with_commas(r.stats.repairs).c_str(), ok,
-                r.members.size(), r.quorum, r.succeeded ? "succeeded" : "FAILED");
+                r.members.size() + r.unheard, r.quorum, r.succeeded ? "succeeded" : "FAILED");
   std::string t = head;
   for (const MemberOutcome& m : r.members) {
     std::string state = m.had_it ? "had it" : m.received ? "received" : m.joined ? "incomplete" : "missing";
@@ -438,6 +460,8 @@ std::string to_text(const SendResult& r) {
       t += ", no report";
     t += "\n";
   }
+  if (r.unheard > 0)
+    t += "  " + std::to_string(r.unheard) + " more expected (--expect): never heard from\n";
   return t;
 }
 
@@ -667,6 +691,16 @@ Status run_recv(const RecvOptions& opt) {
       j.status = 1;
       log("already have " + a.name);
     } else {
+      // Room for the whole file first: a file system filled by a partial
+      // copy would fail this session late and the next ones too.
+      struct statvfs fs;
+      if (::statvfs(opt.dir.c_str(), &fs) == 0 &&
+          a.size > static_cast<uint64_t>(fs.f_bavail) * static_cast<uint64_t>(fs.f_frsize)) {
+        log("no room for " + a.name + " (" + human_bytes(a.size) + ") in " + opt.dir + ": " +
+            human_bytes(static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize) + " free; not taking it");
+        finished[a.session] = now;
+        return;
+      }
       char hex[32];
       std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(a.session));
       s.temp = opt.dir + "/.cm-mcast." + hex + ".part";

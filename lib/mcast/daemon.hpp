@@ -50,6 +50,7 @@ struct SendOptions {
 
 struct SendResult {
   std::vector<MemberOutcome> members;
+  size_t unheard = 0;  // --expect N: members never heard from (no id to list)
   SenderStats stats;
   bool succeeded = false;
   size_t quorum = 0;

@@ -280,6 +280,9 @@ Result<Packet> decode(std::string_view bytes, const crypto::SymmetricKey* key) {
       return bad("bad frame size");
     if (p.fec == 1 || p.fec > kMaxFecBlock)
       return bad("bad repair block size");
+    // Bounded first: the count below cannot overflow then.
+    if (p.frames > kMaxFrames || p.size > kMaxFrames * p.frame_size)
+      return bad("too many frames");
     if (p.frames != (p.size + p.frame_size - 1) / p.frame_size + (p.size == 0 ? 1 : 0))
       return bad("frame count does not match the size");
     // Not a dot file: a receiver's own files in its directory start with

@@ -40,6 +40,10 @@ inline constexpr size_t kMaxPacket = 65000;  // one UDP datagram
 inline constexpr size_t kMaxOutput = 8192;   // of a report's command output
 inline constexpr size_t kMaxName = 255;
 inline constexpr size_t kRangesPerNack = 300;  // ranges (or block needs) in one NACK part
+// Frames in one session at most: a receiver keeps a bit per frame and a
+// count per block, so an announce must not make it allocate without bound
+// (2^28 frames: 32 MiB of bits; 389 GB at the default frame size).
+inline constexpr uint64_t kMaxFrames = uint64_t{1} << 28;
 
 struct Range {
   uint64_t start = 0, count = 0;

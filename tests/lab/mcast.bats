@@ -15,6 +15,8 @@ setup() {
 
 teardown() {
 	lab_down
+	# A test's small file system (no room), even when the test failed.
+	if mountpoint -q "$T/r2"; then umount -l "$T/r2"; fi
 }
 
 # receivers N [options]: cm-mcast recv on hosts 2..N+1.
@@ -285,6 +287,32 @@ PY
 	assert_success
 	same f.bin 1
 	kill -0 "$(cat "$T/r2.pid")"
+}
+
+@test "a receiver without room for the file says so, takes nothing, and the others complete" {
+	lab_up mc 4
+	mkdir -p "$T/r2"
+	mount -t tmpfs -o size=1m tmpfs "$T/r2"
+	receivers 2
+	head -c 3000000 /dev/urandom >f.bin
+	run send f.bin --expect 2 --quorum 1 --max-idle-passes 1 --report-timeout 1
+	assert_success
+	assert_output --partial "1 of 2 members OK (quorum 1): succeeded"
+	assert_output --partial "1 more expected (--expect): never heard from"
+	cmp f.bin "$T/r3/f.bin"
+	grep -q "no room for f.bin (2.9 MiB) in $T/r2: .* free; not taking it" "$T/r2.log"
+	# Said once, not at every announce; nothing partial left behind.
+	[ "$(grep -c "no room for f.bin" "$T/r2.log")" = 1 ]
+	[ -z "$(ls -A "$T/r2")" ]
+	kill -0 "$(cat "$T/r2.pid")"
+}
+
+@test "a file too large for one session is refused at once, before it is read" {
+	# 20 GiB in 64-byte frames is more than the 2^28 frames a receiver keeps.
+	truncate -s 20G huge.bin
+	run timeout 10 cm-mcast send --interface 127.0.0.1 --expect 1 --frame-size 64 huge.bin
+	assert_failure 2
+	assert_output --partial "cannot send 'huge.bin': 20 GiB is more than one session carries (268435456 frames of 64 bytes)"
 }
 
 @test "--keep: the oldest received files go, files this daemon did not receive stay" {

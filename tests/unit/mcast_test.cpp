@@ -634,6 +634,24 @@ TEST(McastPacket, RoundTripAndRejects) {
   EXPECT_EQ(da->fec, 128u);
   a.fec = 201;
   EXPECT_FALSE(decode(encode(a, nullptr), nullptr).ok());  // no such block size
+  // A receiver keeps state per frame: an announce cannot ask for more
+  // than kMaxFrames of them, whatever the size and frame size say.
+  a.fec = 128;
+  a.frame_size = 64;
+  a.size = kMaxFrames * 64;
+  a.frames = kMaxFrames;
+  EXPECT_TRUE(decode(encode(a, nullptr), nullptr).ok());
+  a.size = kMaxFrames * 64 + 1;
+  a.frames = kMaxFrames + 1;
+  auto big = decode(encode(a, nullptr), nullptr);
+  ASSERT_FALSE(big.ok());
+  EXPECT_NE(big.error().message.find("too many frames"), std::string::npos) << big.error().message;
+  a.size = ~uint64_t{0};  // the frame count would overflow
+  a.frames = 1;
+  EXPECT_FALSE(decode(encode(a, nullptr), nullptr).ok());
+  a.size = 10;
+  a.frame_size = 100;
+  a.frames = 1;
   // A NACK with block needs, and a repair.
   n.ranges.clear();
   n.needs = {{0, 3}, {1, 128}, {40, 1}};
