@@ -38,9 +38,11 @@ uint64_t random64() {
   return rng();
 }
 
-// The payload that fits one 1500-byte packet: IP 20, UDP 8, our header.
-uint32_t default_frame(uint64_t size, bool keyed) {
-  return static_cast<uint32_t>(1500 - 28 - data_overhead(size, keyed));
+// The payload that fits one packet of the link (IP 20, UDP 8, our
+// header), up to a 9000-byte jumbo frame (loopback's MTU is 64 KiB).
+uint32_t default_frame(uint64_t size, bool keyed, uint32_t mtu) {
+  mtu = std::min<uint32_t>(mtu, 9000);
+  return static_cast<uint32_t>(mtu - 28 - data_overhead(size, keyed));
 }
 
 Result<Fd> signal_fd() {
@@ -168,7 +170,8 @@ struct Source {
 };
 
 uint32_t frame_for(const SendOptions& opt, uint64_t size) {
-  return opt.frame_size != 0 ? opt.frame_size : default_frame(size, opt.key != nullptr);
+  return opt.frame_size != 0 ? opt.frame_size
+                             : default_frame(size, opt.key != nullptr, net::interface_mtu(opt.interface));
 }
 
 // Receivers take at most kMaxFrames frames a session: said before the
@@ -247,6 +250,7 @@ Result<SendResult> run_send(const SendOptions& opt) {
   cfg.size = src.size;
   cfg.sha256 = src.sha256;
   cfg.frame_size = frame_for(opt, src.size);
+  cfg.mtu = net::interface_mtu(opt.interface);
   cfg.rate = opt.rate;
   cfg.keyed = opt.key != nullptr;
   cfg.expected = opt.expected;

@@ -73,8 +73,17 @@ std::string Sender::phase_name() const {
   return "?";
 }
 
+uint64_t wire_bytes(uint64_t udp, uint32_t mtu) {
+  constexpr uint64_t kIp = 20, kUdp = 8, kEthernet = 14;
+  // Fragments carry multiples of 8 bytes of the IP payload, but the last.
+  uint64_t per = mtu > kIp + 8 ? (mtu - kIp) / 8 * 8 : 8;
+  uint64_t ip_payload = udp + kUdp;
+  uint64_t fragments = (ip_payload + per - 1) / per;
+  return ip_payload + fragments * (kIp + kEthernet);
+}
+
 uint64_t Sender::wire_cost(size_t payload, uint64_t frame) const {
-  return (payload + data_header(frame, pass_, cfg_.keyed) + kWireOverhead) * 8;
+  return wire_bytes(payload + data_header(frame, pass_, cfg_.keyed), cfg_.mtu) * 8;
 }
 
 uint32_t Sender::block_frames(uint64_t b) const {
@@ -116,7 +125,7 @@ Status Sender::send_repair(RepairQueue& q) {
   d.index = it.first + q.sent;
   d.payload = std::move(q.cache[q.sent]);
   uint64_t cost =
-      (d.payload.size() + repair_header(it.block, pass_, d.index, cfg_.keyed) + kWireOverhead) * 8;
+      wire_bytes(d.payload.size() + repair_header(it.block, pass_, d.index, cfg_.keyed), cfg_.mtu) * 8;
   stats_.repairs++;
   stats_.retransmitted++;
   stats_.wire_bytes += cost / 8;
@@ -168,7 +177,7 @@ Packet Sender::base(Type t) {
 
 void Sender::send(Packet p, std::optional<net::Endpoint> to) {
   if (p.type != Type::Data)
-    stats_.wire_bytes += 64 + kWireOverhead + p.payload.size();
+    stats_.wire_bytes += wire_bytes(64 + p.payload.size(), cfg_.mtu);
   out_.push_back(Outgoing{std::move(p), to});
 }
 

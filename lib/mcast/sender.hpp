@@ -40,8 +40,10 @@ namespace cm::mcast {
 using Nanos = int64_t;
 inline constexpr Nanos kMs = 1000000;
 
-// Bytes on the wire besides a UDP payload (UDP, IP, Ethernet headers).
-inline constexpr uint32_t kWireOverhead = 42;
+// Bytes on the wire for a UDP payload of `udp` bytes on a link of `mtu`:
+// a datagram larger than one packet goes as IP fragments, each with its
+// own IP and Ethernet headers.
+uint64_t wire_bytes(uint64_t udp, uint32_t mtu);
 
 struct Expected {
   std::string id;
@@ -55,6 +57,7 @@ struct SenderConfig {
   uint64_t size = 0;
   Digest sha256{};
   uint32_t frame_size = 1400;
+  uint32_t mtu = 1500;          // of the sending interface: larger frames are fragmented
   uint64_t rate = 100'000'000;  // bits per second on the wire: the cap
   uint32_t reply_port = 0;
   bool keyed = false;

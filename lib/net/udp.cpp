@@ -2,10 +2,14 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace cm::net {
@@ -126,6 +130,26 @@ Result<std::optional<Datagram>> UdpSocket::receive() {
       return std::optional<Datagram>();
     return sock_error("cannot receive on", local().str(), errno);
   }
+}
+
+uint32_t interface_mtu(const in_addr& a) {
+  uint32_t mtu = 1500;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0)
+    return mtu;
+  for (ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET ||
+        reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr != a.s_addr)
+      continue;
+    Fd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    ifreq r{};
+    std::snprintf(r.ifr_name, sizeof r.ifr_name, "%s", i->ifa_name);
+    if (fd.valid() && ::ioctl(fd.get(), SIOCGIFMTU, &r) == 0 && r.ifr_mtu >= 576)
+      mtu = static_cast<uint32_t>(r.ifr_mtu);
+    break;
+  }
+  ::freeifaddrs(list);
+  return mtu;
 }
 
 Endpoint UdpSocket::local() const {

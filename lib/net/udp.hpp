@@ -30,6 +30,8 @@ struct Endpoint {
 Result<Endpoint> parse_endpoint(const std::string& s);
 Result<in_addr> parse_address(const std::string& s);
 bool is_multicast(const in_addr& a);
+// The MTU of the interface holding address `a`; 1500 when none is found.
+uint32_t interface_mtu(const in_addr& a);
 
 struct Datagram {
   std::string data;

@@ -68,6 +68,7 @@ struct McRun {
   uint64_t repaired = 0;            // frames the receivers recovered from repairs
   size_t max_held = 16u << 20;      // the receivers' ReceiverConfig::max_held
   size_t peak_held = 0;             // the most any receiver held
+  uint32_t mtu = 1500;              // the sender's link
 };
 
 void simulate(McRun& r, uint64_t seed = 1) {
@@ -80,6 +81,7 @@ void simulate(McRun& r, uint64_t seed = 1) {
   cfg.sha256 = sha256(r.file);
   cfg.frame_size = r.frame;
   cfg.rate = 100'000'000;
+  cfg.mtu = r.mtu;
   cfg.quorum = r.quorum;
   cfg.fec_block = r.fec;
   for (const Rx& x : r.rx)
@@ -483,6 +485,29 @@ TEST(Mcast, TheFirstPassIsSentBeforeTheSenderSaysSo) {
   ASSERT_TRUE(r.first_pass_seen);
   EXPECT_EQ(r.data_at_first_pass, 100u);  // every frame once, nothing more yet
   EXPECT_GT(r.stats.data_packets, r.data_at_first_pass);
+}
+
+TEST(Mcast, WireBytesCountEveryFragmentsHeaders) {
+  EXPECT_EQ(wire_bytes(1472, 1500), 1514u);  // one full packet
+  EXPECT_EQ(wire_bytes(0, 1500), 42u);
+  // One byte more: a second fragment, with its own IP and Ethernet headers.
+  EXPECT_EQ(wire_bytes(1473, 1500), 1473u + 8 + 2 * 34);
+  // 8800 bytes in 1500-byte packets: 6 fragments; one jumbo frame at 9000.
+  EXPECT_EQ(wire_bytes(8800, 1500), 8808u + 6 * 34);
+  EXPECT_EQ(wire_bytes(8800, 9000), 8808u + 34);
+}
+
+TEST(Mcast, FramesLargerThanAPacketArePacedByTheirFragments) {
+  // Pacing that counted one set of headers a frame would send 8800-byte
+  // frames on a 1500-byte link 1.9 % faster than the cap: a queue that
+  // grows until the link drops.
+  McRun r = basic(20 * 8800, 2, 0.0);
+  r.frame = 8800;
+  simulate(r);
+  ASSERT_TRUE(r.succeeded);
+  // The pacer spends what the statistics count (Sender::wire_cost).
+  uint64_t per = wire_bytes(8800 + data_header(19, 1, false), 1500);
+  EXPECT_GE(r.stats.wire_bytes, 20 * per);
 }
 
 TEST(Mcast, ZeroByteOneFrameAndExactMultiple) {
