@@ -57,6 +57,16 @@ struct Applied {
   int64_t at_ns = 0;
 };
 
+// A switch of `live` under way: saved before the rename, so that whatever
+// stops a run between the two (a kill, a full disk) leaves a state that
+// says which switch it was, and the next open finishes or forgets it.
+struct Switching {
+  uint64_t assignment = 0, part = 1, sequence = 0;
+  std::string type;  // commit or rollback
+  uint64_t target = 0, from = 0;
+  bool rollback = false;
+};
+
 struct State {
   std::string site;
   uint64_t live = 0;
@@ -65,6 +75,8 @@ struct State {
   std::optional<Staging> staging;
   std::deque<Applied> applied;
   uint64_t spare = 0;  // the version versions/.spare-<id> holds; 0: none
+  std::optional<Switching> switching;
+  uint64_t reload_for = 0;  // the assignment whose switch no --reload has followed yet
 
   const VersionInfo* version(uint64_t id) const {
     for (const VersionInfo& v : versions)
@@ -120,6 +132,14 @@ nlohmann::json to_json(const State& s) {
         {{"id", a.id}, {"part", a.part}, {"type", a.type}, {"sequence", a.sequence}, {"at_ns", a.at_ns}});
   j["applied"] = ap;
   j["spare"] = s.spare;
+  if (s.switching)
+    j["switching"] = {{"assignment", s.switching->assignment}, {"part", s.switching->part},
+                      {"sequence", s.switching->sequence},     {"type", s.switching->type},
+                      {"target", s.switching->target},         {"from", s.switching->from},
+                      {"rollback", s.switching->rollback}};
+  else
+    j["switching"] = nullptr;
+  j["reload_for"] = s.reload_for;
   return j;
 }
 
@@ -148,6 +168,15 @@ Result<State> from_json(const std::string& text, const std::string& name) {
                                   a.at("at_ns").get<int64_t>()});
     // Absent in state files written before spares existed.
     s.spare = j.value("spare", uint64_t{0});
+    // Absent in state files written before switches were saved ahead.
+    if (j.contains("switching") && !j.at("switching").is_null()) {
+      const auto& w = j.at("switching");
+      s.switching = Switching{w.at("assignment").get<uint64_t>(), w.at("part").get<uint64_t>(),
+                              w.at("sequence").get<uint64_t>(),   w.at("type").get<std::string>(),
+                              w.at("target").get<uint64_t>(),     w.at("from").get<uint64_t>(),
+                              w.at("rollback").get<bool>()};
+    }
+    s.reload_for = j.value("reload_for", uint64_t{0});
     return s;
   } catch (const std::exception& e) {
     return Error("'" + name + "': damaged state file (" + e.what() + "); repair or remove it by hand",
@@ -357,6 +386,16 @@ struct Site::Impl {
     }
     auto link = live_link();
     uint64_t actual = link.value_or(0);
+    // A switch under way when the last run stopped: done if `live` points
+    // to its target (the bookkeeping follows now), else it never happened
+    // (and the assignment was not recorded: running it again switches).
+    if (state.switching) {
+      if (actual == state.switching->target)
+        finish_switch(nullptr);
+      else
+        state.switching.reset();
+      CM_TRY(save());
+    }
     if (actual != state.live && (actual == 0 || state.version(actual) != nullptr)) {
       if (state.live != 0)
         state.history.push_back(state.live);
@@ -436,7 +475,9 @@ struct Site::Impl {
   Status prepare_spare();
   Status run_commands(assign::PackReader& pack, int base_fd, int target_fd, int scratch_fd,
                       const std::string& name, Syncer* syncer, Report& rep);
-  Status switch_to(uint64_t id, bool rollback, Report& rep);
+  Status switch_to(uint64_t id, bool rollback, const assign::Header& h, Report& rep);
+  void finish_switch(Report* rep);
+  Status reload_once(Report& rep);
   Status cleanup();
   void reload(Report& rep);
 };
@@ -495,6 +536,9 @@ Status Site::Impl::apply(assign::PackReader& pack, Report& rep) {
   if (state.was_applied(h.id, h.part)) {
     rep.result = "already-applied";
     CM_TRY(pack.finish(false));
+    // Switched, but the run stopped before its --reload: now.
+    if (!opt.reload.empty() && state.reload_for == h.id)
+      CM_TRY(reload_once(rep));
     return {};
   }
   if (!pack.commands_readable())
@@ -536,12 +580,13 @@ Status Site::Impl::apply(assign::PackReader& pack, Report& rep) {
                 std::to_string(target) +
                 (state.staging && state.staging->id == target ? " complete yet (parts are missing)" : ""),
             kExitFailure);
-      CM_TRY(switch_to(target, rollback, rep));
-      record(h);
+      CM_TRY(switch_to(target, rollback, h, rep));
+      if (rep.result != "switched")
+        record(h);
       CM_TRY(save());
       (void)cleanup();
       if (!opt.reload.empty() && rep.result == "switched")
-        reload(rep);
+        CM_TRY(reload_once(rep));
       return {};
     }
     default: return stage(pack, rep);
@@ -728,7 +773,7 @@ Status Site::Impl::run_commands(assign::PackReader& pack, int base_fd, int targe
   return pack.finish(false);
 }
 
-Status Site::Impl::switch_to(uint64_t id, bool rollback, Report& rep) {
+Status Site::Impl::switch_to(uint64_t id, bool rollback, const assign::Header& h, Report& rep) {
   rep.version = id;
   if (state.live == id) {
     rep.result = "already-live";
@@ -745,27 +790,62 @@ Status Site::Impl::switch_to(uint64_t id, bool rollback, Report& rep) {
   std::string target = "versions/" + std::to_string(id);
   if (::symlink(target.c_str(), tmp.c_str()) != 0)
     return sys_error("cannot create symlink", tmp, errno);
+  // The intent on disk first: a state that cannot be saved (a full disk)
+  // stops the switch before it happens, and a run stopped after the
+  // rename leaves the next open what it needs to finish (reconcile()).
+  state.switching = Switching{h.id, h.part, h.sequence, assign::type_name(h.type), id, state.live, rollback};
+  if (Status s = save(); !s.ok()) {
+    ::unlink(tmp.c_str());
+    state.switching.reset();
+    return s;
+  }
   // The switch: one rename(2) of the symlink over `live`.
   if (::rename(tmp.c_str(), (root + "/live").c_str()) != 0) {
     int e = errno;
     ::unlink(tmp.c_str());
+    state.switching.reset();
+    (void)save();
     return sys_error("cannot switch", root + "/live", e);
   }
   CM_TRY(fsync_dir(root));
+  finish_switch(&rep);
+  return {};
+}
+
+// The bookkeeping of the switch state.switching describes, once `live`
+// points to its target: history, live, the assignment recorded.
+void Site::Impl::finish_switch(Report* rep) {
+  Switching w = *state.switching;
+  state.switching.reset();
   uint64_t old = state.live;
-  if (rollback) {
+  if (w.rollback) {
     // Back in history: forget what came after the version we return to.
-    auto it = std::find(state.history.begin(), state.history.end(), id);
+    auto it = std::find(state.history.begin(), state.history.end(), w.target);
     if (it != state.history.end())
       state.history.erase(it, state.history.end());
   } else if (old != 0) {
     state.history.push_back(old);
   }
-  state.live = id;
-  rep.result = "switched";
-  rep.message =
-      "version " + std::to_string(id) + " is live" + (old != 0 ? " (was " + std::to_string(old) + ")" : "");
-  return {};
+  state.live = w.target;
+  state.applied.push_back(Applied{w.assignment, w.part, w.type, w.sequence, wall_ns()});
+  while (state.applied.size() > kAppliedKept)
+    state.applied.pop_front();
+  state.reload_for = w.assignment;
+  if (rep != nullptr) {
+    rep->result = "switched";
+    rep->message = "version " + std::to_string(w.target) + " is live" +
+                   (old != 0 ? " (was " + std::to_string(old) + ")" : "");
+  }
+}
+
+// Runs --reload for the switch just made (or one a stopped run made);
+// once it succeeded, the state stops asking for it.
+Status Site::Impl::reload_once(Report& rep) {
+  reload(rep);
+  if (rep.reload_status != "ok")
+    return {};
+  state.reload_for = 0;
+  return save();
 }
 
 // Keeps the live version, the last `keep` earlier ones, the newest version

@@ -539,6 +539,108 @@ teardown() {
 	no_temps S
 }
 
+# site_at_3: versions 1 and 3, 3 live, 1 before it; rollback.5 goes to 1.
+site_at_3() {
+	base_site
+	mkchange src new
+	publish 3 3 1 src new
+	cm-apply --root "$1" p.3
+	switch commit 4 3
+	cm-apply --root "$1" commit.4
+	switch rollback 5 0
+}
+
+@test "a rollback on a full disk switches nothing; run again with room, it goes back once" {
+	MNT=$T/disk
+	mkdir "$MNT"
+	mount -t tmpfs -o size=3m tmpfs "$MNT"
+	base_site() {
+		mksrc src
+		pk --type replicate --id 1 --from src -o r1
+		switch commit 2 1
+		cm-apply --root "$MNT" r1
+		cm-apply --root "$MNT" commit.2
+	}
+	site_at_3 "$MNT"
+	cm-apply status --root "$MNT" >/dev/null # waits for the spare
+	dd if=/dev/zero of="$MNT/fill" bs=1k 2>/dev/null || true
+	run cm-apply --root "$MNT" --json rollback.5
+	assert_failure 1
+	[ "$(jfield "$output" result)" = failed ]
+	assert_output --partial "No space left on device"
+	# The state was not saved, so nothing switched: live and state agree.
+	live_is "$MNT" 3
+	[ "$(jfield "$(cm-apply status --root "$MNT" --json)" live)" = 3 ]
+	rm "$MNT/fill"
+	run cm-apply --root "$MNT" rollback.5
+	assert_success
+	assert_output --partial "switched: version 1 is live (was 3)"
+	live_is "$MNT" 1
+	same_tree src "$MNT/live"
+	# Once: again, it is applied already and stays at 1.
+	run cm-apply --root "$MNT" rollback.5
+	assert_success
+	assert_output --partial "already-applied"
+	live_is "$MNT" 1
+}
+
+# set_switching ROOT ASSIGNMENT TARGET FROM: the state a run leaves when it
+# stops right after saving the intent of a rollback.
+set_switching() {
+	cm-apply status --root "$1" >/dev/null # the background spare saves the state too: done first
+	python3 - "$1/.cm/state.json" "$2" "$3" "$4" <<'PY'
+import json, sys
+p, a, t, f = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+s = json.load(open(p))
+s["switching"] = {"assignment": a, "part": 1, "sequence": 0, "type": "rollback",
+                  "target": t, "from": f, "rollback": True}
+json.dump(s, open(p, "w"))
+PY
+}
+
+@test "a switch stopped before its rename is forgotten, and run again it switches" {
+	site_at_3 S
+	set_switching S 5 1 3
+	run cm-apply status --root S --json
+	assert_success
+	[ "$(jfield "$output" live)" = 3 ]
+	[ "$(jfield "$output" switching)" = null ]
+	live_is S 3
+	run cm-apply --root S rollback.5
+	assert_success
+	assert_output --partial "switched: version 1 is live (was 3)"
+	live_is S 1
+}
+
+@test "a switch stopped after its rename is finished by the next run, which reloads" {
+	site_at_3 S
+	set_switching S 5 1 3
+	ln -s versions/1 S/live.new
+	mv -T S/live.new S/live
+	# The state said 3 and a rollback under way; live says 1. Finished as
+	# that rollback (history without 3), not as a commit of 1 after 3.
+	run cm-apply status --root S --json
+	assert_success
+	[ "$(jfield "$output" live)" = 1 ]
+	[ "$(jfield "$output" history)" = "[]" ]
+	# The same rollback again: applied already, and its reload runs now.
+	run cm-apply --root S --reload "touch '$T/reloaded'" rollback.5
+	assert_success
+	assert_output --partial "already-applied"
+	assert_output --partial "reload: ok"
+	[ -e "$T/reloaded" ]
+	live_is S 1
+	rm "$T/reloaded"
+	run cm-apply --root S --reload "touch '$T/reloaded'" rollback.5
+	assert_success
+	[ ! -e "$T/reloaded" ]
+	# And a rollback from here has nowhere to go.
+	switch rollback 6 0
+	run cm-apply --root S rollback.6
+	assert_failure 1
+	assert_output --partial "no earlier version"
+}
+
 @test "rollback without a target goes to the previous version; a second one fails clearly" {
 	base_site
 	mkchange src new
