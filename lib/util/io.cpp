@@ -150,6 +150,49 @@ Result<std::pair<Fd, std::string>> make_temp_beside(const std::string& path) {
   return std::make_pair(Fd(fd), tmpl);
 }
 
+// Where an output named `path` goes. A regular file (or none yet) is
+// replaced by a temporary file renamed over it; through a symbolic link,
+// the file it points to is (the link stays). A device, FIFO or socket is
+// written in place: renaming over /dev/null would replace the device.
+struct OutputTarget {
+  bool direct = false;  // open and write `path` itself
+  std::string final;    // else: the file the temporary one is renamed to
+};
+
+Result<OutputTarget> output_target(const std::string& path) {
+  if (path.empty())
+    return Error("an empty file name to write to", kExitUsage);
+  struct stat st, lst;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT && ::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode))
+      return Error("cannot write to '" + path + "': a symbolic link to a file that does not exist",
+                   kExitFailure);
+    if (errno != ENOENT)
+      return sys_error("cannot write to", path, errno);
+    return OutputTarget{false, path};
+  }
+  if (S_ISDIR(st.st_mode))
+    return sys_error("cannot write to", path, EISDIR);
+  if (!S_ISREG(st.st_mode))
+    return OutputTarget{true, path};
+  if (::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
+    char* real = ::realpath(path.c_str(), nullptr);
+    if (real == nullptr)
+      return sys_error("cannot resolve", path, errno);
+    std::string r(real);
+    std::free(real);
+    return OutputTarget{false, r};
+  }
+  return OutputTarget{false, path};
+}
+
+Result<Fd> open_direct(const std::string& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0)
+    return sys_error("cannot open", path, errno);
+  return Fd(fd);
+}
+
 mode_t current_umask() {
   mode_t m = ::umask(0);
   ::umask(m);
@@ -164,9 +207,16 @@ Result<std::unique_ptr<Output>> Output::open(const std::string& path) {
     out->writer_ = std::make_unique<FdWriter>(1, "standard output");
     return out;
   }
-  CM_ASSIGN(auto tmp, make_temp_beside(path));
-  out->fd_ = std::move(tmp.first);
-  out->tmp_ = std::move(tmp.second);
+  CM_ASSIGN(OutputTarget t, output_target(path));
+  if (t.direct) {
+    CM_ASSIGN(out->fd_, open_direct(path));
+    out->direct_ = true;
+  } else {
+    CM_ASSIGN(auto tmp, make_temp_beside(t.final));
+    out->fd_ = std::move(tmp.first);
+    out->tmp_ = std::move(tmp.second);
+    out->final_ = t.final;
+  }
   out->writer_ = std::make_unique<FdWriter>(out->fd_.get(), path);
   return out;
 }
@@ -178,7 +228,7 @@ Output::~Output() {
 
 Status Output::sync() {
   CM_TRY(writer_->flush());
-  if (path_ == "-")
+  if (path_ == "-" || direct_)
     return {};
   if (::fchmod(fd_.get(), 0666 & ~current_umask()) != 0)
     return sys_error("cannot set the mode of", path_, errno);
@@ -188,7 +238,12 @@ Status Output::sync() {
 }
 
 Status Output::commit() {
-  return commit_as(path_);
+  if (direct_) {
+    CM_TRY(sync());
+    committed_ = true;
+    return {};
+  }
+  return commit_as(final_);
 }
 
 Status Output::commit_as(const std::string& final_path) {
@@ -197,6 +252,10 @@ Status Output::commit_as(const std::string& final_path) {
     committed_ = true;
     return {};
   }
+  if (direct_)
+    return Error("cannot write '" + final_path + "': '" + path_ +
+                     "' is not a regular file, and this output needs one per part",
+                 kExitUsage);
   if (::rename(tmp_.c_str(), final_path.c_str()) != 0)
     return sys_error("cannot rename a temporary file to", final_path, errno);
   committed_ = true;
@@ -204,7 +263,12 @@ Status Output::commit_as(const std::string& final_path) {
 }
 
 Status write_file_atomic(const std::string& path, std::string_view data, unsigned mode) {
-  CM_ASSIGN(auto tmp, make_temp_beside(path));
+  CM_ASSIGN(OutputTarget t, output_target(path));
+  if (t.direct) {
+    CM_ASSIGN(Fd fd, open_direct(path));
+    return write_all(fd.get(), data.data(), data.size(), path);
+  }
+  CM_ASSIGN(auto tmp, make_temp_beside(t.final));
   Fd fd = std::move(tmp.first);
   const std::string& name = tmp.second;
   Status s = write_all(fd.get(), data.data(), data.size(), path);
@@ -212,8 +276,8 @@ Status write_file_atomic(const std::string& path, std::string_view data, unsigne
     s = sys_error("cannot set the mode of", path, errno);
   if (s.ok() && ::fsync(fd.get()) != 0)
     s = sys_error("cannot write", path, errno);
-  if (s.ok() && ::rename(name.c_str(), path.c_str()) != 0)
-    s = sys_error("cannot rename a temporary file to", path, errno);
+  if (s.ok() && ::rename(name.c_str(), t.final.c_str()) != 0)
+    s = sys_error("cannot rename a temporary file to", t.final, errno);
   if (!s.ok())
     ::unlink(name.c_str());
   return s;

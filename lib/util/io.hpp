@@ -136,9 +136,11 @@ class CountingWriter : public Writer {
 // Input named on a command line: "-" is standard input.
 Result<std::unique_ptr<FdReader>> open_input(const std::string& path);
 
-// Output named on a command line: "-" is standard output; anything else is
+// Output named on a command line: "-" is standard output; a file is
 // written to a temporary file beside it and renamed into place by commit(),
-// so a failed run never leaves a file that looks complete.
+// so a failed run never leaves a file that looks complete (through a
+// symbolic link: beside the file it points to); a device, FIFO or socket
+// (/dev/null, /dev/stdout) is written in place.
 class Output {
  public:
   static Result<std::unique_ptr<Output>> open(const std::string& path);
@@ -157,12 +159,15 @@ class Output {
   Output() = default;
   std::string path_;
   std::string tmp_;
+  std::string final_;  // what tmp_ is renamed to (path_, or through a link)
   Fd fd_;
   std::unique_ptr<FdWriter> writer_;
   bool committed_ = false;
+  bool direct_ = false;  // a device or FIFO, written in place
 };
 
-// Writes a whole file atomically (temporary file + fsync + rename).
+// Writes a whole file atomically (temporary file + fsync + rename); a
+// device or FIFO in place; through a symbolic link, the file it names.
 Status write_file_atomic(const std::string& path, std::string_view data, unsigned mode = 0644);
 
 }  // namespace cm

@@ -329,6 +329,19 @@ mkupdate() {
 	no_output_left A
 }
 
+@test "-o to a device is written in place, and a pack in parts needs a file" {
+	mknod -m 666 nul c 1 3
+	run pack --type commit --id 1 -o nul
+	assert_success
+	[ -c nul ]
+	mkdir big
+	for i in $(seq 1 12); do head -c 100000 /dev/urandom >"big/f$i"; done
+	run pack --type replicate --id 2 --from big --max-size 64K -o nul
+	assert_failure 2
+	assert_output --partial "cannot write 'nul.001': 'nul' is not a regular file, and this output needs one per part"
+	[ -c nul ]
+}
+
 @test "--level and --max-size out of range are usage errors" {
 	mkupdate
 	for level in 0 20 -3; do

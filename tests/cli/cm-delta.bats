@@ -244,6 +244,40 @@ file page.html"
 	refute_output --partial ".tmp"
 }
 
+@test "-o to a device, through a symlink, or to a directory: nothing is replaced" {
+	mkdir a b
+	echo x >b/f
+	# A device is written in place: renaming over it would replace the
+	# device node (as root, -o /dev/null would destroy /dev/null).
+	mknod -m 666 nul c 1 3
+	run cm-delta a b -o nul
+	assert_success
+	[ -c nul ]
+	run cm-delta --manifest nul -n a b
+	[ -c nul ]
+	# Through a symbolic link the file it names is written; the link stays.
+	echo old >real
+	ln -s real link
+	run cm-delta a b -o link
+	assert_success
+	[ -L link ]
+	run cm-delta show real
+	assert_success
+	assert_output --partial "file    0644 f (2 B)"
+	ln -s missing dangling
+	run cm-delta a b -o dangling
+	assert_failure 1
+	assert_output "cm-delta: cannot write to 'dangling': a symbolic link to a file that does not exist"
+	mkdir dir
+	run cm-delta a b -o dir
+	assert_failure 1
+	assert_output "cm-delta: cannot write to 'dir': Is a directory"
+	run cm-delta a b -o ''
+	assert_failure 2
+	assert_output "cm-delta: an empty file name to write to"
+	[ -z "$(find . -name '.*.tmp.*')" ]
+}
+
 @test "a file instead of a directory is a clear error" {
 	mkdir a
 	echo x >f
