@@ -14,6 +14,7 @@
 
 #include "apply/site.hpp"
 #include "cli/cli.hpp"
+#include "util/text.hpp"
 
 namespace po = boost::program_options;
 using namespace cm;
@@ -114,7 +115,7 @@ Status run_apply(cli::Context& ctx) {
     apply::Report rep;
     Status s = site->apply(pack, rep);
     if (ctx.json)
-      std::cout << rep.json().dump() << "\n";
+      std::cout << json_text(rep.json()) << "\n";
     else if (ctx.diag.verbosity() != cli::Verbosity::Quiet || !s.ok())
       std::cout << rep.text() << "\n";
     std::cout.flush();
@@ -137,7 +138,7 @@ Status run_status(cli::Context& ctx) {
   CM_ASSIGN(std::string root, root_of(ctx));
   apply::SiteOptions so;
   CM_ASSIGN(auto site, apply::Site::open(root, so));
-  std::cout << (ctx.json ? site->status().dump() + "\n" : site->status_text());
+  std::cout << (ctx.json ? json_text(site->status()) + "\n" : site->status_text());
   return {};
 }
 

@@ -204,7 +204,7 @@ Status run_build(cli::Context& ctx) {
                      {"pack_bytes", st.pack_bytes},
                      {"compressed_files", st.compressed_items},
                      {"stored_files", st.stored_items}};
-    std::cout << j.dump() << "\n";
+    std::cout << json_text(j) << "\n";
   }
   ctx.diag.verbose(std::to_string(st.parts) + " part(s), " + std::to_string(st.commands) +
                    " commands, data " + with_commas(st.data_plain) + " -> " + with_commas(st.data_stored) +
@@ -313,7 +313,7 @@ Status run_show(cli::Context& ctx) {
       if (pack.is_signed())
         j["signer"] = crypto::key_id_hex(pack.signer());
       j["signature_checked"] = pack.signature_checked();
-      std::cout << j.dump() << "\n";
+      std::cout << json_text(j) << "\n";
     } else {
       print_header(pack);
     }
@@ -325,7 +325,7 @@ Status run_show(cli::Context& ctx) {
         CM_ASSIGN(auto c, pack.next_command());
         if (!c)
           break;
-        std::cout << (ctx.json ? assign::to_json(*c).dump() : "  " + assign::describe(*c)) << "\n";
+        std::cout << (ctx.json ? json_text(assign::to_json(*c)) : "  " + assign::describe(*c)) << "\n";
       }
     }
     std::cout.flush();
@@ -363,7 +363,7 @@ Status run_verify(cli::Context& ctx) {
     return {};
   }));
   if (ctx.json)
-    std::cout << nlohmann::json{{"ok", true}, {"parts", reports}}.dump() << "\n";
+    std::cout << json_text(nlohmann::json{{"ok", true}, {"parts", reports}}) << "\n";
   return {};
 }
 
@@ -376,19 +376,19 @@ Status run_keygen(cli::Context& ctx) {
     CM_ASSIGN(auto key, crypto::SigningKey::generate());
     CM_TRY(key.save_private(*out + ".sec"));
     CM_TRY(key.save_public(*out + ".pub"));
-    std::cout << (ctx.json ? nlohmann::json{{"private", *out + ".sec"},
-                                            {"public", *out + ".pub"},
-                                            {"key_id", crypto::key_id_hex(key.id())}}
-                                 .dump()
+    std::cout << (ctx.json ? json_text(nlohmann::json{{"private", *out + ".sec"},
+                                                      {"public", *out + ".pub"},
+                                                      {"key_id", crypto::key_id_hex(key.id())}})
                            : "signing key " + crypto::key_id_hex(key.id()) + ": " + *out +
                                  ".sec (keep secret), " + *out + ".pub (for every server)")
               << "\n";
   } else {
     CM_ASSIGN(auto key, crypto::SymmetricKey::generate());
     CM_TRY(key.save(*out));
-    std::cout << (ctx.json ? nlohmann::json{{"key", *out}, {"key_id", crypto::key_id_hex(key.id())}}.dump()
-                           : "encryption key " + crypto::key_id_hex(key.id()) + ": " + *out +
-                                 " (copy it to every server)")
+    std::cout << (ctx.json
+                      ? json_text(nlohmann::json{{"key", *out}, {"key_id", crypto::key_id_hex(key.id())}})
+                      : "encryption key " + crypto::key_id_hex(key.id()) + ": " + *out +
+                            " (copy it to every server)")
               << "\n";
   }
   return {};

@@ -55,7 +55,7 @@ Status build_filter(const cli::Context& ctx, fs::Filter& f) {
 }
 
 Status print_summary(const cli::Context& ctx, const delta::Stats& s, bool to_stderr) {
-  std::string text = ctx.json ? delta::summary_json(s).dump() + "\n" : delta::summary_text(s);
+  std::string text = ctx.json ? json_text(delta::summary_json(s)) + "\n" : delta::summary_text(s);
   (to_stderr ? std::cerr : std::cout) << text << std::flush;
   return {};
 }
@@ -157,7 +157,7 @@ Status run_show(cli::Context& ctx) {
     if (!e)
       break;
     if (ctx.json)
-      std::cout << delta::to_json(*e).dump() << "\n";
+      std::cout << json_text(delta::to_json(*e)) << "\n";
     else
       std::cout << delta::describe(*e) << "\n";
   }

@@ -192,7 +192,7 @@ Status status(cli::Context& ctx) {
   double age = static_cast<double>(now - j.value("updated_ms", int64_t{0})) / 1000.0;
   j["age_seconds"] = age;
   if (ctx.json) {
-    std::cout << j.dump() << "\n";
+    std::cout << json_text(j) << "\n";
     return {};
   }
   std::cout << j.value("id", std::string()) << ": " << j.value("state", std::string()) << ", priority "

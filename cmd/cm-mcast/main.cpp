@@ -8,6 +8,7 @@
 #include "cli/cli.hpp"
 #include "mcast/daemon.hpp"
 #include "util/hash.hpp"
+#include "util/text.hpp"
 
 namespace po = boost::program_options;
 using namespace cm;
@@ -163,7 +164,7 @@ Status run_send(cli::Context& ctx) {
   o.progress = [&](const std::string& line) { progress.update([&] { return "cm-mcast: " + line; }); };
   CM_ASSIGN(mcast::SendResult r, mcast::run_send(o));
   progress.done();
-  std::cout << (ctx.json ? mcast::to_json(r).dump() + "\n" : mcast::to_text(r)) << std::flush;
+  std::cout << (ctx.json ? json_text(mcast::to_json(r)) + "\n" : mcast::to_text(r)) << std::flush;
   if (!r.succeeded)
     return Error("", kExitPartial);
   return {};
@@ -190,7 +191,7 @@ Status run_recv(cli::Context& ctx) {
   o.log = [&](const std::string& m) { ctx.diag.verbose(m); };
   o.completed = [&](const nlohmann::json& j) {
     if (ctx.json)
-      std::cout << j.dump() << "\n" << std::flush;
+      std::cout << json_text(j) << "\n" << std::flush;
     else
       ctx.diag.info("received " + j.value("file", std::string()));
   };

@@ -211,7 +211,7 @@ Status run_send(cli::Context& ctx) {
     req.chunk_size = ctx.vm["chunk-size"].as<uint64_t>();
   if (ctx.vm.count("detach")) {
     CM_ASSIGN(uint64_t id, push::start_job(tls, manager, req));
-    std::cout << (ctx.json ? nlohmann::json{{"job", id}}.dump() : std::to_string(id)) << "\n";
+    std::cout << (ctx.json ? json_text(nlohmann::json{{"job", id}}) : std::to_string(id)) << "\n";
     return {};
   }
   cli::Progress progress(ctx.progress);
@@ -219,7 +219,7 @@ Status run_send(cli::Context& ctx) {
               progress.update([&] { return "cm-push: " + push::progress_line(j); });
             }));
   progress.done();
-  std::cout << (ctx.json ? r.dump() + "\n" : push::report_text(r)) << std::flush;
+  std::cout << (ctx.json ? json_text(r) + "\n" : push::report_text(r)) << std::flush;
   return r.value("succeeded", false) ? Status() : Status(Error("", kExitPartial));
 }
 
@@ -240,7 +240,7 @@ Status run_status(cli::Context& ctx) {
   }
   CM_ASSIGN(nlohmann::json r, push::query(tls, manager, job));
   if (ctx.json) {
-    std::cout << r.dump() << "\n";
+    std::cout << json_text(r) << "\n";
   } else if (job) {
     std::cout << push::report_text(r);
   } else {

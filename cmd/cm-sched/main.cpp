@@ -13,6 +13,7 @@
 #include "sched/cron.hpp"
 #include "sched/scheduler.hpp"
 #include "util/io.hpp"
+#include "util/text.hpp"
 
 namespace po = boost::program_options;
 using namespace cm;
@@ -79,11 +80,10 @@ Status run_site(cli::Context& ctx) {
   if (verb == "list" && ctx.args.size() == 1) {
     CM_ASSIGN(auto sites, store->sites());
     for (const Site& s : sites)
-      std::cout << (ctx.json ? nlohmann::json{{"name", s.name},
-                                              {"staging", s.staging},
-                                              {"shadow", s.shadow},
-                                              {"sequence", s.sequence}}
-                                   .dump()
+      std::cout << (ctx.json ? json_text(nlohmann::json{{"name", s.name},
+                                                        {"staging", s.staging},
+                                                        {"shadow", s.shadow},
+                                                        {"sequence", s.sequence}})
                              : s.name + "  staging " + s.staging + "  shadow " + s.shadow + "  sequence " +
                                    std::to_string(s.sequence))
                 << "\n";
@@ -121,11 +121,10 @@ Status run_group(cli::Context& ctx) {
     CM_ASSIGN(auto groups, store->groups());
     for (const Group& g : groups) {
       CM_ASSIGN(auto servers, store->group_servers(g));
-      std::cout << (ctx.json ? nlohmann::json{{"name", g.name},
-                                              {"segments", g.segments},
-                                              {"leaders", g.leaders},
-                                              {"servers", servers.size()}}
-                                   .dump()
+      std::cout << (ctx.json ? json_text(nlohmann::json{{"name", g.name},
+                                                        {"segments", g.segments},
+                                                        {"leaders", g.leaders},
+                                                        {"servers", servers.size()}})
                              : g.name + "  segments " + g.segments +
                                    (g.leaders.empty() ? "" : "  leaders " + g.leaders) + "  servers " +
                                    std::to_string(servers.size()))
@@ -239,7 +238,7 @@ nlohmann::json job_json(const Job& j) {
 
 void print_job(const cli::Context& ctx, const Job& j) {
   if (ctx.json)
-    std::cout << job_json(j).dump() << "\n";
+    std::cout << json_text(job_json(j)) << "\n";
   else
     std::cout << j.name << "  " << j.type << " " << j.site << " -> " << j.group << "  '" << j.schedule
               << "'  " << j.state << "  next " << when(job_json(j)["next_run"])
@@ -306,10 +305,10 @@ Status run_server(cli::Context& ctx) {
   if (ctx.args[0] == "list" && ctx.args.size() == 1) {
     CM_ASSIGN(nlohmann::json st, status(*store, now));
     for (const auto& s : st["servers"])
-      std::cout << (ctx.json ? s.dump()
+      std::cout << (ctx.json ? json_text(s)
                              : s["id"].get<std::string>() + "  segment " + s["segment"].get<std::string>() +
                                    "  " + s["status"].get<std::string>() + "  seen " + when(s["last_seen"]) +
-                                   (s["stale"].empty() ? "" : "  stale: " + s["stale"].dump()))
+                                   (s["stale"].empty() ? "" : "  stale: " + json_text(s["stale"])))
                 << "\n";
     return {};
   }
@@ -376,11 +375,8 @@ Status scheduled(cli::Context& ctx, bool one) {
     bad |= e.action == "failed" || e.action == "refused" || e.action == "cancelled" ||
            e.action == "timed-out" || e.action == "interrupted";
     if (ctx.json)
-      std::cout << nlohmann::json{{"job", e.job},
-                                  {"action", e.action},
-                                  {"message", e.message},
-                                  {"run", e.run}}
-                       .dump()
+      std::cout << json_text(nlohmann::json{
+                       {"job", e.job}, {"action", e.action}, {"message", e.message}, {"run", e.run}})
                 << "\n";
   }
   return bad ? Status(Error("", kExitPartial)) : Status();
@@ -403,7 +399,7 @@ Status run_status(cli::Context& ctx) {
   CM_ASSIGN(int64_t now, now_of(ctx));
   CM_ASSIGN(nlohmann::json st, status(*store, now));
   if (ctx.json) {
-    std::cout << st.dump() << "\n";
+    std::cout << json_text(st) << "\n";
     return {};
   }
   std::printf("%-16s %-11s %-10s %-8s %-19s %-10s %s\n", "JOB", "TYPE", "SITE", "STATE", "NEXT RUN", "LAST",
@@ -450,7 +446,7 @@ Status run_history(cli::Context& ctx) {
                      {"started", r->started},
                      {"exit_code", r->exit_code}};
     if (ctx.json) {
-      std::cout << j.dump() << "\n";
+      std::cout << json_text(j) << "\n";
     } else {
       std::cout << "run " << r->id << " of " << r->job << ": " << r->status << " " << r->message << "\n";
       for (const auto& x : reps)
@@ -463,17 +459,17 @@ Status run_history(cli::Context& ctx) {
                                    std::clamp<int64_t>(ctx.vm["limit"].as<int64_t>(), 1, 100000)));
   for (const Run& r : runs) {
     if (ctx.json)
-      std::cout << nlohmann::json{{"id", r.id},
-                                  {"job", r.job},
-                                  {"type", r.type},
-                                  {"site", r.site},
-                                  {"status", r.status},
-                                  {"attempt", r.attempt},
-                                  {"started", r.started},
-                                  {"finished", r.finished ? nlohmann::json(*r.finished) : nlohmann::json()},
-                                  {"sequence", r.sequence ? nlohmann::json(*r.sequence) : nlohmann::json()},
-                                  {"message", r.message}}
-                       .dump()
+      std::cout << json_text(nlohmann::json{
+                       {"id", r.id},
+                       {"job", r.job},
+                       {"type", r.type},
+                       {"site", r.site},
+                       {"status", r.status},
+                       {"attempt", r.attempt},
+                       {"started", r.started},
+                       {"finished", r.finished ? nlohmann::json(*r.finished) : nlohmann::json()},
+                       {"sequence", r.sequence ? nlohmann::json(*r.sequence) : nlohmann::json()},
+                       {"message", r.message}})
                 << "\n";
     else
       std::printf("%6lld %-19s %-16s %-11s %s\n", static_cast<long long>(r.id),

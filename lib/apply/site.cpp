@@ -278,7 +278,7 @@ struct Site::Impl {
   std::string state_path() const { return cm_dir() + "/state.json"; }
 
   Status save() {
-    CM_TRY(write_file_atomic(state_path(), to_json(state).dump(1) + "\n", 0644));
+    CM_TRY(write_file_atomic(state_path(), json_text(to_json(state), 1) + "\n", 0644));
     return fsync_dir(cm_dir());
   }
 

@@ -20,6 +20,7 @@
 #include "util/clock.hpp"
 #include "util/io.hpp"
 #include "util/proc.hpp"
+#include "util/text.hpp"
 
 namespace cm::elect {
 
@@ -185,7 +186,7 @@ Status run_daemon(DaemonOptions opt) {
   auto write_report = [&](bool changed) -> Status {
     report_seq++;
     nlohmann::json j = cluster_report(e, opt, report_seq, wall_ms(), counters());
-    std::string text = j.dump(1) + "\n";
+    std::string text = json_text(j, 1) + "\n";
     if (!opt.state_file.empty())
       CM_TRY(write_file_atomic(opt.state_file, text, 0644));
     if (e.state() == State::Me && changed) {

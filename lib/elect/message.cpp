@@ -4,6 +4,7 @@
 
 #include "crypto/mac.hpp"
 #include "util/hash.hpp"
+#include "util/text.hpp"
 #include "util/wire.hpp"
 
 namespace cm::elect {
@@ -143,6 +144,10 @@ Result<Message> decode(std::string_view bytes, const crypto::SymmetricKey* key) 
     return bad(std::string("malformed ") + kind_name(m.kind) + " (" + r.problem() + ")");
   if (m.sender.empty())
     return bad("no sender id");
+  // They go into the cluster report (JSON) and the logs as they are.
+  if (!is_valid_utf8(m.sender) || !is_valid_utf8(m.name) || !is_valid_utf8(m.address) ||
+      !is_valid_utf8(m.caps))
+    return bad("a name that is not UTF-8");
   if (m.kind == Kind::Report && (m.parts == 0 || m.part >= m.parts || m.parts > 4096))
     return bad("bad report part");
   if (m.kind == Kind::Register && m.port > 65535)

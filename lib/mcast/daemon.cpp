@@ -638,7 +638,7 @@ Status run_recv(const RecvOptions& opt) {
       list.push_back(to_hex(reinterpret_cast<const uint8_t*>(n.data()), n.size()));
     // A failed write is tried again with the next file (the list is whole
     // in memory); until then a restart forgets the newest names.
-    Status saved = write_file_atomic(received_list, list.dump() + "\n");
+    Status saved = write_file_atomic(received_list, json_text(list) + "\n");
     if (!saved.ok())
       log(saved.error().message);
   };

@@ -68,6 +68,10 @@ class Agent {
     if (opt_.log)
       opt_.log(m);
   }
+  // log() for a detached thread's failure.
+  std::function<void(const std::string&)> logger() {
+    return [this](const std::string& line) { log(line); };
+  }
   void handle(Fd fd);
   Message on_notify(const Message& m, const std::string& peer);
   Status on_fetch(net::TlsStream& s, const Message& m);
@@ -181,20 +185,22 @@ Message Agent::on_notify(const Message& m, const std::string& peer) {
       // on this leader): the manager wants the copy after all, so a new
       // worker takes it from where it stands.
       c.working = true;
-      std::thread([this, cp = it->second] { worker(cp); }).detach();
+      detached([this, cp = it->second] { worker(cp); }, logger());
     }
     if (c.finished) {
       // The manager lost track (it restarted): say again what happened here.
       std::shared_ptr<Copy> cp = it->second;
-      std::thread([this, cp] {
-        report(cp, status_msg(*cp, "complete"), 60);
-        if (cp->meta.deliver) {
-          Message d;
-          d.type = Msg::Delivered;
-          d.body = {{"job", cp->meta.id}, {"exit", cp->deliver_exit}, {"output", cp->deliver_output}};
-          report(cp, d, 60);
-        }
-      }).detach();
+      detached(
+          [this, cp] {
+            report(cp, status_msg(*cp, "complete"), 60);
+            if (cp->meta.deliver) {
+              Message d;
+              d.type = Msg::Delivered;
+              d.body = {{"job", cp->meta.id}, {"exit", cp->deliver_exit}, {"output", cp->deliver_output}};
+              report(cp, d, 60);
+            }
+          },
+          logger());
     }
     return Message{Msg::Ok, nlohmann::json::object(), ""};
   }
@@ -211,7 +217,7 @@ Message Agent::on_notify(const Message& m, const std::string& peer) {
   copies_[c->meta.id] = c;
   log("job " + std::to_string(c->meta.id) + ": " + c->meta.name + " (" + std::to_string(c->meta.size) +
       " bytes) from " + c->source);
-  std::thread([this, c] { worker(c); }).detach();
+  detached([this, c] { worker(c); }, logger());
   return Message{Msg::Ok, nlohmann::json::object(), ""};
 }
 
@@ -445,14 +451,16 @@ void Agent::deliver(const std::shared_ptr<Copy>& c) {
 void Agent::deliver_early(const std::shared_ptr<Copy>& c) {
   std::vector<std::string> env = {"CM_PART=" + c->part, "CM_SIZE=" + std::to_string(c->meta.size),
                                   "CM_SHA256=" + to_hex(c->meta.sha256)};
-  std::thread([this, c, env = std::move(env)]() mutable {
-    auto [exit, output] = run_deliver(*c, std::move(env));
-    std::lock_guard<std::mutex> g(mu_);
-    c->deliver_exit = exit;
-    c->deliver_output = std::move(output);
-    c->early_done = true;
-    changed_.notify_all();
-  }).detach();
+  detached(
+      [this, c, env = std::move(env)]() mutable {
+        auto [exit, output] = run_deliver(*c, std::move(env));
+        std::lock_guard<std::mutex> g(mu_);
+        c->deliver_exit = exit;
+        c->deliver_output = std::move(output);
+        c->early_done = true;
+        changed_.notify_all();
+      },
+      logger());
 }
 
 void Agent::report_delivered(const std::shared_ptr<Copy>& c) {
@@ -494,7 +502,7 @@ void Agent::worker(std::shared_ptr<Copy> c) {
     if (c->next_started)
       return;
     c->next_started = true;
-    std::thread([this, c] { ask_next(c); }).detach();
+    detached([this, c] { ask_next(c); }, logger());
   };
   if (c->cut_through)
     start_next();
@@ -652,12 +660,19 @@ void Agent::handle(Fd fd) {
     return;
   }
   Status st;
-  if (m->type == Msg::Notify)
-    st = send(**s, on_notify(*m, (*s)->peer()));
-  else if (m->type == Msg::Fetch)
-    st = on_fetch(**s, *m);
-  else
-    st = send(**s, error_msg(std::string("cm-push agent does not take ") + msg_name(m->type)));
+  try {
+    if (m->type == Msg::Notify)
+      st = send(**s, on_notify(*m, (*s)->peer()));
+    else if (m->type == Msg::Fetch)
+      st = on_fetch(**s, *m);
+    else
+      st = send(**s, error_msg(std::string("cm-push agent does not take ") + msg_name(m->type)));
+  } catch (const nlohmann::json::exception& e) {
+    std::string why = std::string("malformed ") + msg_name(m->type) + " from " + (*s)->peer() + " (" +
+                      (*s)->name() + "): " + e.what();
+    log(why);
+    st = send(**s, error_msg(why));
+  }
   if (!st.ok())
     log(st.error().message);
   (*s)->shutdown();
@@ -728,7 +743,7 @@ Status Agent::run() {
   log("agent " + opt_.tls->name() + " on " + l.local().str() + ", manager " + opt_.manager.str());
   std::thread beat([this] { heartbeat(); });
   accept_until_stopped(
-      l, stop_, [this](Fd fd) { handle(std::move(fd)); }, [this](const std::string& m) { log(m); });
+      l, stop_, [this](Fd fd) { handle(std::move(fd)); }, logger());
   {
     std::lock_guard<std::mutex> g(mu_);
     for (auto& [id, c] : copies_)

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <memory>
 #include <thread>
 
 namespace cm::push {
@@ -29,9 +30,21 @@ void accept_until_stopped(net::Listener& l, std::atomic<bool>& stop, const std::
       log(fd.error().message);
       continue;
     }
-    if (*fd)
-      std::thread([handle, f = std::move(**fd)]() mutable { handle(std::move(f)); }).detach();
+    if (*fd) {
+      auto f = std::make_shared<Fd>(std::move(**fd));
+      detached([handle, f] { handle(std::move(*f)); }, log);
+    }
   }
+}
+
+void detached(std::function<void()> f, std::function<void(const std::string&)> log) {
+  std::thread([f = std::move(f), log = std::move(log)] {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      log(std::string("internal error, one connection dropped: ") + e.what());
+    }
+  }).detach();
 }
 
 }  // namespace cm::push

@@ -21,4 +21,9 @@ void block_stop_signals();
 void accept_until_stopped(net::Listener& l, std::atomic<bool>& stop, const std::function<void(Fd)>& handle,
                           const std::function<void(const std::string&)>& log);
 
+// Runs f on a detached thread. An exception from it (a field of the wrong
+// type in a peer's message, a bug) is logged and ends that thread only:
+// one connection never takes the daemon down.
+void detached(std::function<void()> f, std::function<void(const std::string&)> log);
+
 }  // namespace cm::push

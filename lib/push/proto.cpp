@@ -1,5 +1,6 @@
 #include "push/proto.hpp"
 
+#include "util/text.hpp"
 #include "util/wire.hpp"
 
 namespace cm::push {
@@ -42,7 +43,7 @@ Result<uint64_t> Message::num(const char* key) const {
 }
 
 std::string encode(const Message& m) {
-  std::string json = m.body.dump();
+  std::string json = json_text(m.body);
   std::string out(4, '\0');
   ByteWriter w(out);
   w.u8(static_cast<uint8_t>(m.type));

@@ -24,6 +24,7 @@
 #include "push/proto.hpp"
 #include "util/clock.hpp"
 #include "util/io.hpp"
+#include "util/text.hpp"
 
 namespace cm::push {
 
@@ -136,22 +137,25 @@ void Server::carry_out(uint64_t id, Entry& e, const std::vector<Notice>& notices
     log("job " + std::to_string(id) + ": " + n.leader + " fetches from " + n.source);
     std::string leader = n.leader;
     // Connecting may take a while: not with the lock held.
-    std::thread([this, m, to, id, leader] {
-      auto s = net::TlsStream::connect(opt_.tls, to, 5000);
-      Status st = s.ok() ? send(**s, m) : Status(s.error());
-      Result<Message> r = st.ok() ? receive(**s, to.str()) : Result<Message>(st.error());
-      if (r.ok() && r->type == Msg::Ok)
-        return;
-      std::string why = r.ok() ? r->body.value("error", std::string(msg_name(r->type))) : r.error().message;
-      std::lock_guard<std::mutex> g(mu_);
-      auto it = jobs_.find(id);
-      if (it == jobs_.end())
-        return;
-      std::vector<Notice> more;
-      it->second.plan.unreachable(leader, why, steady_ms(), wall_ms(), more);
-      carry_out(id, it->second, more);
-      changed_.notify_all();
-    }).detach();
+    detached(
+        [this, m, to, id, leader] {
+          auto s = net::TlsStream::connect(opt_.tls, to, 5000);
+          Status st = s.ok() ? send(**s, m) : Status(s.error());
+          Result<Message> r = st.ok() ? receive(**s, to.str()) : Result<Message>(st.error());
+          if (r.ok() && r->type == Msg::Ok)
+            return;
+          std::string why =
+              r.ok() ? r->body.value("error", std::string(msg_name(r->type))) : r.error().message;
+          std::lock_guard<std::mutex> g(mu_);
+          auto it = jobs_.find(id);
+          if (it == jobs_.end())
+            return;
+          std::vector<Notice> more;
+          it->second.plan.unreachable(leader, why, steady_ms(), wall_ms(), more);
+          carry_out(id, it->second, more);
+          changed_.notify_all();
+        },
+        [this](const std::string& msg) { log(msg); });
   }
   save(e);
 }
@@ -491,7 +495,16 @@ void Server::handle(Fd fd) {
       (void)send(**s, error_msg(m.error().message));
     return;
   }
-  Status st = dispatch(**s, *m);
+  Status st;
+  try {
+    st = dispatch(**s, *m);
+  } catch (const nlohmann::json::exception& e) {
+    // A field of the wrong type (the checks name the missing ones).
+    std::string why = std::string("malformed ") + msg_name(m->type) + " from " + (*s)->peer() + " (" +
+                      (*s)->name() + "): " + e.what();
+    log(why);
+    st = send(**s, error_msg(why));
+  }
   if (!st.ok())
     log(st.error().message);
   (*s)->shutdown();
@@ -502,7 +515,7 @@ void Server::save(const Entry& e) {
   j["data"] = e.data;
   j["group_job"] = e.group_job;
   Status s =
-      write_file_atomic(job_dir() + "/" + std::to_string(e.plan.meta().id) + ".json", j.dump(1) + "\n");
+      write_file_atomic(job_dir() + "/" + std::to_string(e.plan.meta().id) + ".json", json_text(j, 1) + "\n");
   if (!s.ok())
     log(s.error().message);
 }
@@ -515,13 +528,13 @@ void Server::save_registry() {
                  {"location", l.location},
                  {"segment", l.segment},
                  {"priority", l.priority}});
-  Status s = write_file_atomic(opt_.state_dir + "/leaders.json", r.dump(1) + "\n");
+  Status s = write_file_atomic(opt_.state_dir + "/leaders.json", json_text(r, 1) + "\n");
   if (!s.ok())
     log(s.error().message);
   nlohmann::json c = nlohmann::json::object();
   for (const auto& [seg, report] : clusters_)
     c[seg] = report;
-  s = write_file_atomic(opt_.state_dir + "/clusters.json", c.dump() + "\n");
+  s = write_file_atomic(opt_.state_dir + "/clusters.json", json_text(c) + "\n");
   if (!s.ok())
     log(s.error().message);
 }

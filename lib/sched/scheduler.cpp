@@ -23,6 +23,7 @@
 #include "util/clock.hpp"
 #include "util/io.hpp"
 #include "util/proc.hpp"
+#include "util/text.hpp"
 
 namespace cm::sched {
 
@@ -546,7 +547,7 @@ Status Scheduler::execute(Job j) {
               "CM_CHECKPOINT=" + checkpoint,
               "CM_CHECKPOINT_DIR=" + cpdir,
               "CM_PUSH_OPTIONS=" + push,
-              "CM_POLICY=" + j.policy.dump(),
+              "CM_POLICY=" + json_text(j.policy),
               "CM_DELTA_OPTIONS=" + delta_opts,
               "CM_ASSIGN_OPTIONS=" + assign_opts,
               "CM_SIGN_OPTIONS=" + sign_opts,

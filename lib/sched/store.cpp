@@ -1,4 +1,5 @@
 #include "sched/store.hpp"
+#include "util/text.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -236,7 +237,7 @@ Status Store::put_job(const Job& j, bool replace) {
       .bind(3, j.site)
       .bind(4, j.group)
       .bind(5, j.schedule)
-      .bind(6, j.policy.dump());
+      .bind(6, json_text(j.policy));
   s.bind(7, j.state).bind(8, j.next_run).bind(9, j.attempt).bind(10, j.run).bind(11, j.owner_pid);
   s.bind(12, j.owner_start).bind(13, j.child_pid).bind(14, j.message);
   return s.run();
@@ -316,7 +317,7 @@ Result<int64_t> Store::add_run(const Run& r) {
                          "sequence, message, log, result) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   s.bind(1, r.job).bind(2, r.type).bind(3, r.site).bind(4, r.started).bind(5, r.finished).bind(6, r.status);
   s.bind(7, r.attempt).bind(8, r.exit_code).bind(9, r.sequence).bind(10, r.message).bind(11, r.log);
-  s.bind(12, r.result.is_null() ? std::string("{}") : r.result.dump());
+  s.bind(12, r.result.is_null() ? std::string("{}") : json_text(r.result));
   CM_TRY(s.run());
   return db_->last_insert_id();
 }
@@ -325,7 +326,7 @@ Status Store::finish_run(const Run& r) {
   CM_ASSIGN(Stmt s, db_->prepare("UPDATE runs SET finished = ?2, status = ?3, exit_code = ?4, sequence = ?5, "
                                  "message = ?6, log = ?7, result = ?8 WHERE id = ?1"));
   s.bind(1, r.id).bind(2, r.finished).bind(3, r.status).bind(4, r.exit_code).bind(5, r.sequence);
-  s.bind(6, r.message).bind(7, r.log).bind(8, r.result.is_null() ? std::string("{}") : r.result.dump());
+  s.bind(6, r.message).bind(7, r.log).bind(8, r.result.is_null() ? std::string("{}") : json_text(r.result));
   return s.run();
 }
 
@@ -354,7 +355,7 @@ Status Store::add_report(int64_t run, const std::string& server, const std::stri
                          const std::string& status, const nlohmann::json& detail) {
   CM_ASSIGN(Stmt s, db_->prepare("INSERT OR REPLACE INTO reports(run, server, leader, status, detail) "
                                  "VALUES(?, ?, ?, ?, ?)"));
-  s.bind(1, run).bind(2, server).bind(3, leader).bind(4, status).bind(5, detail.dump());
+  s.bind(1, run).bind(2, server).bind(3, leader).bind(4, status).bind(5, json_text(detail));
   return s.run();
 }
 
@@ -376,7 +377,7 @@ Status Store::add_snapshot(const std::string& site, int64_t seq, const std::stri
                            int64_t time, const nlohmann::json& details) {
   CM_ASSIGN(Stmt s, db_->prepare("INSERT OR REPLACE INTO snapshots(site, sequence, job, run, time, details) "
                                  "VALUES(?, ?, ?, ?, ?, ?)"));
-  s.bind(1, site).bind(2, seq).bind(3, job).bind(4, run).bind(5, time).bind(6, details.dump());
+  s.bind(1, site).bind(2, seq).bind(3, job).bind(4, run).bind(5, time).bind(6, json_text(details));
   return s.run();
 }
 

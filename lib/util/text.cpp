@@ -103,6 +103,10 @@ std::string base64_encode(std::string_view s) {
   return out;
 }
 
+std::string json_text(const nlohmann::json& j, int indent) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 void json_set_bytes(nlohmann::json& j, const std::string& key, std::string_view s) {
   if (is_valid_utf8(s))
     j[key] = std::string(s);

@@ -21,6 +21,11 @@ std::string quote_path(std::string_view s);
 // Sets j[key] to the name when it is valid UTF-8, or j[key + "_base64"] to
 // its bytes otherwise, so JSON output is lossless for any file name.
 void json_set_bytes(nlohmann::json& j, const std::string& key, std::string_view s);
+// j as text (indent < 0: one line). Bytes that are not UTF-8 (a command's
+// output, a peer's name) become U+FFFD instead of an exception: JSON that
+// carries what others sent must never stop the program printing or
+// sending it.
+std::string json_text(const nlohmann::json& j, int indent = -1);
 
 std::string base64_encode(std::string_view s);
 

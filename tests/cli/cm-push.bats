@@ -260,6 +260,35 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	assert_success
 }
 
+@test "a field of the wrong type is refused with a clear error; the manager lives" {
+	keys
+	serve
+	agent 1
+	leaders_file 1
+	# A cluster report with a number where a name goes, and a null.
+	run -1 cm-push report --tls "$T/tls" --name l1 --manager "$M" \
+		<<<'{"state":"leader","leader":{"id":"x","address":"127.0.0.50"},"segment":5}'
+	assert_output --regexp "refused: malformed CLUSTER from l1 \(127.0.0.1:[0-9]+\): .*type must be string, but is number"
+	run -1 cm-push report --tls "$T/tls" --name l1 --manager "$M" \
+		<<<'{"state":"leader","location":null,"leader":{"id":"x","address":"127.0.0.50"}}'
+	kill -0 "$SERVE_PID"
+	grep -q "malformed CLUSTER from l1 (127.0.0.1:[0-9]*)" "$T/serve.log"
+	echo data >"$T/f"
+	run cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
+	assert_success
+}
+
+@test "a deliver command's output that is not UTF-8 is carried, not fatal" {
+	keys
+	serve
+	DELIVER='printf "caf\351\n"' agent 1
+	leaders_file 1
+	echo data >"$T/f"
+	run cm-push send --json --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
+	assert_success
+	echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert "caf\ufffd" in json.dumps(r["leaders"][0], ensure_ascii=False), r'
+}
+
 @test "a restart of serve keeps its jobs and registry; job numbers go on" {
 	three
 	cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"

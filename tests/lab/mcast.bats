@@ -128,6 +128,16 @@ for m in j["members"]:
 	run send f.bin --expect 2
 	assert_failure 6
 	assert_output --partial "command exit 3"
+	# Output that is not UTF-8 (a Latin-1 file name) is carried, U+FFFD
+	# for the bad byte: the report is still written.
+	lab_down
+	rm -rf "$T/r2" "$T/r3"
+	LAB_PREFIX="mc$$$RANDOM"
+	lab_up mc 2
+	receivers 1 --exec 'printf "caf\351\n"'
+	run send f.bin --expect 1 --json
+	assert_success
+	echo "$output" | python3 -c 'import json, sys; m = json.load(sys.stdin)["members"][0]; assert m["output"] == "caf\ufffd", m'
 }
 
 @test "the leader's own command (--self-exec) runs beside the session, not after it" {
