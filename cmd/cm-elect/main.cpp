@@ -111,11 +111,16 @@ Status run(cli::Context& ctx) {
   c.dead_factor = ctx.vm["dead-factor"].as<int>();
   if (c.dead_factor < 2 || c.dead_factor > 100)
     return Error("--dead-factor must be between 2 and 100", kExitUsage);
-  if (ctx.vm.count("vote-window"))
+  if (ctx.vm.count("vote-window")) {
     c.vote_window = secs(ctx, "vote-window");
+    if (c.vote_window < 0 || c.vote_window > 60000 * elect::kMs)
+      return Error("--vote-window must be between 0 and 60 seconds", kExitUsage);
+  }
   c.member_interval = secs(ctx, "member-interval");
   c.member_timeout = secs(ctx, "member-timeout");
   c.report_delay = secs(ctx, "report-delay");
+  if (c.report_delay < 0 || c.report_delay > 3600000 * elect::kMs)
+    return Error("--report-delay must be between 0 and 3600 seconds", kExitUsage);
   c.report_interval = secs(ctx, "report-interval");
   if (c.member_interval <= 0 || c.member_timeout <= c.member_interval || c.report_interval <= 0)
     return Error("--member-timeout must exceed --member-interval, and intervals must be positive",
@@ -156,6 +161,8 @@ Status run(cli::Context& ctx) {
   c.address =
       ctx.vm.count("address") ? ctx.vm["address"].as<std::string>() : ctx.vm["interface"].as<std::string>();
   c.port = ctx.vm["port"].as<uint32_t>();
+  if (c.port > 65535)
+    return Error("--port must be between 0 and 65535", kExitUsage);
   c.caps = ctx.vm["caps"].as<std::string>();
   if (nlohmann::json::parse(c.caps, nullptr, false).is_discarded() || c.caps.size() > elect::kMaxCaps)
     return Error("--caps must be JSON of at most 1024 bytes", kExitUsage);
@@ -167,6 +174,8 @@ Status run(cli::Context& ctx) {
     o.key = &*key;
   }
   o.weight = ctx.vm["weight"].as<double>();
+  if (!(o.weight >= 0 && o.weight <= 1))
+    return Error("--weight must be between 0 and 1", kExitUsage);
   o.data_dir = ctx.vm["data-dir"].as<std::string>();
   o.segment = ctx.vm["segment"].as<std::string>();
   o.location = ctx.vm["location"].as<std::string>();

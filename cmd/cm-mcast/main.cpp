@@ -79,7 +79,7 @@ Result<uint64_t> parse_rate(const std::string& s) {
     mult = 1e9;
   else if (!unit.empty())
     return Error("bad --rate '" + s + "'", kExitUsage);
-  if (end == s.c_str() || v * mult < 1e5 || v * mult > 1e11)
+  if (end == s.c_str() || !(v * mult >= 1e5 && v * mult <= 1e11))
     return Error("--rate must be between 100k and 100g", kExitUsage);
   return static_cast<uint64_t>(v * mult);
 }
@@ -159,7 +159,11 @@ Status run_send(cli::Context& ctx) {
   if (ctx.vm.count("quorum"))
     o.quorum = ctx.vm["quorum"].as<std::string>();
   o.max_idle_passes = ctx.vm["max-idle-passes"].as<int>();
+  if (o.max_idle_passes < 1 || o.max_idle_passes > 1000)
+    return Error("--max-idle-passes must be between 1 and 1000", kExitUsage);
   o.report_timeout = ctx.vm["report-timeout"].as<double>();
+  if (!(o.report_timeout >= 0 && o.report_timeout <= 86400))
+    return Error("--report-timeout must be between 0 and 86400 seconds", kExitUsage);
   cli::Progress progress(ctx.progress);
   o.progress = [&](const std::string& line) { progress.update([&] { return "cm-mcast: " + line; }); };
   CM_ASSIGN(mcast::SendResult r, mcast::run_send(o));

@@ -108,6 +108,8 @@ Status run_serve(cli::Context& ctx) {
   }
   o.state_dir = ctx.vm["state"].as<std::string>();
   o.agent_port = ctx.vm["agent-port"].as<uint16_t>();
+  if (o.agent_port == 0)
+    return Error("--agent-port must be between 1 and 65535", kExitUsage);
   o.keep = ctx.vm["keep"].as<unsigned>();
   // Tests only: how long a finished job is kept before --keep may drop it.
   if (const char* g = std::getenv("CM_TEST_PRUNE_GRACE_MS"))
@@ -186,6 +188,11 @@ void send_options(po::options_description& d) {
 }
 
 Status run_send(cli::Context& ctx) {
+  if (ctx.vm.count("chunk-size")) {
+    uint64_t chunk = ctx.vm["chunk-size"].as<uint64_t>();
+    if (chunk < 4096 || chunk > (16u << 20))
+      return Error("--chunk-size must be between 4096 and 16777216 bytes", kExitUsage);
+  }
   CM_ASSIGN(auto tls, tls_of(ctx, "manager"));
   CM_ASSIGN(net::Endpoint manager, endpoint(ctx, "manager", kManagerPort));
   push::SendRequest req;

@@ -3,9 +3,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <sstream>
+#include <typeinfo>
 
 #include "crypto/init.hpp"
 
@@ -90,6 +94,30 @@ const Command* find_command(const Program& p, const std::string& name) {
   return nullptr;
 }
 
+// Boost reads "-1" into an unsigned option as 2^64 - 1 (--keep -1 kept
+// every version forever) and "nan" into a double: refused here for every
+// option of every program, before any command's own range checks.
+std::string bad_number(const po::parsed_options& parsed, const po::variables_map& vm) {
+  for (const po::option& o : parsed.options) {
+    auto it = vm.find(o.string_key);
+    if (o.string_key == "cm-args" || it == vm.end() || it->second.empty())
+      continue;
+    const std::type_info& t = it->second.value().type();
+    bool is_unsigned = t == typeid(unsigned) || t == typeid(unsigned long) ||
+                       t == typeid(unsigned long long) || t == typeid(unsigned short) ||
+                       t == typeid(unsigned char);
+    for (const std::string& v : o.value) {
+      auto first = v.find_first_not_of(" \t");
+      if (is_unsigned && first != std::string::npos && v[first] == '-')
+        return "--" + o.string_key + " must not be negative (got '" + v + "')";
+    }
+    if (t == typeid(double) && !std::isfinite(it->second.as<double>()))
+      return "--" + o.string_key + " must be a finite number (got '" + (o.value.empty() ? "" : o.value[0]) +
+             "')";
+  }
+  return {};
+}
+
 int usage_error(const Diag& diag, const Program& p, const std::string& msg) {
   diag.error(msg);
   std::cerr << "Try '" << p.name << " --help'.\n";
@@ -128,6 +156,8 @@ int run_command(const Program& p, const Command& c, Diag& diag, std::vector<std:
     for (const po::option& o : parsed.options)
       if (o.string_key != "cm-args")
         ctx.ordered.push_back(o);
+    if (std::string bad = bad_number(parsed, ctx.vm); !bad.empty())
+      return usage_error(diag, p, bad);
   } catch (const po::error& e) {
     return usage_error(diag, p, e.what());
   }
@@ -165,11 +195,21 @@ int run_command(const Program& p, const Command& c, Diag& diag, std::vector<std:
   return s.error().code;
 }
 
-}  // namespace
+// Output that could not be written is a failure, not a success: a full
+// disk or a closed file under stdout (> /dev/full) must not exit 0.
+int check_stdout(const Diag& diag, int code) {
+  errno = 0;
+  std::cout.flush();
+  bool bad = std::cout.fail() || std::fflush(stdout) != 0 || std::ferror(stdout);
+  if (!bad)
+    return code;
+  int err = errno;
+  diag.error(std::string("cannot write to standard output") +
+             (err != 0 ? std::string(": ") + std::strerror(err) : ""));
+  return code == kExitOk ? kExitFailure : code;
+}
 
-int run(const Program& p, int argc, char** argv) {
-  crypto::init_openssl(p.tls);
-  Diag diag(p.name);
+int run_program(const Program& p, Diag& diag, int argc, char** argv) {
   try {
     std::vector<std::string> args(argv + 1, argv + argc);
     const Command* dflt = find_command(p, "");
@@ -197,6 +237,14 @@ int run(const Program& p, int argc, char** argv) {
     diag.error(std::string("internal error: ") + e.what());
     return kExitFailure;
   }
+}
+
+}  // namespace
+
+int run(const Program& p, int argc, char** argv) {
+  crypto::init_openssl(p.tls);
+  Diag diag(p.name);
+  return check_stdout(diag, run_program(p, diag, argc, argv));
 }
 
 void Progress::update(const std::function<std::string()>& make) {

@@ -435,6 +435,13 @@ teardown() {
 	assert_failure 2
 	# Nothing was created by a refused command line.
 	[ ! -e S ]
+	# Negative or not a number: refused, not read as 2^32 - 1 or NaN.
+	run cm-apply --root S --keep -1 x
+	assert_failure 2
+	assert_output --partial "--keep must not be negative (got '-1')"
+	run cm-apply --root S --wait nan x
+	assert_failure 2
+	assert_output --partial "--wait must be a finite number (got 'nan')"
 }
 
 @test "a site directory that does not exist is an error, not created" {

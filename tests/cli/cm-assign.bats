@@ -342,6 +342,16 @@ mkupdate() {
 	[ -c nul ]
 }
 
+@test "a negative number for an unsigned option is a usage error, not 2^64 - 1" {
+	run pack --type commit --id -1 -o A
+	assert_failure 2
+	assert_output --partial "cm-assign: --id must not be negative (got '-1')"
+	run pack --type commit --id 1 --target -5 -o A
+	assert_failure 2
+	assert_output --partial "--target must not be negative"
+	[ ! -e A ]
+}
+
 @test "--level and --max-size out of range are usage errors" {
 	mkupdate
 	for level in 0 20 -3; do

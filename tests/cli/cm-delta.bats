@@ -32,6 +32,19 @@ load helper
 	assert_output --partial "--threads must be between 1 and 64"
 }
 
+@test "output that cannot be written is an error, not exit 0" {
+	mkdir a b
+	echo x >b/f
+	for args in "--stat a b -o t" "-n a b" "show t" "--version" "--help"; do
+		# shellcheck disable=SC2086 # word splitting wanted
+		run cm-delta $args
+		assert_success
+		run sh -c "cm-delta $args >/dev/full"
+		assert_failure 1
+		assert_output --partial "cm-delta: cannot write to standard output"
+	done
+}
+
 @test "--threads does not change the table" {
 	mktree a
 	for i in $(seq 1 30); do head -c $((4000 + i)) /dev/urandom >"a/f$i"; done

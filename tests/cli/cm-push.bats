@@ -385,6 +385,10 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	assert_output --partial "bad size unit in '1Q' for --star"
 	run -2 cm-push agent --tls "$T/tls" --manager "$M" --deliver-early
 	assert_output --partial "--deliver-early needs --deliver"
+	run -2 cm-push send --chunk-size 0 --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
+	assert_output --partial "--chunk-size must be between 4096 and 16777216 bytes"
+	run -2 cm-push serve --tls "$T/tls" --listen "$M" --state "$T/st2" --agent-port 0
+	assert_output --partial "--agent-port must be between 1 and 65535"
 }
 
 @test "serve --keep: finished jobs beyond the newest N are forgotten, their copies removed" {
