@@ -111,7 +111,18 @@ Status run_apply(cli::Context& ctx) {
   // One pack, or the consecutive parts of one assignment.
   for (;;) {
     assign::PackReader pack(buf, keys);
-    CM_TRY(pack.open());
+    if (Status opened = pack.open(); !opened.ok()) {
+      // Not even a header to go by (a bad magic, signature or key): the
+      // report a script reads says so too.
+      if (ctx.json) {
+        apply::Report rep;
+        rep.result = "failed";
+        rep.message = opened.error().message;
+        rep.live = site->status().value("live", uint64_t{0});
+        std::cout << json_text(rep.json()) << "\n";
+      }
+      return opened;
+    }
     apply::Report rep;
     Status s = site->apply(pack, rep);
     if (ctx.json)

@@ -138,6 +138,11 @@ Status run_build(cli::Context& ctx) {
   h.base = opt<uint64_t>(ctx, "base").value_or(*type == Type::Publish && h.sequence > 0 ? h.sequence - 1 : 0);
   h.site = *site;
   h.group = ctx.vm["group"].as<std::string>();
+  // What every reader refuses is not written either.
+  if (!assign::valid_name(h.site, false))
+    return Error("--site must be 1 to 255 bytes of UTF-8 without '/' or control characters", kExitUsage);
+  if (!assign::valid_name(h.group, true))
+    return Error("--group must be at most 255 bytes of UTF-8 without '/' or control characters", kExitUsage);
   h.target = ctx.vm["target"].as<uint64_t>();
   h.created_ns = now_ns();
   for (const po::option& o : ctx.ordered)
@@ -338,7 +343,7 @@ Status run_verify(cli::Context& ctx) {
   CM_TRY(load_keys(ctx, k));
   uint64_t parts = 0;
   nlohmann::json reports = nlohmann::json::array();
-  CM_TRY(each_pack(ctx, k, [&](assign::PackReader& pack, bool last) -> Status {
+  Status checked = each_pack(ctx, k, [&](assign::PackReader& pack, bool last) -> Status {
     if (pack.header().encrypted && k.keys.key == nullptr)
       return Error("'" + pack.name() + "': encrypted; give --key to check that it decrypts", kExitSecurity);
     CM_ASSIGN(assign::VerifyReport rep, assign::verify(pack, last));
@@ -361,10 +366,15 @@ Status run_verify(cli::Context& ctx) {
                                              : ", unsigned")
                 << (h.encrypted ? ", decrypted" : "") << ")\n";
     return {};
-  }));
-  if (ctx.json)
-    std::cout << json_text(nlohmann::json{{"ok", true}, {"parts", reports}}) << "\n";
-  return {};
+  });
+  if (ctx.json) {
+    // A script reads "ok" either way; what failed is named too.
+    nlohmann::json j{{"ok", checked.ok()}, {"parts", reports}};
+    if (!checked.ok())
+      j["error"] = checked.error().message;
+    std::cout << json_text(j) << "\n";
+  }
+  return checked;
 }
 
 Status run_keygen(cli::Context& ctx) {

@@ -534,8 +534,9 @@ Status Site::Impl::apply(assign::PackReader& pack, Report& rep) {
                      state.site + "' (" + root + ")",
                  kExitFailure);
   if (state.was_applied(h.id, h.part)) {
-    rep.result = "already-applied";
+    // Still read whole and checked: a damaged copy is not "applied".
     CM_TRY(pack.finish(false));
+    rep.result = "already-applied";
     // Switched, but the run stopped before its --reload: now.
     if (!opt.reload.empty() && state.reload_for == h.id)
       CM_TRY(reload_once(rep));
@@ -995,6 +996,9 @@ Status Site::Impl::prepare_spare() {
 void Site::Impl::reload(Report& rep) {
   Spawn sp;
   sp.command = opt.reload;
+  // Our stdout is the report (JSON for cm-mcast and cm-job to read): what
+  // the reload prints goes to stderr.
+  sp.stdout_to_stderr = true;
   sp.env = {"CM_SITE_ROOT=" + root, "CM_LIVE=" + std::to_string(state.live), "CM_SITE=" + state.site};
   auto ran = run_shell(sp);
   if (!ran.ok()) {

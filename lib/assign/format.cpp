@@ -107,10 +107,11 @@ std::string encode(const Header& h) {
   return out;
 }
 
-namespace {
 bool valid_name(std::string_view s, bool allow_empty) {
   if (s.empty())
     return allow_empty;
+  if (s.size() > 255)
+    return false;
   if (!is_valid_utf8(s))
     return false;
   for (char c : s)
@@ -118,7 +119,6 @@ bool valid_name(std::string_view s, bool allow_empty) {
       return false;
   return true;
 }
-}  // namespace
 
 Result<Header> decode_header(std::string_view bytes, const std::string& name) {
   auto bad = [&](const std::string& why) {

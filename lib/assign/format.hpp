@@ -85,6 +85,9 @@ struct Header {
 };
 
 std::string encode(const Header& h);
+// A site or group name a header can carry: UTF-8, 1 to 255 bytes (a group
+// may be empty), no '/' and no control characters.
+bool valid_name(std::string_view s, bool allow_empty);
 Result<Header> decode_header(std::string_view bytes, const std::string& name);
 
 // One command. Data-carrying commands (put, patch) take their bytes, in

@@ -49,6 +49,8 @@ Result<Child> spawn_shell(const Spawn& s) {
     write_end.reset(p[1]);
     posix_spawn_file_actions_adddup2(&fa, p[1], 1);
   }
+  if (s.stdout_to_stderr && !s.capture_stdout && s.output_file.empty())
+    posix_spawn_file_actions_adddup2(&fa, 2, 1);
   if (!s.stdin_file.empty())
     posix_spawn_file_actions_addopen(&fa, 0, s.stdin_file.c_str(), O_RDONLY, 0);
   if (!s.output_file.empty()) {

@@ -22,8 +22,9 @@ struct Spawn {
   std::vector<std::string> env;  // added to ours ("NAME=value")
   std::string stdin_file;        // empty: inherit
   bool capture_stdout = false;
-  std::string output_file;  // stdout and stderr appended here (not with capture_stdout)
-  bool new_group = false;   // its own process group, so it can be stopped whole
+  std::string output_file;        // stdout and stderr appended here (not with capture_stdout)
+  bool stdout_to_stderr = false;  // its standard output goes to our stderr (ours carries a report)
+  bool new_group = false;         // its own process group, so it can be stopped whole
 };
 
 struct Child {

@@ -915,6 +915,12 @@ chain_site() {
 	# The switch itself happened.
 	live_is S 1
 	same_tree src S/live
+	# What a reload prints goes to stderr: stdout stays the report alone
+	# (JSON for cm-mcast recv --exec to carry).
+	switch commit 6 3
+	cm-apply --root S --json --reload 'echo reloading; echo done >&2' commit.6 >out.json 2>err.txt
+	python3 -c 'import json,sys; r = json.load(open("out.json")); assert r["result"] == "switched", r'
+	grep -qx reloading err.txt
 }
 
 # ---- idempotent and ordered
@@ -933,6 +939,11 @@ chain_site() {
 	run cm-apply --root S --json r1
 	assert_success
 	[ "$(jfield "$output" result)" = already-applied ]
+	# A damaged copy of it is not "already applied": it is refused.
+	head -c "$(($(stat -c %s r1) - 10))" r1 >r1.cut
+	run cm-apply --root S --json r1.cut
+	assert_failure 3
+	[ "$(jfield "$output" result)" = failed ]
 }
 
 @test "re-applying a commit is fine and changes nothing" {
@@ -1084,6 +1095,11 @@ mkparts() {
 	assert_failure 4
 	[ "$(versions S)" = "" ]
 	no_temps S
+	# With --json, a report says so too, though the pack never opened.
+	run cm-apply --root S --pubkey k.pub --json plain
+	assert_failure 4
+	[ "$(echo "$output" | head -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"])')" = failed ]
+	assert_output --partial "unsigned"
 	run cm-apply --root S --pubkey k.pub foreign
 	assert_failure 4
 	[ "$(versions S)" = "" ]

@@ -352,6 +352,26 @@ mkupdate() {
 	[ ! -e A ]
 }
 
+@test "build refuses names every reader would refuse; verify --json names what failed" {
+	for site in "" "a/b" "$(printf 'x%.0s' $(seq 1 300))"; do
+		run cm-assign build --type commit --id 2 --site "$site" -o A
+		assert_failure 2
+		assert_output --partial "--site must be 1 to 255 bytes of UTF-8"
+	done
+	run cm-assign build --type commit --id 2 --site www --group bad/group -o A
+	assert_failure 2
+	assert_output --partial "--group must be at most 255 bytes"
+	[ ! -e A ]
+	pack --type commit --id 2 -o A
+	head -c 20 A >A.cut
+	run cm-assign verify --json A.cut
+	assert_failure 3
+	echo "$output" | head -n 1 | python3 -c 'import json,sys; j = json.load(sys.stdin); assert j["ok"] is False and "truncated" in j["error"], j'
+	run cm-assign verify --json A
+	assert_success
+	echo "$output" | python3 -c 'import json,sys; assert json.load(sys.stdin)["ok"] is True'
+}
+
 @test "--level and --max-size out of range are usage errors" {
 	mkupdate
 	for level in 0 20 -3; do
