@@ -193,6 +193,7 @@ Status run_recv(cli::Context& ctx) {
   o.once = ctx.vm.count("once") > 0;
   o.keep = ctx.vm["keep"].as<unsigned>();
   o.log = [&](const std::string& m) { ctx.diag.verbose(m); };
+  o.error = [&](const std::string& m) { ctx.diag.error(m); };
   o.completed = [&](const nlohmann::json& j) {
     if (ctx.json)
       std::cout << json_text(j) << "\n" << std::flush;

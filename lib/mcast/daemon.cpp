@@ -1,8 +1,10 @@
 #include "mcast/daemon.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -579,9 +581,35 @@ Status run_recv(const RecvOptions& opt) {
     if (opt.log)
       opt.log(m);
   };
+  auto fail = [&](const std::string& m) {
+    if (opt.error)
+      opt.error(m);
+    else
+      log(m);
+  };
   struct stat st;
   if (::stat(opt.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return Error("'" + opt.dir + "' is not a directory", kExitFailure);
+  // One receiver a directory: two would write the same session's part
+  // file. Creating the lock also says at once that DIR is not writable.
+  const std::string lock_path = opt.dir + "/.cm-mcast.lock";
+  Fd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!lock.valid())
+    return sys_error("cannot create", lock_path, errno);
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0)
+    return Error("'" + opt.dir + "' is taken by another cm-mcast recv (it holds " + lock_path + ")",
+                 kExitBusy);
+  // Part files a killed receiver left: their sessions are over.
+  if (DIR* d = ::opendir(opt.dir.c_str())) {
+    while (struct dirent* de = ::readdir(d)) {
+      std::string n = de->d_name;
+      if (n.rfind(".cm-mcast.", 0) == 0 && n.size() > 5 && n.compare(n.size() - 5, 5, ".part") == 0) {
+        ::unlinkat(::dirfd(d), n.c_str(), 0);
+        log("removed " + opt.dir + "/" + n + ", left by a receiver that stopped");
+      }
+    }
+    ::closedir(d);
+  }
   CM_ASSIGN(net::UdpSocket sock, net::UdpSocket::open(opt.channel, opt.interface));
   set_buffers(sock.fd());
   CM_ASSIGN(Fd sigfd, signal_fd());
@@ -700,23 +728,27 @@ Status run_recv(const RecvOptions& opt) {
       struct statvfs fs;
       if (::statvfs(opt.dir.c_str(), &fs) == 0 &&
           a.size > static_cast<uint64_t>(fs.f_bavail) * static_cast<uint64_t>(fs.f_frsize)) {
-        log("no room for " + a.name + " (" + human_bytes(a.size) + ") in " + opt.dir + ": " +
-            human_bytes(static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize) + " free; not taking it");
+        fail("no room for " + a.name + " (" + human_bytes(a.size) + ") in " + opt.dir + ": " +
+             human_bytes(static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize) + " free; not taking it");
         finished[a.session] = now;
         return;
       }
       char hex[32];
       std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(a.session));
       s.temp = opt.dir + "/.cm-mcast." + hex + ".part";
+      // A failure here is said once: the session is forgotten, not tried
+      // again at each of the sender's announces.
       int fd = ::open(s.temp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
       if (fd < 0) {
-        log("cannot create " + s.temp + ": " + std::strerror(errno));
+        fail("cannot create '" + s.temp + "': " + std::strerror(errno) + "; not taking " + a.name);
+        finished[a.session] = now;
         return;
       }
       if (a.size > 0 && ::ftruncate(fd, static_cast<off_t>(a.size)) != 0) {
-        log("cannot make room for " + a.name + ": " + std::strerror(errno));
+        fail("cannot make room for " + a.name + " in '" + s.temp + "': " + std::strerror(errno));
         ::close(fd);
         ::unlink(s.temp.c_str());
+        finished[a.session] = now;
         return;
       }
       auto sink = std::make_unique<FileSink>(Fd(fd), s.temp);
@@ -874,19 +906,19 @@ Status run_recv(const RecvOptions& opt) {
       if (s.rx) {
         Status t = s.rx->tick(now);
         if (!t.ok()) {
-          log(t.error().message);
+          fail(s.rx->announce().name + ": " + t.error().message + "; the partial copy is removed");
           drop(id);
           continue;
         }
         if (s.rx->complete() && !s.placed) {
           // Verified: only now does the file take its name.
           if (Status f = s.sink->flush(); !f.ok()) {
-            log("cannot place " + s.final_path + ": " + f.error().message);
+            fail("cannot place " + s.final_path + ": " + f.error().message);
             drop(id);
             continue;
           }
           if (::fsync(s.sink->fd()) != 0 || ::rename(s.temp.c_str(), s.final_path.c_str()) != 0) {
-            log("cannot place " + s.final_path + ": " + std::strerror(errno));
+            fail("cannot place " + s.final_path + ": " + std::strerror(errno));
             drop(id);
             continue;
           }

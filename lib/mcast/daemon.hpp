@@ -79,7 +79,8 @@ struct RecvOptions {
   // Files received kept in `dir` (the newest; 0: all). Only what this
   // daemon received goes: their names are listed in dir/.cm-mcast.received.
   unsigned keep = 20;
-  std::function<void(const std::string&)> log;
+  std::function<void(const std::string&)> log;           // what happens (-v)
+  std::function<void(const std::string&)> error;         // what failed: always said
   std::function<void(const nlohmann::json&)> completed;  // one per file
 };
 

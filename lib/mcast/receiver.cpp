@@ -126,9 +126,17 @@ void ReceiverSession::early_nack(uint64_t f, uint32_t pass) {
   out_.push_back(Outgoing{n, std::nullopt});
 }
 
+// The first failure is the one the session ends with (the sink's error
+// names the file and the reason).
+void ReceiverSession::fail(const std::string& why) {
+  if (!failed_)
+    fail_why_ = why;
+  failed_ = true;
+}
+
 void ReceiverSession::accept(uint64_t f, std::string_view payload) {
-  if (!sink_->write(f * announce_.frame_size, payload).ok()) {
-    failed_ = true;
+  if (Status w = sink_->write(f * announce_.frame_size, payload); !w.ok()) {
+    fail(w.error().message);
     return;
   }
   bits_[f / 64] |= uint64_t{1} << (f % 64);
@@ -163,7 +171,8 @@ void ReceiverSession::hash_ahead() {
     buf.resize(n);
     auto got = sink_->read(off, buf.data(), n);
     if (!got.ok() || *got != n) {
-      failed_ = true;  // what was written is not there to read
+      // What was written is not there to read.
+      fail(got.ok() ? "the received file is shorter than what was written to it" : got.error().message);
       return;
     }
     hash_.update(buf.data(), n);
@@ -219,7 +228,7 @@ void ReceiverSession::decode(uint64_t b) {
       static_cast<size_t>(std::min<uint64_t>(static_cast<uint64_t>(k) * len, announce_.size - first * len));
   auto got = sink_->read(first * len, buf.data(), want);
   if (!got.ok()) {
-    failed_ = true;
+    fail(got.error().message);
     return;
   }
   std::vector<uint32_t> have, missing, repair_index;
@@ -233,7 +242,7 @@ void ReceiverSession::decode(uint64_t b) {
       continue;
     }
     if (static_cast<size_t>(j) * len + frame_length(first + j) > *got) {
-      failed_ = true;  // a frame written is not there to read
+      fail("the received file is shorter than what was written to it");
       return;
     }
     // Zeros past a short (last) frame, as the sender padded it.
@@ -366,7 +375,7 @@ Status ReceiverSession::tick(Nanos now) {
     pending_ = Reply::None;
   }
   if (failed_)
-    return Error("cannot write the received file");
+    return Error(fail_why_);
   return {};
 }
 

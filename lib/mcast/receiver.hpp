@@ -98,6 +98,8 @@ class ReceiverSession {
   uint64_t hashed_frames_ = 0;  // in order, from the start
   bool verified_ = false;
   bool failed_ = false;
+  std::string fail_why_;
+  void fail(const std::string& why);
   uint32_t pass_ = 0;
   Nanos reply_at_ = -1;
   enum class Reply { None, PassEnd, Report } pending_ = Reply::None;

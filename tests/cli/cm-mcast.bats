@@ -27,3 +27,37 @@ load helper
 	run send --frame-size 63
 	assert_failure 2
 }
+
+# recv_bg DIR: a receiver on loopback, in the background (its pid in RECV).
+recv_bg() {
+	cm-mcast recv --interface 127.0.0.1 --channel 239.192.77.99:7799 --dir "$1" 2>"$T/recv.log" &
+	RECV=$!
+}
+
+teardown() {
+	if [ -n "${RECV:-}" ]; then kill "$RECV" 2>/dev/null || true; fi
+	if [ -n "${MNT:-}" ] && mountpoint -q "$MNT"; then umount "$MNT" || umount -l "$MNT"; fi
+}
+
+@test "one receiver a directory; part files a killed one left are removed at start" {
+	mkdir in
+	head -c 1000 /dev/urandom >in/.cm-mcast.00000000deadbeef.part
+	echo keep >in/notes.txt
+	recv_bg in
+	for _ in $(seq 1 50); do [ -e in/.cm-mcast.00000000deadbeef.part ] || break; sleep 0.1; done
+	[ ! -e in/.cm-mcast.00000000deadbeef.part ]
+	[ -e in/notes.txt ]
+	run timeout 10 cm-mcast recv --interface 127.0.0.1 --channel 239.192.77.99:7799 --dir in
+	assert_failure 7
+	assert_output --partial "'in' is taken by another cm-mcast recv"
+	kill -0 "$RECV"
+}
+
+@test "a receive directory that cannot be written is an error at start, not per packet" {
+	MNT=$T/ro
+	mkdir "$MNT"
+	mount -t tmpfs -o size=1m,ro tmpfs "$MNT"
+	run timeout 10 cm-mcast recv --interface 127.0.0.1 --channel 239.192.77.99:7799 --dir "$MNT"
+	assert_failure 1
+	assert_output --partial "cannot create '$MNT/.cm-mcast.lock': Read-only file system"
+}

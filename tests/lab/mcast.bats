@@ -313,7 +313,7 @@ PY
 	grep -q "no room for f.bin (2.9 MiB) in $T/r2: .* free; not taking it" "$T/r2.log"
 	# Said once, not at every announce; nothing partial left behind.
 	[ "$(grep -c "no room for f.bin" "$T/r2.log")" = 1 ]
-	[ -z "$(ls -A "$T/r2")" ]
+	[ "$(ls -A "$T/r2")" = .cm-mcast.lock ]
 	kill -0 "$(cat "$T/r2.pid")"
 }
 
