@@ -407,6 +407,12 @@ Status issue_cert(const std::string& dir, const std::string& name, const std::st
   std::fclose(cf);
   if (!ca_key || !ca)
     return Error("'" + dir + "' does not hold a CA made by 'cm-push ca init'", kExitSecurity);
+  // A certificate signed by a key that is not the CA certificate's, or by
+  // a certificate that is not a CA, would verify against nothing.
+  if (X509_check_private_key(ca.get(), ca_key.get()) != 1)
+    return Error("'" + dir + "/ca.key' is not the key of '" + dir + "/ca.crt'", kExitSecurity);
+  if (X509_check_ca(ca.get()) == 0)
+    return Error("'" + dir + "/ca.crt' is not a CA certificate", kExitSecurity);
   CM_ASSIGN(auto key, new_key());
   CM_ASSIGN(auto cert, make_cert(key.get(), name, ca.get(), ca_key.get(), false));
   CM_TRY(write_pem(out + ".key", 0600, [&](FILE* f) {

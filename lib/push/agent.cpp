@@ -44,6 +44,7 @@ struct Copy {
   uint64_t verified = 0;  // chunks checked and written, in order
   bool cut_through = true;
   bool complete = false, delivered = false, given_up = false, next_started = false;
+  std::string local_error;  // why this leader gave up on its own (its disk), for the manager
   std::string source;
   net::Endpoint source_addr;
   uint64_t generation = 0;  // bumped by every NOTIFY: a new source
@@ -72,6 +73,7 @@ class Agent {
   std::function<void(const std::string&)> logger() {
     return [this](const std::string& line) { log(line); };
   }
+  void give_up_here(const std::shared_ptr<Copy>& c, const std::string& why);
   void handle(Fd fd);
   Message on_notify(const Message& m, const std::string& peer);
   Status on_fetch(net::TlsStream& s, const Message& m);
@@ -351,9 +353,11 @@ Status Agent::fetch_from(const std::shared_ptr<Copy>& c, uint64_t gen, const net
     if (m.blob.size() != c->meta.chunk_length(i) || sha256(m.blob) != c->meta.chunks[i])
       return Error(who + " sent chunk " + std::to_string(i) + " that fails its SHA-256 check", kExitBadInput);
     if (Status w = write_chunk(*c, i, m.blob); !w.ok()) {
-      // A full disk here is not the source's fault: give up loudly.
+      // A full disk here is not the source's fault: give up loudly (the
+      // worker tells the manager).
       std::lock_guard<std::mutex> g(mu_);
       c->given_up = true;
+      c->local_error = w.error().message;
       return w;
     }
     i++;
@@ -370,6 +374,20 @@ Status Agent::fetch_from(const std::shared_ptr<Copy>& c, uint64_t gen, const net
     return Error(who + " ended the stream at chunk " + std::to_string(i) + " of " +
                  std::to_string(c->meta.chunk_count()));
   return {};
+}
+
+// This leader cannot hold the copy (its disk): said in its log, and to
+// the manager, which fails it now and hands its targets to other holders
+// (rather than waiting for it to fall silent).
+void Agent::give_up_here(const std::shared_ptr<Copy>& c, const std::string& why) {
+  log("job " + std::to_string(c->meta.id) + ": " + why + "; giving this copy up");
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    c->given_up = true;
+  }
+  Message m = status_msg(*c, "failed");
+  m.body["error"] = why;
+  (void)report(c, m, 60);
 }
 
 void Agent::ask_next(std::shared_ptr<Copy> c) {
@@ -492,9 +510,7 @@ void Agent::worker(std::shared_ptr<Copy> c) {
   // reading from it.
   Status ready = ready_before ? Status() : prepare(*c);
   if (!ready.ok()) {
-    log(job + ": " + ready.error().message);
-    std::lock_guard<std::mutex> g(mu_);
-    c->given_up = true;
+    give_up_here(c, ready.error().message);
     return;
   }
   auto start_next = [&] {
@@ -541,9 +557,7 @@ void Agent::worker(std::shared_ptr<Copy> c) {
       // largest CPU item of a transfer after the chunks' own.)
       if (::fsync(c->fd.get()) != 0 || ::rename(c->part.c_str(), c->final_path.c_str()) != 0) {
         if (::access(c->final_path.c_str(), F_OK) != 0) {
-          log(job + ": cannot keep '" + c->final_path + "': " + std::strerror(errno));
-          std::lock_guard<std::mutex> g(mu_);
-          c->given_up = true;
+          give_up_here(c, "cannot keep '" + c->final_path + "': " + std::strerror(errno));
           return;
         }
       }
@@ -553,7 +567,13 @@ void Agent::worker(std::shared_ptr<Copy> c) {
       break;
     }
     {
-      std::lock_guard<std::mutex> g(mu_);
+      std::unique_lock<std::mutex> g(mu_);
+      if (!c->local_error.empty() && !stop_) {
+        std::string why = c->local_error;
+        g.unlock();
+        give_up_here(c, why);
+        return;
+      }
       if (c->given_up || stop_)
         return;
       if (c->generation != gen)
@@ -739,6 +759,12 @@ Status Agent::run() {
     return Error("cm-push agent needs a directory for its copies", kExitUsage);
   if (::mkdir(opt_.dir.c_str(), 0755) != 0 && errno != EEXIST)
     return sys_error("cannot create", opt_.dir, errno);
+  // Said now, not at the first job.
+  struct stat st;
+  if (::stat(opt_.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return Error("'" + opt_.dir + "' is not a directory", kExitFailure);
+  if (::access(opt_.dir.c_str(), W_OK | X_OK) != 0)
+    return sys_error("cannot write in", opt_.dir, errno);
   CM_ASSIGN(net::Listener l, net::Listener::open(opt_.listen));
   log("agent " + opt_.tls->name() + " on " + l.local().str() + ", manager " + opt_.manager.str());
   std::thread beat([this] { heartbeat(); });

@@ -136,6 +136,10 @@ std::string Plan::status(const std::string& id, const std::string& state, uint64
       l->completed_ms = wall;
     }
     l->bytes = meta_.size;
+  } else if (state == "failed") {
+    // It cannot hold the copy (its disk): failed now, its targets to
+    // other holders, rather than when it falls silent.
+    fail(*l, "its copy failed: " + (why.empty() ? std::string("no reason given") : why), now, wall, out);
   } else if (l->state == "failed") {
     return {};  // given up on: serve tells it so
   } else if (state == "receiving") {

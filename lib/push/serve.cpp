@@ -197,6 +197,9 @@ Message Server::on_status(const Message& m, const std::string& peer) {
     return error_msg(err);
   if (*state == "complete")
     log("job " + std::to_string(*id) + ": " + peer + " has a verified copy");
+  else if (*state == "failed")
+    log("job " + std::to_string(*id) + ": " + peer +
+        " gave its copy up: " + m.body.value("error", std::string("?")));
   else if (*state == "source-failed")
     log("job " + std::to_string(*id) + ": " + peer +
         " lost its source: " + m.body.value("error", std::string("?")));

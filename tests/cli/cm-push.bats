@@ -20,6 +20,7 @@ setup() {
 teardown() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	if [ -n "${MNT:-}" ] && mountpoint -q "$MNT"; then umount "$MNT" || umount -l "$MNT"; fi
 }
 
 keys() {
@@ -97,6 +98,17 @@ three() {
 	run -2 cm-push ca issue "$T/tls" ../evil
 	run -1 cm-push ca issue "$T/nowhere" x
 	assert_output --partial "$T/nowhere/ca.key"
+	# A CA certificate that is not the CA key's (a leader's copied over
+	# it): nothing is issued that would verify against nothing.
+	cp -r "$T/tls" "$T/bad"
+	cp "$T/tls/l1.crt" "$T/bad/ca.crt"
+	run -4 cm-push ca issue "$T/bad" z4
+	assert_output --partial "'$T/bad/ca.key' is not the key of '$T/bad/ca.crt'"
+	[ ! -e "$T/bad/z4.crt" ]
+	# An agent's --dir that is a file is refused at start.
+	echo x >"$T/afile"
+	run -1 cm-push agent --tls "$T/tls" --name l1 --listen "127.0.0.11:$APORT" --manager "$M" --dir "$T/afile"
+	assert_output --partial "'$T/afile' is not a directory"
 }
 
 @test "send: every leader ends with an identical, delivered copy; the report says so" {
@@ -289,6 +301,26 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert "caf\ufffd" in json.dumps(r["leaders"][0], ensure_ascii=False), r'
 }
 
+@test "a leader whose disk is full says so to the manager, which fails it at once" {
+	keys
+	serve
+	MNT=$T/tiny
+	mkdir "$MNT"
+	mount -t tmpfs -o size=1m tmpfs "$MNT"
+	cm-push agent --tls "$T/tls" --name l1 --listen "127.0.0.11:$APORT" --manager "$M" \
+		--dir "$MNT" --idle 3 --deliver true 2>>"$T/agent1.log" &
+	PIDS+=($!)
+	wait_port 127.0.0.11 "$APORT"
+	leaders_file 1
+	head -c 3000000 /dev/urandom >"$T/f"
+	run -6 cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
+	assert_output --partial "its copy failed: cannot write"
+	assert_output --partial "No space left on device"
+	# Failed for what it said, not for falling silent (the stall time).
+	refute_output --partial "silent for"
+	grep -q "No space left on device; giving this copy up" "$T/agent1.log"
+}
+
 @test "a restart of serve keeps its jobs and registry; job numbers go on" {
 	three
 	cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"
@@ -303,35 +335,25 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["job"] == 2 and r["succeeded"]'
 }
 
-@test "a leader that gave up its copy takes it up again when a restarted manager notifies it anew" {
+@test "a leader that cannot make its copy's directory says why at once; fixed, the next send succeeds" {
 	keys
 	serve
 	agent 1
 	leaders_file 1
 	head -c 3000000 /dev/urandom >"$T/site.pack"
-	# The job's directory cannot be made: the leader gives up on its copy.
+	# The job's directory cannot be made: the leader gives its copy up and
+	# tells the manager, which fails it now (not after its stall time).
 	mkdir -p "$T/a1"
 	: >"$T/a1/1"
-	cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack" >/dev/null 2>&1 &
-	PIDS+=($!)
-	for _ in $(seq 1 100); do
-		grep -q "job 1: cannot open" "$T/agent1.log" 2>/dev/null && break
-		sleep 0.05
-	done
-	grep -q "job 1: cannot open" "$T/agent1.log"
-	# Before the manager's stall time runs out: restart it, with the disk
-	# fixed. It notifies the leader again, which must fetch this time.
-	kill "$SERVE_PID"
-	wait "$SERVE_PID" || true
+	run -6 cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"
+	assert_output --partial "its copy failed: cannot open '$T/a1/1/site.pack.part': Not a directory"
+	refute_output --partial "silent for"
+	grep -q "job 1: cannot open .*; giving this copy up" "$T/agent1.log"
+	# With the disk fixed, the next job gets through.
 	rm "$T/a1/1"
-	serve
-	for _ in $(seq 1 150); do
-		run cm-push status --json --tls "$T/tls" --manager "$M" 1
-		echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(0 if r.get("done") else 1)' && break
-		sleep 0.1
-	done
-	echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["succeeded"] and r["leaders_ok"] == 1, r'
-	[ "$(sha256sum <"$T/a1/1/site.pack")" = "$(sha256sum <"$T/site.pack")" ]
+	run cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"
+	assert_success
+	[ "$(sha256sum <"$T/a1/2/site.pack")" = "$(sha256sum <"$T/site.pack")" ]
 }
 
 @test "a copy changed on a leader's disk is not served: resumed fetches start at the first bad chunk" {
