@@ -147,7 +147,18 @@ Status run_diff(cli::Context& ctx) {
   return {};
 }
 
+void show_options(po::options_description& d) {
+  d.add_options()                                                    //
+      ("paths", "only the entries' paths, as they are, one a line")  //
+      ("null,z", "with --paths: each path ends with a NUL, not a newline (any name)");
+}
+
 Status run_show(cli::Context& ctx) {
+  bool paths = ctx.vm.count("paths") > 0, nul = ctx.vm.count("null") > 0;
+  if (nul && !paths)
+    return Error("-z goes with --paths", kExitUsage);
+  if (paths && ctx.json)
+    return Error("--paths and --json exclude each other", kExitUsage);
   std::string path = ctx.args.empty() ? "-" : ctx.args[0];
   CM_ASSIGN(auto in, open_input(path));
   delta::TableReader reader(*in, path == "-" ? "standard input" : path);
@@ -156,12 +167,14 @@ Status run_show(cli::Context& ctx) {
     CM_ASSIGN(auto e, reader.next());
     if (!e)
       break;
-    if (ctx.json)
+    if (paths)
+      std::cout << e->path << (nul ? '\0' : '\n');
+    else if (ctx.json)
       std::cout << json_text(delta::to_json(*e)) << "\n";
     else
       std::cout << delta::describe(*e) << "\n";
   }
-  if (!ctx.json)
+  if (!ctx.json && !paths)
     std::cout << "# " << reader.trailer().entries << " entries, " << with_commas(reader.trailer().data_bytes)
               << " bytes of data; checksum verified\n";
   std::cout.flush();
@@ -179,8 +192,8 @@ int main(int argc, char** argv) {
   p.commands.push_back(cli::Command{"", "[options] SHADOW STAGING",
                                     "Write the delta table that turns SHADOW into STAGING.", 2, 2,
                                     diff_options, run_diff, true});
-  p.commands.push_back(cli::Command{"show", "[--json] [TABLE|-]",
-                                    "List a delta table's entries and verify its checksum.", 0, 1, nullptr,
-                                    run_show, true});
+  p.commands.push_back(cli::Command{"show", "[--json | --paths [-z]] [TABLE|-]",
+                                    "List a delta table's entries and verify its checksum.", 0, 1,
+                                    show_options, run_show, true});
   return cli::run(p, argc, argv);
 }

@@ -166,6 +166,20 @@ line"
 	assert_output --partial '"caf\351"'
 	run cm-delta show --json t
 	assert_output --partial '"path_base64":"Y2Fm6Q=="'
+	# --paths: the names byte for byte; -z: NUL-terminated, any name.
+	cm-delta show --paths -z t >paths0
+	python3 - <<'PY'
+names = open("paths0", "rb").read().split(b"\0")
+assert names[-1] == b"", names
+assert sorted(names[:-1]) == sorted([b"with space", b"new\nline", b"-rf", b"caf\xe9"]), names
+PY
+	cm-delta show --paths t >paths
+	grep -qx -- '-rf' paths
+	grep -qx 'with space' paths
+	grep -qx "$(printf 'caf\xe9')" paths
+	run cm-delta show -z t
+	assert_failure 2
+	assert_output --partial "-z goes with --paths"
 }
 
 @test "-v lists each entry on stderr" {

@@ -143,6 +143,10 @@ assert all(not v["stale"] and v["sequences"]["www"] == 1 for v in s["servers"]),
 	cm-sched run pub $DB
 	cp -a "$T/staging" "$T/r1"
 	release 2
+	# Names a hook must get as they are, in CM_CHANGED and CM_CHANGED0.
+	printf x >"$T/staging/q\"uote"
+	printf y >"$T/staging/$(printf 'tab\tx')"
+	cm-sched job set pub $DB --hook-before "cp \"\$CM_CHANGED\" '$T/changed.txt'; cp \"\$CM_CHANGED0\" '$T/changed0'"
 	# cm-delta caches no hash of a file changed in the last 2 s (the
 	# shadow's spare, made in the background, links every file).
 	cm-apply status --root "$T/shadow" >/dev/null
@@ -150,6 +154,14 @@ assert all(not v["stale"] and v["sequences"]["www"] == 1 for v in s["servers"]),
 	cm-sched run pub $DB
 	live_is "$T/staging" e1 e2 w1
 	sequence_is 2
+	grep -qx 'q"uote' "$T/changed.txt"
+	grep -qx "$(printf 'tab\tx')" "$T/changed.txt"
+	python3 - "$T/changed0" <<'PY'
+import sys
+names = open(sys.argv[1], "rb").read().split(b"\0")
+assert b'q"uote' in names and b"tab\tx" in names, names
+PY
+	cm-sched job set pub $DB --hook-before ""
 	# cm-delta's hash cache is beside the shadow copy, not one per version.
 	[ -s "$T/shadow.cm-manifest" ]
 	[ -z "$(find "$T/shadow/versions" -name '*.cm-manifest')" ]
