@@ -41,6 +41,35 @@ class HookRunner {
   int fd() const { return pidfd_.get(); }
   bool busy() const { return pidfd_.valid(); }
 
+  // Stopping: the hooks of events that happened (the last one says this
+  // server stopped) run to their end, within `ms`; then the one running
+  // is stopped (SIGTERM, SIGKILL 2 s later) so that none outlives us.
+  void finish(const std::function<void(const std::string&)>& log, int64_t ms) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    pump(log);
+    while (pidfd_.valid()) {
+      auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0)
+        break;
+      pollfd p{pidfd_.get(), POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 200)));
+      pump(log);
+    }
+    if (!pidfd_.valid())
+      return;
+    if (log)
+      log("stopping hook: " + current_);
+    ::kill(-pid_, SIGTERM);
+    pollfd p{pidfd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, 2000) <= 0)
+      ::kill(-pid_, SIGKILL);
+    int status;
+    ::waitpid(pid_, &status, 0);
+    pidfd_.reset();
+    queue_.clear();
+  }
+
   // Reaps a finished hook and starts the next one.
   void pump(const std::function<void(const std::string&)>& log) {
     if (pidfd_.valid()) {
@@ -66,6 +95,7 @@ class HookRunner {
     Spawn sp;
     sp.command = j.command;
     sp.env = j.env;
+    sp.new_group = true;  // stopped whole by finish()
     if (!j.stdin_text.empty()) {
       // The hook reads the report on its standard input.
       const char* dir = std::getenv("TMPDIR");
@@ -255,6 +285,15 @@ Status run_daemon(DaemonOptions opt) {
       if (::read(sigfd.get(), &si, sizeof si) == sizeof si && si.ssi_signo != SIGHUP) {
         e.stop(now, wall_ms());
         CM_TRY(flush(now));
+        // The state file says so: 'leader' there after a clean stop misled
+        // cm-elect status (and whoever reads the file).
+        if (!opt.state_file.empty()) {
+          nlohmann::json j = cluster_report(e, opt, ++report_seq, wall_ms(), counters());
+          j["state"] = "stopped";
+          if (Status s = write_file_atomic(opt.state_file, json_text(j, 1) + "\n", 0644); !s.ok())
+            log(s.error().message);
+        }
+        hooks.finish(log, 10000);
         log("stopped");
         return {};
       }

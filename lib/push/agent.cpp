@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -73,6 +75,7 @@ class Agent {
   std::function<void(const std::string&)> logger() {
     return [this](const std::string& line) { log(line); };
   }
+  void stop_deliveries();
   void give_up_here(const std::shared_ptr<Copy>& c, const std::string& why);
   void handle(Fd fd);
   Message on_notify(const Message& m, const std::string& peer);
@@ -102,6 +105,7 @@ class Agent {
   std::condition_variable changed_;
   std::map<uint64_t, std::shared_ptr<Copy>> copies_;
   std::atomic<bool> stop_{false};
+  std::set<pid_t> delivering_;  // deliver commands running (each its own process group)
 };
 
 Result<Message> Agent::rpc(const Message& m) {
@@ -390,6 +394,23 @@ void Agent::give_up_here(const std::shared_ptr<Copy>& c, const std::string& why)
   (void)report(c, m, 60);
 }
 
+// The deliver commands still running: SIGTERM to each one's process group,
+// SIGKILL to those still there 10 s later, and waited for (their threads
+// reap them), so that none outlives the agent.
+void Agent::stop_deliveries() {
+  std::unique_lock<std::mutex> g(mu_);
+  if (delivering_.empty())
+    return;
+  log("stopping " + std::to_string(delivering_.size()) + " deliver command(s)");
+  for (pid_t p : delivering_)
+    ::kill(-p, SIGTERM);
+  if (!changed_.wait_for(g, std::chrono::seconds(10), [&] { return delivering_.empty(); })) {
+    for (pid_t p : delivering_)
+      ::kill(-p, SIGKILL);
+    changed_.wait_for(g, std::chrono::seconds(5), [&] { return delivering_.empty(); });
+  }
+}
+
 void Agent::ask_next(std::shared_ptr<Copy> c) {
   Message m;
   m.type = Msg::Next;
@@ -439,6 +460,17 @@ std::pair<int, std::string> Agent::run_deliver(const Copy& c, std::vector<std::s
   sp.env.push_back("CM_FILE=" + c.final_path);
   sp.env.push_back("CM_JOB=" + std::to_string(c.meta.id));
   sp.capture_stdout = true;
+  // Its own process group, known while it runs: an agent told to stop
+  // stops it too (a cm-mcast send must not go on multicasting).
+  sp.new_group = true;
+  sp.running = [this](pid_t pid, bool started) {
+    std::lock_guard<std::mutex> g(mu_);
+    if (started)
+      delivering_.insert(pid);
+    else
+      delivering_.erase(pid);
+    changed_.notify_all();
+  };
   auto ran = run_shell(sp, 4u << 20);
   if (!ran.ok()) {
     log("job " + std::to_string(c.meta.id) + ": " + ran.error().message);
@@ -778,6 +810,7 @@ Status Agent::run() {
     changed_.notify_all();
   }
   beat.join();
+  stop_deliveries();
   log("stopped");
   return {};
 }

@@ -97,6 +97,16 @@ int exit_code_of(int status) {
 
 Result<Ran> run_shell(const Spawn& s, size_t limit) {
   CM_ASSIGN(Child c, spawn_shell(s));
+  if (s.running)
+    s.running(c.pid, true);
+  struct Done {
+    const Spawn& s;
+    pid_t pid;
+    ~Done() {
+      if (s.running)
+        s.running(pid, false);
+    }
+  } done{s, c.pid};
   Ran r;
   if (c.out.valid()) {
     char buf[65536];

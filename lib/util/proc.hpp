@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,10 @@ struct Spawn {
   std::string output_file;        // stdout and stderr appended here (not with capture_stdout)
   bool stdout_to_stderr = false;  // its standard output goes to our stderr (ours carries a report)
   bool new_group = false;         // its own process group, so it can be stopped whole
+  // run_shell: called with (pid, true) once the child runs and (pid,
+  // false) once it has been waited for (a daemon stopping can stop it in
+  // between).
+  std::function<void(pid_t, bool)> running;
 };
 
 struct Child {

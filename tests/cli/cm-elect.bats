@@ -25,3 +25,21 @@ load helper
 	assert_output --partial "--report-delay must be between 0 and 3600 seconds"
 	[ ! -e st.json ]
 }
+
+@test "stopped, a leader says so in its state file, and no hook outlives it" {
+	port=$((20000 + RANDOM % 20000))
+	cm-elect run --interface 127.0.0.1 --channel "239.192.98.$((RANDOM % 200 + 1)):$port" --id e1 \
+		--interval 0.05 --state-file st.json --on-change 'sleep 31.5' 2>e1.log &
+	pid=$!
+	for _ in $(seq 1 100); do
+		[ "$(python3 -c 'import json; print(json.load(open("st.json"))["state"])' 2>/dev/null)" = leader ] && break
+		sleep 0.05
+	done
+	pgrep -f 'sleep 31.5' >/dev/null
+	kill -TERM "$pid"
+	run timeout 30 tail --pid="$pid" -f /dev/null
+	assert_success
+	wait "$pid"
+	! pgrep -f 'sleep 31.5'
+	[ "$(python3 -c 'import json; print(json.load(open("st.json"))["state"])')" = stopped ]
+}

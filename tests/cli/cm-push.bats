@@ -321,6 +321,23 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	grep -q "No space left on device; giving this copy up" "$T/agent1.log"
 }
 
+@test "an agent told to stop stops its deliver commands too" {
+	keys
+	serve
+	DELIVER='sleep 32.5; echo "{}"' agent 1
+	AGENT_PID=${PIDS[-1]}
+	leaders_file 1
+	echo data >"$T/f"
+	cm-push send --detach --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f" >/dev/null
+	for _ in $(seq 1 100); do pgrep -f 'sleep 32.5' >/dev/null && break; sleep 0.05; done
+	pgrep -f 'sleep 32.5' >/dev/null
+	kill -TERM "$AGENT_PID"
+	run timeout 30 tail --pid="$AGENT_PID" -f /dev/null
+	assert_success
+	! pgrep -f 'sleep 32.5'
+	grep -q "stopping 1 deliver command" "$T/agent1.log"
+}
+
 @test "a restart of serve keeps its jobs and registry; job numbers go on" {
 	three
 	cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"
