@@ -70,8 +70,15 @@ Result<UdpSocket> UdpSocket::open(const Endpoint& channel, const in_addr& interf
     ip_mreq mreq{};
     mreq.imr_multiaddr = channel.addr;
     mreq.imr_interface = interface;
-    if (::setsockopt(fd.get(), IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof mreq) != 0)
+    if (::setsockopt(fd.get(), IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof mreq) != 0) {
+      // ENODEV: the group is fine, the interface address is not this host's.
+      if (errno == ENODEV)
+        return Error("cannot join multicast group '" + channel.str() + "' on --interface " +
+                         Endpoint{interface, 0}.str().substr(0, Endpoint{interface, 0}.str().rfind(':')) +
+                         ": no interface of this host has that address",
+                     kExitFailure);
       return sock_error("cannot join multicast group", channel.str(), errno);
+    }
   }
   if (::setsockopt(fd.get(), IPPROTO_IP, IP_MULTICAST_IF, &interface, sizeof interface) != 0)
     return sock_error("cannot send multicast through", Endpoint{interface, 0}.str(), errno);

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <random>
 #include <span>
 #include <vector>
 
@@ -138,7 +139,20 @@ Result<std::unique_ptr<FdReader>> open_input(const std::string& path) {
 }
 
 namespace {
-// Creates "DIR/.NAME.XXXXXX" beside path.
+// "DIR/.NAME.tmp.XXXXXX" beside path, XXXXXX random; nothing is created.
+std::string temp_name_beside(const std::string& path) {
+  static std::mt19937_64 rng{std::random_device{}()};
+  static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  auto slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  std::string name = dir + "." + base + ".tmp.";
+  for (int i = 0; i < 6; i++)
+    name += chars[rng() % 62];
+  return name;
+}
+
+// Creates "DIR/.NAME.tmp.XXXXXX" beside path.
 Result<std::pair<Fd, std::string>> make_temp_beside(const std::string& path) {
   auto slash = path.rfind('/');
   std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
@@ -212,10 +226,20 @@ Result<std::unique_ptr<Output>> Output::open(const std::string& path) {
     CM_ASSIGN(out->fd_, open_direct(path));
     out->direct_ = true;
   } else {
-    CM_ASSIGN(auto tmp, make_temp_beside(t.final));
-    out->fd_ = std::move(tmp.first);
-    out->tmp_ = std::move(tmp.second);
     out->final_ = t.final;
+    // An unnamed file in the target's directory (O_TMPFILE): a run killed
+    // by any signal, even SIGKILL, leaves nothing behind; it gets a name
+    // only at commit. A file system without O_TMPFILE: a named temporary.
+    auto slash = t.final.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : t.final.substr(0, slash);
+    int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      out->fd_ = Fd(fd);
+    } else {
+      CM_ASSIGN(auto tmp, make_temp_beside(t.final));
+      out->fd_ = std::move(tmp.first);
+      out->tmp_ = std::move(tmp.second);
+    }
   }
   out->writer_ = std::make_unique<FdWriter>(out->fd_.get(), path);
   return out;
@@ -256,6 +280,18 @@ Status Output::commit_as(const std::string& final_path) {
     return Error("cannot write '" + final_path + "': '" + path_ +
                      "' is not a regular file, and this output needs one per part",
                  kExitUsage);
+  if (tmp_.empty()) {
+    // Unnamed: a name beside the final one first (linkat through /proc,
+    // which needs no privilege), then the rename over it.
+    std::string proc = "/proc/self/fd/" + std::to_string(fd_.get());
+    for (int attempt = 0; tmp_.empty(); attempt++) {
+      std::string name = temp_name_beside(final_path);
+      if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, name.c_str(), AT_SYMLINK_FOLLOW) == 0)
+        tmp_ = name;
+      else if (errno != EEXIST || attempt == 9)
+        return sys_error("cannot give a name to the output for", final_path, errno);
+    }
+  }
   if (::rename(tmp_.c_str(), final_path.c_str()) != 0)
     return sys_error("cannot rename a temporary file to", final_path, errno);
   committed_ = true;

@@ -61,3 +61,10 @@ teardown() {
 	assert_failure 1
 	assert_output --partial "cannot create '$MNT/.cm-mcast.lock': Read-only file system"
 }
+
+@test "an --interface address this host does not have is named as the problem" {
+	mkdir in
+	run timeout 10 cm-mcast recv --interface 192.0.2.77 --channel 239.192.77.99:7799 --dir in
+	assert_failure 1
+	assert_output --partial "on --interface 192.0.2.77: no interface of this host has that address"
+}

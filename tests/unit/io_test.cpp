@@ -1,0 +1,60 @@
+// Output (a command's -o): what a killed run leaves, and where a commit
+// puts the file.
+#include <dirent.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "support.hpp"
+#include "util/io.hpp"
+
+namespace cm {
+namespace {
+
+std::vector<std::string> entries(const std::string& dir) {
+  std::vector<std::string> v;
+  DIR* d = ::opendir(dir.c_str());
+  while (struct dirent* de = ::readdir(d))
+    if (std::string(de->d_name) != "." && std::string(de->d_name) != "..")
+      v.push_back(de->d_name);
+  ::closedir(d);
+  return v;
+}
+
+TEST(Output, AProcessThatDiesBeforeItsCommitLeavesNothing) {
+  test::TempDir t;
+  // The child writes half its output and dies without unwinding (as on
+  // SIGKILL: no destructor runs): no temporary file may stay.
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto out = Output::open(t / "table");
+    if (!out.ok() || !(*out)->writer().write(std::string(100000, 'x')).ok() || !(*out)->writer().flush().ok())
+      ::_exit(2);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_TRUE(entries(t.path()).empty());
+}
+
+TEST(Output, ACommitGivesTheFileItsNameWithTheUsualMode) {
+  test::TempDir t;
+  test::write_file(t / "table", "old");
+  auto out = Output::open(t / "table");
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  ASSERT_TRUE((*out)->writer().write("new contents").ok());
+  ASSERT_TRUE((*out)->commit().ok());
+  EXPECT_EQ(test::read_file(t / "table"), "new contents");
+  EXPECT_EQ(entries(t.path()), std::vector<std::string>{"table"});
+  struct stat st;
+  ASSERT_EQ(::stat((t / "table").c_str(), &st), 0);
+  mode_t um = ::umask(0);
+  ::umask(um);
+  EXPECT_EQ(st.st_mode & 0777, 0666u & ~um);
+}
+
+}  // namespace
+}  // namespace cm
