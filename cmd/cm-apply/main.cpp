@@ -148,6 +148,7 @@ Status run_apply(cli::Context& ctx) {
 Status run_status(cli::Context& ctx) {
   CM_ASSIGN(std::string root, root_of(ctx));
   apply::SiteOptions so;
+  so.read_only = true;
   CM_ASSIGN(auto site, apply::Site::open(root, so));
   std::cout << (ctx.json ? json_text(site->status()) + "\n" : site->status_text());
   return {};

@@ -278,20 +278,29 @@ struct Site::Impl {
   std::string state_path() const { return cm_dir() + "/state.json"; }
 
   Status save() {
+    if (opt.read_only)
+      return {};
     CM_TRY(write_file_atomic(state_path(), json_text(to_json(state), 1) + "\n", 0644));
     return fsync_dir(cm_dir());
   }
 
   Status take_lock() {
     std::string path = cm_dir() + "/lock";
-    lock.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (opt.read_only) {
+      lock.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!lock.valid())
+        return errno == ENOENT ? Status() : sys_error("cannot open", path, errno);  // no site yet
+    } else {
+      lock.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    }
     if (!lock.valid())
       return sys_error("cannot open", path, errno);
+    const int how = opt.read_only ? LOCK_SH : LOCK_EX;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(opt.wait_seconds);
     // Tries again after 1 ms, 2, 4 ... at most 50 ms apart: the holder is
     // often about to finish (the background spare, a commit).
     auto pause = std::chrono::milliseconds(1);
-    while (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    while (::flock(lock.get(), how | LOCK_NB) != 0) {
       if (errno != EWOULDBLOCK)
         return sys_error("cannot lock", path, errno);
       if (std::chrono::steady_clock::now() >= deadline)
@@ -346,7 +355,7 @@ struct Site::Impl {
     bool renamed = false;
     for (const VersionInfo& v : state.versions) {
       struct stat vs;
-      if ((state.staging && state.staging->id == v.id) ||
+      if (opt.read_only || (state.staging && state.staging->id == v.id) ||
           !(::stat(version_dir(v.id).c_str(), &vs) != 0 && errno == ENOENT &&
             ::stat(staging_dir(v.id).c_str(), &vs) == 0))
         continue;
@@ -491,8 +500,10 @@ Result<std::unique_ptr<Site>> Site::open(const std::string& root, SiteOptions op
   auto impl = std::make_unique<Impl>();
   impl->root = root;
   impl->opt = std::move(opt);
-  CM_TRY(make_dir(impl->cm_dir(), 0755));
-  CM_TRY(make_dir(impl->versions_dir(), 0755));
+  if (!impl->opt.read_only) {
+    CM_TRY(make_dir(impl->cm_dir(), 0755));
+    CM_TRY(make_dir(impl->versions_dir(), 0755));
+  }
   CM_TRY(impl->take_lock());
   CM_TRY(impl->load());
   CM_TRY(impl->reconcile());

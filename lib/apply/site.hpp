@@ -44,6 +44,10 @@ struct SiteOptions {
   double wait_seconds = 30;  // for the lock
   std::string reload;        // shell command run after a switch
   bool spare = true;         // keep a spare version to stage from (spare.hpp)
+  // Look only (cm-apply status): nothing created or written, a shared lock
+  // (so a run or a spare in progress is waited for), what a stopped run
+  // left put right in memory only.
+  bool read_only = false;
 };
 
 struct Failure {

@@ -417,6 +417,27 @@ teardown() {
 	assert_output --partial "usage: cm-apply status --root DIR"
 }
 
+@test "status only looks: nothing created, and a read-only site can be read" {
+	base_site
+	cm-apply status --root S >/dev/null # waits for the background spare
+	before=$(find S -printf '%P %y %m %s %T@\n' | sort)
+	run cm-apply status --root S/live
+	assert_success
+	assert_output --partial "(none yet)"
+	[ ! -e S/live/.cm ] && [ ! -e S/live/versions ]
+	run cm-apply status --root S --json
+	assert_success
+	[ "$(jfield "$output" live)" = 1 ]
+	[ "$(find S -printf '%P %y %m %s %T@\n' | sort)" = "$before" ]
+	MNT=$T/ro
+	mkdir "$MNT"
+	mount --bind S "$MNT"
+	mount -o remount,ro,bind "$MNT"
+	run cm-apply status --root "$MNT" --json
+	assert_success
+	[ "$(jfield "$output" live)" = 1 ]
+}
+
 @test "usage errors exit 2 with a hint" {
 	mksrc src
 	pk --type replicate --id 1 --from src -o r1
