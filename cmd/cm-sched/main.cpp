@@ -41,6 +41,16 @@ Result<std::unique_ptr<Store>> open_db(const cli::Context& ctx, bool create = fa
   return Store::open(ctx.vm["db"].as<std::string>(), create);
 }
 
+// For the queries (status, history, the lists): they write nothing, so
+// they work on another user's database or a read-only mount (monitoring).
+Result<std::unique_ptr<Store>> open_db_to_read(const cli::Context& ctx) {
+  return Store::open(ctx.vm["db"].as<std::string>(), false, true);
+}
+
+bool just_list(const cli::Context& ctx) {
+  return ctx.args.size() == 1 && ctx.args[0] == "list";
+}
+
 std::string opt_str(const cli::Context& ctx, const char* k) {
   return ctx.vm[k].as<std::string>();
 }
@@ -70,7 +80,7 @@ void site_options(po::options_description& d) {
 }
 
 Status run_site(cli::Context& ctx) {
-  CM_ASSIGN(auto store, open_db(ctx));
+  CM_ASSIGN(auto store, just_list(ctx) ? open_db_to_read(ctx) : open_db(ctx));
   const std::string verb = ctx.args[0];
   SiteEdit e;
   if (ctx.vm.count("staging"))
@@ -110,7 +120,7 @@ void group_options(po::options_description& d) {
 }
 
 Status run_group(cli::Context& ctx) {
-  CM_ASSIGN(auto store, open_db(ctx));
+  CM_ASSIGN(auto store, just_list(ctx) ? open_db_to_read(ctx) : open_db(ctx));
   const std::string verb = ctx.args[0];
   GroupEdit e;
   if (ctx.vm.count("segments"))
@@ -246,7 +256,7 @@ void print_job(const cli::Context& ctx, const Job& j) {
 }
 
 Status run_job(cli::Context& ctx) {
-  CM_ASSIGN(auto store, open_db(ctx));
+  CM_ASSIGN(auto store, just_list(ctx) ? open_db_to_read(ctx) : open_db(ctx));
   CM_ASSIGN(int64_t now, now_of(ctx));
   const std::string verb = ctx.args[0];
   if (ctx.vm.count("disable") && ctx.vm.count("enable"))
@@ -395,7 +405,7 @@ Status run_run(cli::Context& ctx) {
 }
 
 Status run_status(cli::Context& ctx) {
-  CM_ASSIGN(auto store, open_db(ctx));
+  CM_ASSIGN(auto store, open_db_to_read(ctx));
   CM_ASSIGN(int64_t now, now_of(ctx));
   CM_ASSIGN(nlohmann::json st, status(*store, now));
   if (ctx.json) {
@@ -429,7 +439,7 @@ void history_options(po::options_description& d) {
 }
 
 Status run_history(cli::Context& ctx) {
-  CM_ASSIGN(auto store, open_db(ctx));
+  CM_ASSIGN(auto store, open_db_to_read(ctx));
   if (ctx.vm.count("run")) {
     int64_t id = ctx.vm["run"].as<int64_t>();
     CM_ASSIGN(auto r, store->run(id));

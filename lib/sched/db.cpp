@@ -68,7 +68,7 @@ Error Db::error(const std::string& what) const {
 }
 
 Result<std::unique_ptr<Db>> Db::open(const std::string& path, const std::vector<std::string>& migrations,
-                                     bool create, int busy_ms) {
+                                     bool create, int busy_ms, bool read_only) {
   std::unique_ptr<Db> db(new Db());
   db->path_ = path;
   struct stat st;
@@ -78,15 +78,24 @@ Result<std::unique_ptr<Db>> Db::open(const std::string& path, const std::vector<
   } else if (!S_ISREG(st.st_mode)) {
     return Error("'" + path + "' is not a file", kExitBadInput);
   }
-  int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_FULLMUTEX;
+  int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0)) |
+              SQLITE_OPEN_FULLMUTEX;
   if (sqlite3_open_v2(path.c_str(), &db->db_, flags, nullptr) != SQLITE_OK)
     return db->error("cannot open the database");
   sqlite3_busy_timeout(db->db_, busy_ms);
   sqlite3_extended_result_codes(db->db_, 1);
   CM_TRY(db->exec("PRAGMA foreign_keys = ON"));
-  // WAL: readers (status) never wait for a running tick's writes.
-  CM_TRY(db->exec("PRAGMA journal_mode = WAL"));
-  CM_TRY(db->exec("PRAGMA synchronous = NORMAL"));
+  // WAL: readers (status) never wait for a running tick's writes. (Set by
+  // the first writer; it stays with the file.)
+  if (!read_only) {
+    CM_TRY(db->exec("PRAGMA journal_mode = WAL"));
+    CM_TRY(db->exec("PRAGMA synchronous = NORMAL"));
+    // The -wal and -shm files stay when the last writer closes: a reader
+    // that may not create them (another user, a read-only mount) needs
+    // them there.
+    int persist = 1;
+    sqlite3_file_control(db->db_, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+  }
   CM_ASSIGN(Stmt v, db->prepare("PRAGMA user_version"));
   CM_TRY(v.step());
   int64_t version = v.i64(0);
@@ -94,6 +103,10 @@ Result<std::unique_ptr<Db>> Db::open(const std::string& path, const std::vector<
     return Error("'" + path + "' was written by a newer cm-sched (schema " + std::to_string(version) +
                      "; this one knows " + std::to_string(migrations.size()) + ")",
                  kExitBadInput);
+  if (version < static_cast<int64_t>(migrations.size()) && read_only)
+    return Error(
+        "'" + path + "' has an older schema; a command that writes (cm-sched tick) brings it up to date",
+        kExitFailure);
   if (version < static_cast<int64_t>(migrations.size())) {
     Transaction t(*db);
     CM_TRY(t.begin());

@@ -55,9 +55,11 @@ class Stmt {
 class Db {
  public:
   // Opens (creating when `create`) and brings the schema up to date: each
-  // migration is applied once, in order, in one transaction.
+  // migration is applied once, in order, in one transaction. Read-only (a
+  // query: another user's database, a read-only mount): nothing written,
+  // and a schema behind this program's is an error.
   static Result<std::unique_ptr<Db>> open(const std::string& path, const std::vector<std::string>& migrations,
-                                          bool create, int busy_ms = 5000);
+                                          bool create, int busy_ms = 5000, bool read_only = false);
   ~Db();
   Result<Stmt> prepare(const std::string& sql);
   Status exec(const std::string& sql);

@@ -143,9 +143,9 @@ bool valid_name(const std::string& n) {
   });
 }
 
-Result<std::unique_ptr<Store>> Store::open(const std::string& path, bool create) {
+Result<std::unique_ptr<Store>> Store::open(const std::string& path, bool create, bool read_only) {
   auto s = std::make_unique<Store>();
-  CM_ASSIGN(s->db_, Db::open(path, kMigrations, create));
+  CM_ASSIGN(s->db_, Db::open(path, kMigrations, create, 5000, read_only));
   return s;
 }
 

@@ -65,7 +65,7 @@ struct Run {
 
 class Store {
  public:
-  static Result<std::unique_ptr<Store>> open(const std::string& path, bool create);
+  static Result<std::unique_ptr<Store>> open(const std::string& path, bool create, bool read_only = false);
   Db& db() { return *db_; }
 
   Result<std::optional<Site>> site(const std::string& name);

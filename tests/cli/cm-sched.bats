@@ -152,6 +152,34 @@ time.sleep(8)
 	assert_output --partial "cm-sched init"
 }
 
+@test "the queries write nothing: another user and a read-only mount can read" {
+	# The database (and its -wal and -shm, which a writer leaves) of root,
+	# in a directory another user may read but not write.
+	cm-sched site set www $DB --staging "$T/staging"
+	RO=$(mktemp -d /tmp/cm-sched-ro.XXXXXX)
+	chmod 755 "$RO"
+	cp -a "$T"/cm.db* "$RO/"
+	[ -e "$RO/cm.db-shm" ]
+	for q in "status" "history" "job list" "site list" "group list"; do
+		# shellcheck disable=SC2086 # word splitting wanted
+		run runuser -u nobody -- cm-sched $q --db "$RO/cm.db"
+		assert_success
+	done
+	run runuser -u nobody -- cm-sched status --db "$RO/cm.db"
+	assert_output --partial "site www"
+	run runuser -u nobody -- cm-sched group add north --db "$RO/cm.db"
+	assert_failure
+	rm -rf "$RO"
+	MNT=$T/ro
+	mkdir "$MNT"
+	mount --bind "$T" "$MNT"
+	mount -o remount,ro,bind "$MNT"
+	run cm-sched status --db "$MNT/cm.db"
+	umount "$MNT"
+	assert_success
+	assert_output --partial "site www"
+}
+
 @test "a cron schedule runs at its minutes only; 'at' runs once; 'manual' only with run" {
 	cm-sched job add cron $DB --type publish --site www --group east --schedule '*/10 * * * *' --now 2026-11-25T10:01
 	cm-sched job add once $DB --type checkpoint --site www --group west --schedule 'at 2026-11-25T10:05' --now 2026-11-25T10:01
