@@ -210,8 +210,10 @@ Status run_send(cli::Context& ctx) {
     CM_ASSIGN(std::string text, read_all(*in, 16u << 20));
     CM_ASSIGN(req.leaders, push::parse_leaders(text, f, kAgentPort));
   }
-  if (ctx.vm.count("quorum"))
+  if (ctx.vm.count("quorum")) {
     req.quorum = ctx.vm["quorum"].as<std::string>();
+    CM_TRY(push::check_quorum(req.quorum, req.leaders.size()));
+  }
   req.cut_through = !ctx.vm.count("no-cut-through");
   req.deliver = !ctx.vm.count("no-deliver");
   if (ctx.vm.count("chunk-size"))

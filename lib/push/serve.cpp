@@ -325,6 +325,8 @@ Status Server::on_send(net::TlsStream& s, const Message& m) {
   }
   if (leaders.empty())
     return send(s, error_msg("no leaders to send to (no cluster report has arrived for that group)"));
+  if (Status q = check_quorum(m.body.value("quorum", std::string()), leaders.size()); !q.ok())
+    return send(s, error_msg(q.error().message));
   uint64_t id;
   {
     std::lock_guard<std::mutex> g(mu_);

@@ -426,6 +426,12 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	assert_output --partial "--deliver-early needs --deliver"
 	run -2 cm-push send --chunk-size 0 --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
 	assert_output --partial "--chunk-size must be between 4096 and 16777216 bytes"
+	leaders_file 1
+	run -2 cm-push send --quorum 0 --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
+	assert_output --partial "bad quorum '0'"
+	run -2 cm-push send --quorum 5 --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
+	assert_output --partial "a quorum of 5 is more than the 1 leader(s)"
+	run -2 cm-push send --quorum 150% --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
 	run -2 cm-push serve --tls "$T/tls" --listen "$M" --state "$T/st2" --agent-port 0
 	assert_output --partial "--agent-port must be between 1 and 65535"
 }
