@@ -382,6 +382,8 @@ Status run_keygen(cli::Context& ctx) {
   bool sign = ctx.vm.count("sign") > 0, encrypt = ctx.vm.count("encrypt") > 0;
   if (!out || sign == encrypt)
     return Error("keygen needs exactly one of --sign and --encrypt, and -o", kExitUsage);
+  if (out->empty() || out->back() == '/')
+    return Error("keygen -o needs a file name (it got '" + *out + "')", kExitUsage);
   if (sign) {
     CM_ASSIGN(auto key, crypto::SigningKey::generate());
     CM_TRY(key.save_private(*out + ".sec"));

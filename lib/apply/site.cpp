@@ -798,6 +798,12 @@ Status Site::Impl::switch_to(uint64_t id, bool rollback, const assign::Header& h
                                                           : ENOTDIR;
       err != 0)
     return sys_error("cannot switch to version " + std::to_string(id) + ": no tree at", version_dir(id), err);
+  // `live` is our symlink, or nothing yet: a file someone put there is
+  // not replaced unasked.
+  struct stat ls;
+  if (::lstat((root + "/live").c_str(), &ls) == 0 && !S_ISLNK(ls.st_mode))
+    return Error("'" + root + "/live' is not the symbolic link cm-apply keeps there; move it away first",
+                 kExitFailure);
   std::string tmp = root + "/.live-" + random_suffix();
   std::string target = "versions/" + std::to_string(id);
   if (::symlink(target.c_str(), tmp.c_str()) != 0)

@@ -69,6 +69,9 @@ Error Db::error(const std::string& what) const {
 
 Result<std::unique_ptr<Db>> Db::open(const std::string& path, const std::vector<std::string>& migrations,
                                      bool create, int busy_ms, bool read_only) {
+  // SQLite takes "" for a temporary database, gone at the end.
+  if (path.empty())
+    return Error("an empty database file name (--db)", kExitUsage);
   std::unique_ptr<Db> db(new Db());
   db->path_ = path;
   struct stat st;

@@ -1507,6 +1507,23 @@ PY
 
 # ---- a full disk
 
+@test "a file of someone else's named live is not replaced by the first commit" {
+	mksrc src
+	mkdir S
+	echo "my notes" >S/live
+	pk --type replicate --id 1 --from src -o r1
+	switch commit 2 1
+	cm-apply --root S r1
+	run cm-apply --root S commit.2
+	assert_failure 1
+	assert_output --partial "'S/live' is not the symbolic link cm-apply keeps there; move it away first"
+	[ "$(cat S/live)" = "my notes" ]
+	mv S/live notes
+	run cm-apply --root S commit.2
+	assert_success
+	live_is S 1
+}
+
 @test "a full disk: a clear error, live intact, temporaries removed, the space back" {
 	MNT=$T/disk
 	mkdir "$MNT"

@@ -372,6 +372,13 @@ mkupdate() {
 	echo "$output" | python3 -c 'import json,sys; assert json.load(sys.stdin)["ok"] is True'
 }
 
+@test "keygen needs a file name" {
+	run cm-assign keygen --sign -o ''
+	assert_failure 2
+	assert_output --partial "keygen -o needs a file name"
+	[ -z "$(ls -A)" ]
+}
+
 @test "--level and --max-size out of range are usage errors" {
 	mkupdate
 	for level in 0 20 -3; do

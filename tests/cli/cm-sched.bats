@@ -125,6 +125,8 @@ assert p["filters"] == [["exclude", "*.tmp"], ["include", "keep.tmp"]], p["filte
 	assert_output --partial "is not a directory"
 	mv "$T/staging.away" "$T/staging"
 	[ "$(dump)" = "$before" ]
+	run -2 cm-sched init --db ''
+	assert_output --partial "an empty database file name (--db)"
 }
 
 @test "a locked, damaged or newer database: a clear error, nothing changed" {
