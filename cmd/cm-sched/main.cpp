@@ -123,8 +123,13 @@ Status run_group(cli::Context& ctx) {
   CM_ASSIGN(auto store, just_list(ctx) ? open_db_to_read(ctx) : open_db(ctx));
   const std::string verb = ctx.args[0];
   GroupEdit e;
-  if (ctx.vm.count("segments"))
+  if (ctx.vm.count("segments")) {
     e.segments = opt_str(ctx, "segments");
+    // Each a segment name: ",," or "a,,b" named none.
+    std::string segs = *e.segments;
+    if (segs.empty() || segs.front() == ',' || segs.back() == ',' || segs.find(",,") != std::string::npos)
+      return Error("--segments must be segment names separated by commas (got '" + segs + "')", kExitUsage);
+  }
   if (ctx.vm.count("leaders"))
     e.leaders = opt_str(ctx, "leaders");
   if (verb == "list" && ctx.args.size() == 1) {
@@ -465,8 +470,15 @@ Status run_history(cli::Context& ctx) {
     }
     return {};
   }
-  CM_ASSIGN(auto runs, store->runs(ctx.args.empty() ? "" : ctx.args[0],
-                                   std::clamp<int64_t>(ctx.vm["limit"].as<int64_t>(), 1, 100000)));
+  int64_t limit = ctx.vm["limit"].as<int64_t>();
+  if (limit < 1 || limit > 100000)
+    return Error("--limit must be between 1 and 100000", kExitUsage);
+  if (!ctx.args.empty()) {
+    CM_ASSIGN(auto job, store->job(ctx.args[0]));
+    if (!job)
+      return Error("no job '" + ctx.args[0] + "'", kExitFailure);
+  }
+  CM_ASSIGN(auto runs, store->runs(ctx.args.empty() ? "" : ctx.args[0], limit));
   for (const Run& r : runs) {
     if (ctx.json)
       std::cout << json_text(nlohmann::json{

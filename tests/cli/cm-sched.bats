@@ -127,6 +127,12 @@ assert p["filters"] == [["exclude", "*.tmp"], ["include", "keep.tmp"]], p["filte
 	[ "$(dump)" = "$before" ]
 	run -2 cm-sched init --db ''
 	assert_output --partial "an empty database file name (--db)"
+	run -1 cm-sched history NOSUCHJOB $DB
+	assert_output --partial "no job 'NOSUCHJOB'"
+	run -2 cm-sched history --limit 0 $DB
+	assert_output --partial "--limit must be between 1 and 100000"
+	run -2 cm-sched group add g2 $DB --segments ',,'
+	assert_output --partial "--segments must be segment names separated by commas"
 }
 
 @test "a locked, damaged or newer database: a clear error, nothing changed" {
