@@ -35,7 +35,7 @@ void send_options(po::options_description& d) {
       ("rate", po::value<std::string>()->default_value("500m")->value_name("BITS"),
        "the most bits per second to send, headers included (k, m, g)")  //
       ("frame-size", po::value<uint32_t>()->value_name("BYTES"),
-       "data per packet (default: what one packet of the interface carries)")  //
+       "data per packet (default: what one packet of 1500 bytes, or of the interface if smaller, carries)")  //
       ("fec", po::value<uint32_t>()->default_value(mcast::kDefaultFecBlock)->value_name("K"),
        "repair frames over blocks of K frames, 2 to 200 (0: resend lost frames instead)")  //
       ("max-idle-passes", po::value<int>()->default_value(5)->value_name("N"),

@@ -201,8 +201,8 @@ int check_stdout(const Diag& diag, int code) {
   errno = 0;
   std::cout.flush();
   bool bad = std::cout.fail() || std::fflush(stdout) != 0 || std::ferror(stdout);
-  if (!bad)
-    return code;
+  if (!bad || code != kExitOk)
+    return code;  // a failed command has said what failed (stdout among it)
   int err = errno;
   diag.error(std::string("cannot write to standard output") +
              (err != 0 ? std::string(": ") + std::strerror(err) : ""));

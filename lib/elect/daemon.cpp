@@ -37,6 +37,15 @@ class HookRunner {
     std::string stdin_text;
   };
 
+  HookRunner() = default;
+  HookRunner(const HookRunner&) = delete;
+  HookRunner& operator=(const HookRunner&) = delete;
+  // Whatever way the daemon ends (an error too), no hook outlives it.
+  ~HookRunner() {
+    queue_.clear();  // none started now
+    finish(nullptr, 0);
+  }
+
   void push(Job j) { queue_.push_back(std::move(j)); }
   int fd() const { return pidfd_.get(); }
   bool busy() const { return pidfd_.valid(); }
@@ -284,7 +293,10 @@ Status run_daemon(DaemonOptions opt) {
       signalfd_siginfo si;
       if (::read(sigfd.get(), &si, sizeof si) == sizeof si && si.ssi_signo != SIGHUP) {
         e.stop(now, wall_ms());
-        CM_TRY(flush(now));
+        // Stopping goes on whatever fails here (the interface may be down
+        // already): the state file and the hooks still get their turn.
+        if (Status f = flush(now); !f.ok())
+          log(f.error().message);
         // The state file says so: 'leader' there after a clean stop misled
         // cm-elect status (and whoever reads the file).
         if (!opt.state_file.empty()) {

@@ -40,10 +40,13 @@ uint64_t random64() {
   return rng();
 }
 
-// The payload that fits one packet of the link (IP 20, UDP 8, our
-// header), up to a 9000-byte jumbo frame (loopback's MTU is 64 KiB).
+// The payload that fits one packet (IP 20, UDP 8, our header) of 1500
+// bytes, or of the link when its MTU is smaller (a tunnel). Not larger by
+// default: a receiver behind a hop with a smaller MTU would lose every
+// frame in silence (DF set, and no 'fragmentation needed' for multicast);
+// --frame-size asks for more.
 uint32_t default_frame(uint64_t size, bool keyed, uint32_t mtu) {
-  mtu = std::min<uint32_t>(mtu, 9000);
+  mtu = std::min<uint32_t>(mtu, 1500);
   return static_cast<uint32_t>(mtu - 28 - data_overhead(size, keyed));
 }
 

@@ -96,7 +96,7 @@ class Agent {
 
   Result<Message> rpc(const Message& m);
   // Retries until the manager answers (or the deadline); false if it
-  // said the job was given up on here.
+  // said the job was given up on here, or the agent is stopping.
   bool report(const std::shared_ptr<Copy>& c, const Message& m, int seconds);
   Message status_msg(const Copy& c, const std::string& state);
 
@@ -153,7 +153,7 @@ bool Agent::report(const std::shared_ptr<Copy>& c, const Message& m, int seconds
       log("job " + std::to_string(c->meta.id) + ": " + r.error().message + " (retrying)");
     std::this_thread::sleep_for(500ms);
   }
-  return true;
+  return false;  // stopping: the caller goes no further (no deliver command now)
 }
 
 Message Agent::on_notify(const Message& m, const std::string& peer) {
@@ -191,6 +191,7 @@ Message Agent::on_notify(const Message& m, const std::string& peer) {
       // on this leader): the manager wants the copy after all, so a new
       // worker takes it from where it stands.
       c.working = true;
+      c.local_error.clear();  // that worker's reason, reported already
       detached([this, cp = it->second] { worker(cp); }, logger());
     }
     if (c.finished) {
@@ -454,6 +455,8 @@ void Agent::ask_next(std::shared_ptr<Copy> c) {
 std::pair<int, std::string> Agent::run_deliver(const Copy& c, std::vector<std::string> env) {
   if (opt_.deliver.empty())
     return {0, ""};
+  if (stop_)
+    return {128 + SIGTERM, ""};  // stopping: no new command
   Spawn sp;
   sp.command = expand_braces(opt_.deliver, c.final_path);
   sp.env = std::move(env);
@@ -465,10 +468,14 @@ std::pair<int, std::string> Agent::run_deliver(const Copy& c, std::vector<std::s
   sp.new_group = true;
   sp.running = [this](pid_t pid, bool started) {
     std::lock_guard<std::mutex> g(mu_);
-    if (started)
+    if (started) {
       delivering_.insert(pid);
-    else
+      // Started as the agent stops (after stop_deliveries() looked): now.
+      if (stop_)
+        ::kill(-pid, SIGTERM);
+    } else {
       delivering_.erase(pid);
+    }
     changed_.notify_all();
   };
   auto ran = run_shell(sp, 4u << 20);
@@ -588,8 +595,9 @@ void Agent::worker(std::shared_ptr<Copy> c) {
       // the whole again here cost each leader a second SHA-256 pass, the
       // largest CPU item of a transfer after the chunks' own.)
       if (::fsync(c->fd.get()) != 0 || ::rename(c->part.c_str(), c->final_path.c_str()) != 0) {
+        int err = errno;  // access() below sets its own
         if (::access(c->final_path.c_str(), F_OK) != 0) {
-          give_up_here(c, "cannot keep '" + c->final_path + "': " + std::strerror(errno));
+          give_up_here(c, "cannot keep '" + c->final_path + "': " + std::strerror(err));
           return;
         }
       }
@@ -601,7 +609,8 @@ void Agent::worker(std::shared_ptr<Copy> c) {
     {
       std::unique_lock<std::mutex> g(mu_);
       if (!c->local_error.empty() && !stop_) {
-        std::string why = c->local_error;
+        std::string why = std::move(c->local_error);
+        c->local_error.clear();
         g.unlock();
         give_up_here(c, why);
         return;

@@ -212,6 +212,38 @@ mode_t current_umask() {
   ::umask(m);
   return m;
 }
+
+// Creates a named temporary file beside `path` holding what `fd` holds
+// (read from its start), synced; its name.
+Result<std::string> copy_beside(int fd, const std::string& path) {
+  CM_ASSIGN(auto tmp, make_temp_beside(path));
+  std::vector<char> buf(1 << 20);
+  off_t at = 0;
+  Status s;
+  for (;;) {
+    ssize_t n = ::pread(fd, buf.data(), buf.size(), at);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      s = sys_error("cannot read back the output for", path, errno);
+      break;
+    }
+    if (n == 0)
+      break;
+    s = write_all(tmp.first.get(), buf.data(), static_cast<size_t>(n), path);
+    if (!s.ok())
+      break;
+    at += n;
+  }
+  if (s.ok() && (::fchmod(tmp.first.get(), 0666 & ~current_umask()) != 0 || ::fsync(tmp.first.get()) != 0))
+    s = sys_error("cannot write", path, errno);
+  if (!s.ok()) {
+    ::unlink(tmp.second.c_str());
+    return s.error();
+  }
+  return tmp.second;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Output>> Output::open(const std::string& path) {
@@ -232,7 +264,10 @@ Result<std::unique_ptr<Output>> Output::open(const std::string& path) {
     // only at commit. A file system without O_TMPFILE: a named temporary.
     auto slash = t.final.rfind('/');
     std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : t.final.substr(0, slash);
-    int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    // (Named at commit through /proc/self/fd: without /proc, a named
+    // temporary file from the start.)
+    int fd =
+        ::access("/proc/self/fd", X_OK) == 0 ? ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
     if (fd >= 0) {
       out->fd_ = Fd(fd);
     } else {
@@ -286,10 +321,15 @@ Status Output::commit_as(const std::string& final_path) {
     std::string proc = "/proc/self/fd/" + std::to_string(fd_.get());
     for (int attempt = 0; tmp_.empty(); attempt++) {
       std::string name = temp_name_beside(final_path);
-      if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, name.c_str(), AT_SYMLINK_FOLLOW) == 0)
+      if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, name.c_str(), AT_SYMLINK_FOLLOW) == 0) {
         tmp_ = name;
-      else if (errno != EEXIST || attempt == 9)
+      } else if (errno == EXDEV) {
+        // Another file system (a part named beside a symlink whose file is
+        // elsewhere): a copy there.
+        CM_ASSIGN(tmp_, copy_beside(fd_.get(), final_path));
+      } else if (errno != EEXIST || attempt == 9) {
         return sys_error("cannot give a name to the output for", final_path, errno);
+      }
     }
   }
   if (::rename(tmp_.c_str(), final_path.c_str()) != 0)
@@ -299,11 +339,21 @@ Status Output::commit_as(const std::string& final_path) {
 }
 
 Status write_file_atomic(const std::string& path, std::string_view data, unsigned mode) {
-  CM_ASSIGN(OutputTarget t, output_target(path));
-  if (t.direct) {
-    CM_ASSIGN(Fd fd, open_direct(path));
-    return write_all(fd.get(), data.data(), data.size(), path);
+  // Our own files (state, lists, manifests): a device is written in place,
+  // but a symbolic link is replaced, not followed: daemons running as root
+  // write these in directories others may write to.
+  if (path.empty())
+    return Error("an empty file name to write to", kExitUsage);
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode))
+      return sys_error("cannot write to", path, EISDIR);
+    if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+      CM_ASSIGN(Fd fd, open_direct(path));
+      return write_all(fd.get(), data.data(), data.size(), path);
+    }
   }
+  OutputTarget t{false, path};
   CM_ASSIGN(auto tmp, make_temp_beside(t.final));
   Fd fd = std::move(tmp.first);
   const std::string& name = tmp.second;

@@ -340,6 +340,16 @@ mkupdate() {
 	assert_failure 2
 	assert_output --partial "cannot write 'nul.001': 'nul' is not a regular file, and this output needs one per part"
 	[ -c nul ]
+	# Parts beside a symbolic link whose file is on another file system
+	# (/dev/shm): written there, where the parts' names are.
+	other=$(mktemp -d /dev/shm/cm-assign-test.XXXXXX)
+	echo old >"$other/pack"
+	ln -s "$other/pack" out.pack
+	run pack --type replicate --id 2 --from big --max-size 64K -o out.pack
+	rm -rf "$other"
+	assert_success
+	[ -e out.pack.001 ] && [ -e out.pack.002 ]
+	cm-assign show out.pack.001 >/dev/null
 }
 
 @test "a negative number for an unsigned option is a usage error, not 2^64 - 1" {

@@ -42,6 +42,8 @@ load helper
 		run sh -c "cm-delta $args >/dev/full"
 		assert_failure 1
 		assert_output --partial "cm-delta: cannot write to standard output"
+		# Said once.
+		[ "$(echo "$output" | grep -c 'cannot write to standard output')" = 1 ]
 	done
 }
 

@@ -58,3 +58,23 @@ TEST(Output, ACommitGivesTheFileItsNameWithTheUsualMode) {
 
 }  // namespace
 }  // namespace cm
+
+namespace cm {
+namespace {
+
+TEST(WriteFileAtomic, ASymlinkIsReplacedNotFollowed) {
+  // Daemons running as root write their state with it in directories
+  // others may write to: a planted link must not lead them to a file.
+  test::TempDir t;
+  test::write_file(t / "victim", "precious");
+  test::make_symlink(t / "victim", t / "state.json");
+  ASSERT_TRUE(write_file_atomic(t / "state.json", "{}\n").ok());
+  EXPECT_EQ(test::read_file(t / "victim"), "precious");
+  struct stat st;
+  ASSERT_EQ(::lstat((t / "state.json").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(test::read_file(t / "state.json"), "{}\n");
+}
+
+}  // namespace
+}  // namespace cm
