@@ -355,6 +355,12 @@ Status run_config(cli::Context& ctx) {
   if ((ctx.args[0] == "keep_runs" || ctx.args[0] == "reachable_seconds") &&
       (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos))
     return Error(ctx.args[0] + " must be a whole number, not '" + v + "'", kExitUsage);
+  if (ctx.args[0] == "reachable_seconds" && std::stol(v) == 0)
+    return Error("reachable_seconds must be at least 1", kExitUsage);
+  // Runs' directories and checkpoints are made from wherever a tick runs
+  // (cron's directory is not the administrator's): absolute paths only.
+  if ((ctx.args[0] == "work_dir" || ctx.args[0] == "checkpoint_dir") && (v.empty() || v[0] != '/'))
+    return Error(ctx.args[0] + " must be an absolute path, not '" + v + "'", kExitUsage);
   return store->set_config(ctx.args[0], v);
 }
 

@@ -72,9 +72,10 @@ Status check_policy(const nlohmann::json& p, const std::string& type) {
 
 Status check_quorum_text(const std::string& q) {
   std::string n = !q.empty() && q.back() == '%' ? q.substr(0, q.size() - 1) : q;
+  // 0 (or 0%) was kept and read as 1 later: said now.
   if (n.empty() || n.size() > 6 || n.find_first_not_of("0123456789") != std::string::npos ||
-      (q.back() == '%' && std::stoi(n) > 100))
-    return Error("bad quorum '" + q + "': a count or a percentage (3, 75%)", kExitUsage);
+      std::stoi(n) == 0 || (q.back() == '%' && std::stoi(n) > 100))
+    return Error("bad quorum '" + q + "': a count or a percentage, at least 1 (3, 75%)", kExitUsage);
   return {};
 }
 

@@ -133,6 +133,12 @@ assert p["filters"] == [["exclude", "*.tmp"], ["include", "keep.tmp"]], p["filte
 	assert_output --partial "--limit must be between 1 and 100000"
 	run -2 cm-sched group add g2 $DB --segments ',,'
 	assert_output --partial "--segments must be segment names separated by commas"
+	run -2 cm-sched job add q0 $DB --type publish --site www --group east --quorum 0
+	assert_output --partial "bad quorum '0'"
+	run -2 cm-sched config $DB work_dir relative/runs
+	assert_output --partial "work_dir must be an absolute path"
+	run -2 cm-sched config $DB reachable_seconds 0
+	assert_output --partial "reachable_seconds must be at least 1"
 }
 
 @test "a locked, damaged or newer database: a clear error, nothing changed" {
