@@ -361,6 +361,11 @@ Status run_config(cli::Context& ctx) {
   // (cron's directory is not the administrator's): absolute paths only.
   if ((ctx.args[0] == "work_dir" || ctx.args[0] == "checkpoint_dir") && (v.empty() || v[0] != '/'))
     return Error(ctx.args[0] + " must be an absolute path, not '" + v + "'", kExitUsage);
+  // Every run would fail on it: said now.
+  // (A name without '/' is looked up on PATH when a run starts; '' is
+  // the default, cm-job beside cm-sched.)
+  if (ctx.args[0] == "job_command" && v.find('/') != std::string::npos && ::access(v.c_str(), X_OK) != 0)
+    return sys_error("job_command: cannot run", v, errno);
   return store->set_config(ctx.args[0], v);
 }
 

@@ -79,7 +79,7 @@ Result<std::unique_ptr<Db>> Db::open(const std::string& path, const std::vector<
     if (!create)
       return Error("no database at '" + path + "' (create it with 'cm-sched init')", kExitFailure);
   } else if (!S_ISREG(st.st_mode)) {
-    return Error("'" + path + "' is not a file", kExitBadInput);
+    return Error("'" + path + "' is not a file", kExitFailure);  // 3 says 'damaged': it is not that
   }
   int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0)) |
               SQLITE_OPEN_FULLMUTEX;

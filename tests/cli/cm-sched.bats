@@ -139,6 +139,11 @@ assert p["filters"] == [["exclude", "*.tmp"], ["include", "keep.tmp"]], p["filte
 	assert_output --partial "work_dir must be an absolute path"
 	run -2 cm-sched config $DB reachable_seconds 0
 	assert_output --partial "reachable_seconds must be at least 1"
+	run -1 cm-sched config $DB job_command "$T/no-such-job"
+	assert_output --partial "job_command: cannot run '$T/no-such-job': No such file or directory"
+	mkdir "$T/adir"
+	run -1 cm-sched status --db "$T/adir"
+	assert_output --partial "is not a file"
 }
 
 @test "a locked, damaged or newer database: a clear error, nothing changed" {
