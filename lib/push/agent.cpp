@@ -16,6 +16,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "fs/tree.hpp"
@@ -32,10 +33,6 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr uint64_t kWritebackBytes = 8u << 20;
-
-Message error_msg(const std::string& why) {
-  return Message{Msg::Error, {{"error", why}}, ""};
-}
 
 // One job on this leader.
 struct Copy {
@@ -609,8 +606,7 @@ void Agent::worker(std::shared_ptr<Copy> c) {
     {
       std::unique_lock<std::mutex> g(mu_);
       if (!c->local_error.empty() && !stop_) {
-        std::string why = std::move(c->local_error);
-        c->local_error.clear();
+        std::string why = std::exchange(c->local_error, {});
         g.unlock();
         give_up_here(c, why);
         return;
@@ -720,20 +716,16 @@ void Agent::handle(Fd fd) {
       (void)send(**s, error_msg(m.error().message));
     return;
   }
-  Status st;
-  try {
-    if (m->type == Msg::Notify)
-      st = send(**s, on_notify(*m, (*s)->peer()));
-    else if (m->type == Msg::Fetch)
-      st = on_fetch(**s, *m);
-    else
-      st = send(**s, error_msg(std::string("cm-push agent does not take ") + msg_name(m->type)));
-  } catch (const nlohmann::json::exception& e) {
-    std::string why = std::string("malformed ") + msg_name(m->type) + " from " + (*s)->peer() + " (" +
-                      (*s)->name() + "): " + e.what();
-    log(why);
-    st = send(**s, error_msg(why));
-  }
+  Status st = dispatch_guarded(
+      **s, *m,
+      [&] {
+        if (m->type == Msg::Notify)
+          return send(**s, on_notify(*m, (*s)->peer()));
+        if (m->type == Msg::Fetch)
+          return on_fetch(**s, *m);
+        return send(**s, error_msg(std::string("cm-push agent does not take ") + msg_name(m->type)));
+      },
+      logger());
   if (!st.ok())
     log(st.error().message);
   (*s)->shutdown();

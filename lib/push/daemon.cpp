@@ -37,6 +37,18 @@ void accept_until_stopped(net::Listener& l, std::atomic<bool>& stop, const std::
   }
 }
 
+Status dispatch_guarded(net::TlsStream& s, const Message& m, const std::function<Status()>& dispatch,
+                        const std::function<void(const std::string&)>& log) {
+  try {
+    return dispatch();
+  } catch (const nlohmann::json::exception& e) {
+    std::string why = std::string("malformed ") + msg_name(m.type) + " from " + s.peer() + " (" + s.name() +
+                      "): " + e.what();
+    log(why);
+    return send(s, error_msg(why));
+  }
+}
+
 void detached(std::function<void()> f, std::function<void(const std::string&)> log) {
   std::thread([f = std::move(f), log = std::move(log)] {
     try {

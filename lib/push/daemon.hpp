@@ -7,6 +7,7 @@
 #include <string>
 
 #include "net/tls.hpp"
+#include "push/proto.hpp"
 
 namespace cm::push {
 
@@ -20,6 +21,12 @@ void block_stop_signals();
 // `handle` on a detached thread; an accept error goes to `log`.
 void accept_until_stopped(net::Listener& l, std::atomic<bool>& stop, const std::function<void(Fd)>& handle,
                           const std::function<void(const std::string&)>& log);
+
+// Runs a connection's `dispatch` of message `m`. A field of the wrong type
+// (the checks name the missing ones) is answered with an error naming the
+// message and the peer, and logged, instead of ending the daemon.
+Status dispatch_guarded(net::TlsStream& s, const Message& m, const std::function<Status()>& dispatch,
+                        const std::function<void(const std::string&)>& log);
 
 // Runs f on a detached thread. An exception from it (a field of the wrong
 // type in a peer's message, a bug) is logged and ends that thread only:

@@ -77,6 +77,10 @@ Result<Message> decode(std::string_view bytes, const std::string& peer) {
   return m;
 }
 
+Message error_msg(const std::string& why) {
+  return Message{Msg::Error, {{"error", why}}, ""};
+}
+
 Status send(Writer& w, const Message& m) {
   return w.write(encode(m));
 }

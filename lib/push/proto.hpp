@@ -52,6 +52,9 @@ struct Message {
   Result<uint64_t> num(const char* key) const;
 };
 
+// An ERROR message saying why.
+Message error_msg(const std::string& why);
+
 std::string encode(const Message& m);
 // Decodes one message's bytes (after the length).
 Result<Message> decode(std::string_view bytes, const std::string& peer);

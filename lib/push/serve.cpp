@@ -30,10 +30,6 @@ namespace cm::push {
 
 namespace {
 
-Message error_msg(const std::string& why) {
-  return Message{Msg::Error, {{"error", why}}, ""};
-}
-
 Result<std::string> slurp(const std::string& path, size_t limit) {
   CM_ASSIGN(auto in, open_input(path));
   return read_all(*in, limit);
@@ -56,6 +52,10 @@ class Server {
   void log(const std::string& m) {
     if (opt_.log)
       opt_.log(m);
+  }
+  // log() for a connection's or a detached thread's failure.
+  std::function<void(const std::string&)> logger() {
+    return [this](const std::string& line) { log(line); };
   }
   void handle(Fd fd);
   Status dispatch(net::TlsStream& s, const Message& m);
@@ -155,7 +155,7 @@ void Server::carry_out(uint64_t id, Entry& e, const std::vector<Notice>& notices
           carry_out(id, it->second, more);
           changed_.notify_all();
         },
-        [this](const std::string& msg) { log(msg); });
+        logger());
   }
   save(e);
 }
@@ -500,16 +500,8 @@ void Server::handle(Fd fd) {
       (void)send(**s, error_msg(m.error().message));
     return;
   }
-  Status st;
-  try {
-    st = dispatch(**s, *m);
-  } catch (const nlohmann::json::exception& e) {
-    // A field of the wrong type (the checks name the missing ones).
-    std::string why = std::string("malformed ") + msg_name(m->type) + " from " + (*s)->peer() + " (" +
-                      (*s)->name() + "): " + e.what();
-    log(why);
-    st = send(**s, error_msg(why));
-  }
+  Status st = dispatch_guarded(
+      **s, *m, [&] { return dispatch(**s, *m); }, logger());
   if (!st.ok())
     log(st.error().message);
   (*s)->shutdown();
@@ -719,7 +711,7 @@ Status Server::run() {
     }
   });
   accept_until_stopped(
-      l, stop_, [this](Fd fd) { handle(std::move(fd)); }, [this](const std::string& m) { log(m); });
+      l, stop_, [this](Fd fd) { handle(std::move(fd)); }, logger());
   ticker.join();
   std::lock_guard<std::mutex> g(mu_);
   for (auto& [id, e] : jobs_)
