@@ -171,27 +171,24 @@ struct Source {
   uint64_t size = 0;
   Digest sha256{};
   bool growing = false;
-  std::string name;  // for messages
+  std::string name;    // for messages
+  uint32_t frame = 0;  // the frame size it goes in
 };
 
-uint32_t frame_for(const SendOptions& opt, uint64_t size) {
-  return opt.frame_size != 0 ? opt.frame_size
-                             : default_frame(size, opt.key != nullptr, net::interface_mtu(opt.interface));
-}
-
-// Receivers take at most kMaxFrames frames a session: said before the
-// file is read through.
-Status fits_one_session(const SendOptions& opt, uint64_t size) {
-  uint32_t frame = frame_for(opt, size);
+// The frame size for `size` bytes (and that the session can carry them:
+// receivers take at most kMaxFrames frames, said before the file is read
+// through).
+Result<uint32_t> frame_for(const SendOptions& opt, uint64_t size, uint32_t mtu) {
+  uint32_t frame = opt.frame_size != 0 ? opt.frame_size : default_frame(size, opt.key != nullptr, mtu);
   if (size / frame < kMaxFrames)
-    return {};
+    return frame;
   return Error("cannot send '" + opt.file + "': " + human_bytes(size) +
                    " is more than one session carries (" + std::to_string(kMaxFrames) + " frames of " +
                    std::to_string(frame) + " bytes); split it (cm-assign build --max-size)",
                kExitUsage);
 }
 
-Result<Source> open_source(const SendOptions& opt) {
+Result<Source> open_source(const SendOptions& opt, uint32_t mtu) {
   Source src;
   if (!opt.follow.empty()) {
     // Still growing; or renamed already, whole.
@@ -206,7 +203,7 @@ Result<Source> open_source(const SendOptions& opt) {
       return sys_error("cannot open", src.name, errno);
     src.size = opt.follow_size;
     src.sha256 = opt.follow_sha256;
-    CM_TRY(fits_one_session(opt, src.size));
+    CM_ASSIGN(src.frame, frame_for(opt, src.size, mtu));
     return src;
   }
   src.file = Fd(::open(opt.file.c_str(), O_RDONLY | O_CLOEXEC));
@@ -216,7 +213,7 @@ Result<Source> open_source(const SendOptions& opt) {
   struct stat st;
   if (::fstat(src.file.get(), &st) != 0 || !S_ISREG(st.st_mode))
     return Error("'" + opt.file + "' is not a regular file", kExitFailure);
-  CM_TRY(fits_one_session(opt, static_cast<uint64_t>(st.st_size)));
+  CM_ASSIGN(src.frame, frame_for(opt, static_cast<uint64_t>(st.st_size), mtu));
   FdReader reader(src.file.get(), opt.file);
   CM_ASSIGN(HashedSize hs, sha256_stream(reader));
   if (hs.size != static_cast<uint64_t>(st.st_size))
@@ -242,7 +239,8 @@ Result<SendResult> run_send(const SendOptions& opt) {
     r.seconds = static_cast<double>(steady_ns() - start) / 1e9;
     return r;
   }
-  CM_ASSIGN(Source src, open_source(opt));
+  const uint32_t mtu = net::interface_mtu(opt.interface);
+  CM_ASSIGN(Source src, open_source(opt, mtu));
   Fd& file = src.file;
 
   SenderConfig cfg;
@@ -254,8 +252,8 @@ Result<SendResult> run_send(const SendOptions& opt) {
         kExitUsage);
   cfg.size = src.size;
   cfg.sha256 = src.sha256;
-  cfg.frame_size = frame_for(opt, src.size);
-  cfg.mtu = net::interface_mtu(opt.interface);
+  cfg.frame_size = src.frame;
+  cfg.mtu = mtu;
   cfg.rate = opt.rate;
   cfg.keyed = opt.key != nullptr;
   cfg.expected = opt.expected;
@@ -729,10 +727,12 @@ Status run_recv(const RecvOptions& opt) {
       // Room for the whole file first: a file system filled by a partial
       // copy would fail this session late and the next ones too.
       struct statvfs fs;
-      if (::statvfs(opt.dir.c_str(), &fs) == 0 &&
-          a.size > static_cast<uint64_t>(fs.f_bavail) * static_cast<uint64_t>(fs.f_frsize)) {
+      uint64_t room = ::statvfs(opt.dir.c_str(), &fs) == 0
+                          ? static_cast<uint64_t>(fs.f_bavail) * static_cast<uint64_t>(fs.f_frsize)
+                          : UINT64_MAX;  // unknown: the writes will tell
+      if (a.size > room) {
         fail("no room for " + a.name + " (" + human_bytes(a.size) + ") in " + opt.dir + ": " +
-             human_bytes(static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize) + " free; not taking it");
+             human_bytes(room) + " free; not taking it");
         finished[a.session] = now;
         return;
       }

@@ -72,11 +72,13 @@ Result<UdpSocket> UdpSocket::open(const Endpoint& channel, const in_addr& interf
     mreq.imr_interface = interface;
     if (::setsockopt(fd.get(), IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof mreq) != 0) {
       // ENODEV: the group is fine, the interface address is not this host's.
-      if (errno == ENODEV)
-        return Error("cannot join multicast group '" + channel.str() + "' on --interface " +
-                         Endpoint{interface, 0}.str().substr(0, Endpoint{interface, 0}.str().rfind(':')) +
+      if (errno == ENODEV) {
+        char addr[INET_ADDRSTRLEN];
+        ::inet_ntop(AF_INET, &interface, addr, sizeof addr);
+        return Error("cannot join multicast group '" + channel.str() + "' on --interface " + addr +
                          ": no interface of this host has that address",
                      kExitFailure);
+      }
       return sock_error("cannot join multicast group", channel.str(), errno);
     }
   }
