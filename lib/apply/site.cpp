@@ -471,10 +471,13 @@ struct Site::Impl {
     return d;
   }
 
-  void record(const assign::Header& h) {
-    state.applied.push_back(Applied{h.id, h.part, assign::type_name(h.type), h.sequence, wall_ns()});
+  void record(Applied a) {
+    state.applied.push_back(std::move(a));
     while (state.applied.size() > kAppliedKept)
       state.applied.pop_front();
+  }
+  void record(const assign::Header& h) {
+    record(Applied{h.id, h.part, assign::type_name(h.type), h.sequence, wall_ns()});
   }
 
   Status apply(assign::PackReader& pack, Report& rep);
@@ -845,9 +848,7 @@ void Site::Impl::finish_switch(Report* rep) {
     state.history.push_back(old);
   }
   state.live = w.target;
-  state.applied.push_back(Applied{w.assignment, w.part, w.type, w.sequence, wall_ns()});
-  while (state.applied.size() > kAppliedKept)
-    state.applied.pop_front();
+  record(Applied{w.assignment, w.part, w.type, w.sequence, wall_ns()});
   state.reload_for = w.assignment;
   if (rep != nullptr) {
     rep->result = "switched";

@@ -206,7 +206,7 @@ int check_stdout(const Diag& diag, int code) {
   int err = errno;
   diag.error(std::string("cannot write to standard output") +
              (err != 0 ? std::string(": ") + std::strerror(err) : ""));
-  return code == kExitOk ? kExitFailure : code;
+  return kExitFailure;
 }
 
 int run_program(const Program& p, Diag& diag, int argc, char** argv) {

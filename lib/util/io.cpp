@@ -139,14 +139,19 @@ Result<std::unique_ptr<FdReader>> open_input(const std::string& path) {
 }
 
 namespace {
-// "DIR/.NAME.tmp.XXXXXX" beside path, XXXXXX random; nothing is created.
-std::string temp_name_beside(const std::string& path) {
-  static std::mt19937_64 rng{std::random_device{}()};
-  static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+// "DIR/.NAME.tmp." for path DIR/NAME: what temporary files beside it start with.
+std::string temp_prefix(const std::string& path) {
   auto slash = path.rfind('/');
   std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
   std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-  std::string name = dir + "." + base + ".tmp.";
+  return dir + "." + base + ".tmp.";
+}
+
+// temp_prefix(path) and 6 random characters; nothing is created.
+std::string temp_name_beside(const std::string& path) {
+  static std::mt19937_64 rng{std::random_device{}()};
+  static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  std::string name = temp_prefix(path);
   for (int i = 0; i < 6; i++)
     name += chars[rng() % 62];
   return name;
@@ -154,10 +159,7 @@ std::string temp_name_beside(const std::string& path) {
 
 // Creates "DIR/.NAME.tmp.XXXXXX" beside path.
 Result<std::pair<Fd, std::string>> make_temp_beside(const std::string& path) {
-  auto slash = path.rfind('/');
-  std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
-  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-  std::string tmpl = dir + "." + base + ".tmp.XXXXXX";
+  std::string tmpl = temp_prefix(path) + "XXXXXX";
   int fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
   if (fd < 0)
     return sys_error("cannot create a temporary file for", path, errno);
@@ -353,8 +355,7 @@ Status write_file_atomic(const std::string& path, std::string_view data, unsigne
       return write_all(fd.get(), data.data(), data.size(), path);
     }
   }
-  OutputTarget t{false, path};
-  CM_ASSIGN(auto tmp, make_temp_beside(t.final));
+  CM_ASSIGN(auto tmp, make_temp_beside(path));
   Fd fd = std::move(tmp.first);
   const std::string& name = tmp.second;
   Status s = write_all(fd.get(), data.data(), data.size(), path);
@@ -362,8 +363,8 @@ Status write_file_atomic(const std::string& path, std::string_view data, unsigne
     s = sys_error("cannot set the mode of", path, errno);
   if (s.ok() && ::fsync(fd.get()) != 0)
     s = sys_error("cannot write", path, errno);
-  if (s.ok() && ::rename(name.c_str(), t.final.c_str()) != 0)
-    s = sys_error("cannot rename a temporary file to", t.final, errno);
+  if (s.ok() && ::rename(name.c_str(), path.c_str()) != 0)
+    s = sys_error("cannot rename a temporary file to", path, errno);
   if (!s.ok())
     ::unlink(name.c_str());
   return s;

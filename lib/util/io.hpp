@@ -167,7 +167,8 @@ class Output {
 };
 
 // Writes a whole file atomically (temporary file + fsync + rename); a
-// device or FIFO in place; through a symbolic link, the file it names.
+// device or FIFO in place. A symbolic link there is replaced, not
+// followed (daemons write their own files with this).
 Status write_file_atomic(const std::string& path, std::string_view data, unsigned mode = 0644);
 
 }  // namespace cm
