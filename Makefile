@@ -26,11 +26,16 @@ all: build
 deps:
 	@scripts/deps.sh all
 
-$(BUILD)/CMakeCache.txt:
-	@scripts/deps.sh build
+# build/ is configured with its tests (GoogleTest, mandoc's lint of the man
+# pages), so even `make` and `make demo` need the test packages on a fresh
+# machine; the demo's namespace farm needs iproute2 and nftables from them too.
+# The stamp is the generated Makefile, which CMake writes only when the
+# configure step succeeded, so a failed configure is retried by the next make.
+$(BUILD)/Makefile:
+	@scripts/deps.sh test
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-build: $(BUILD)/CMakeCache.txt
+build: $(BUILD)/Makefile
 	cmake --build $(BUILD) -j $(JOBS)
 
 test:
@@ -39,24 +44,24 @@ test:
 	@scripts/run-tests.sh $(BUILD) $(CTEST_ARGS)
 
 demo:
-	@scripts/deps.sh build
+	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory build
 	@scripts/demo.sh $(BUILD)
 
-$(ASAN)/CMakeCache.txt:
+$(ASAN)/Makefile:
 	@scripts/deps.sh test
 	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DCM_SANITIZE=ON
 
-asan: $(ASAN)/CMakeCache.txt
+asan: $(ASAN)/Makefile
 	cmake --build $(ASAN) -j $(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		scripts/run-tests.sh $(ASAN) $(CTEST_ARGS)
 
-$(FUZZ)/CMakeCache.txt:
+$(FUZZ)/Makefile:
 	@scripts/deps.sh test
 	CXX=clang++ cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCM_FUZZ=ON -DCM_TESTS=OFF
 
-fuzz: $(FUZZ)/CMakeCache.txt
+fuzz: $(FUZZ)/Makefile
 	cmake --build $(FUZZ) -j $(JOBS)
 	@scripts/run-fuzz.sh $(FUZZ) $(FUZZ_SECONDS)
 
