@@ -89,6 +89,7 @@ class Agent {
   std::pair<int, std::string> run_deliver(const Copy& c, std::vector<std::string> env);
   void report_delivered(const std::shared_ptr<Copy>& c);
   void heartbeat();
+  void hello();
   void prune();
 
   Result<Message> rpc(const Message& m);
@@ -760,6 +761,28 @@ void Agent::heartbeat() {
   }
 }
 
+// Tells the manager this agent has just started, so that the jobs it was
+// in when it stopped (killed, rebooted) are notified again and resume from
+// the verified part on disk. A manager not up yet has nothing to resend:
+// a few tries, then the agent waits for notifications as usual.
+void Agent::hello() {
+  for (int attempt = 0; attempt < 5 && !stop_; attempt++) {
+    if (attempt > 0)
+      std::this_thread::sleep_for(1s);
+    auto r = rpc(Message{Msg::Hello, nlohmann::json::object(), ""});
+    if (!r.ok())
+      continue;
+    if (r->type == Msg::Error) {
+      log("the manager refused HELLO: " + r->body.value("error", std::string("?")));
+      return;
+    }
+    auto jobs = r->body.find("jobs");
+    if (jobs != r->body.end() && jobs->is_array() && !jobs->empty())
+      log("the manager notifies this agent again of " + std::to_string(jobs->size()) + " job(s)");
+    return;
+  }
+}
+
 // Keeps the newest `keep` finished jobs on disk; older ones go, unless
 // someone is fetching from them.
 void Agent::prune() {
@@ -801,6 +824,7 @@ Status Agent::run() {
   CM_ASSIGN(net::Listener l, net::Listener::open(opt_.listen));
   log("agent " + opt_.tls->name() + " on " + l.local().str() + ", manager " + opt_.manager.str());
   std::thread beat([this] { heartbeat(); });
+  detached([this] { hello(); }, logger());
   accept_until_stopped(
       l, stop_, [this](Fd fd) { handle(std::move(fd)); }, logger());
   {

@@ -324,6 +324,29 @@ std::vector<Notice> Plan::resume(int64_t now) {
   return out;
 }
 
+bool Plan::rejoin(const std::string& id, int64_t now, int64_t wall, std::vector<Notice>& out) {
+  LeaderState* l = get(id);
+  if (done_ || l == nullptr || l->state == "pending" || l->state == "delivered")
+    return false;
+  if (l->state != "failed") {
+    // Receiving, or complete with its report still to come: the same
+    // source again (its slot there was never given back).
+    l->last_heard = now;
+    out.push_back(Notice{l->who.id, l->source.empty() ? kManager : l->source});
+    return true;
+  }
+  for (const LeaderState& o : leaders_)
+    if (&o != l && !l->who.segment.empty() && o.who.segment == l->who.segment && o.state != "failed")
+      return false;  // replaced
+  // fail() gave its slot back; reassign() must not give it again.
+  l->source.clear();
+  l->state = "pending";
+  l->failure = "restarted after: " + l->failure;
+  reassign(*l, now, wall, out);
+  check(wall);
+  return true;
+}
+
 void Plan::check(int64_t wall) {
   if (done_)
     return;

@@ -107,6 +107,11 @@ class Plan {
   // After a restart: every leader counts as just heard from; those notified
   // are notified again.
   std::vector<Notice> resume(int64_t now);
+  // A leader's agent (re)started and lost what it held in memory: notified
+  // again, it resumes from the verified part on its disk. One that was given
+  // up on meanwhile joins again, unless its segment has another leader now or
+  // the job is over. False when there is nothing to tell it.
+  bool rejoin(const std::string& leader, int64_t now, int64_t wall, std::vector<Notice>& out);
 
   bool done() const { return done_; }
   int64_t finished_ms() const { return finished_ms_; }  // wall ms when it became done

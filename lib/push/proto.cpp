@@ -24,6 +24,7 @@ const char* msg_name(Msg m) {
     case Msg::Status: return "STATUS";
     case Msg::Delivered: return "DELIVERED";
     case Msg::Query: return "QUERY";
+    case Msg::Hello: return "HELLO";
   }
   return "?";
 }
@@ -66,7 +67,7 @@ Result<Message> decode(std::string_view bytes, const std::string& peer) {
   std::string_view json = r.bytes(kMaxJson);
   if (!r.ok())
     return bad(r.problem());
-  if (type < 1 || type > 17)
+  if (type < 1 || type > kMaxMsgType)
     return bad("unknown type " + std::to_string(type));
   Message m;
   m.type = static_cast<Msg>(type);

@@ -36,7 +36,9 @@ enum class Msg : uint8_t {
   Status = 15,     // agent -> serve: receiving / complete / source failed
   Delivered = 16,  // agent -> serve: the deliver command ran
   Query = 17,      // client -> serve: a job's report
+  Hello = 18,      // agent -> serve: it (re)started; notify it again of its jobs
 };
+inline constexpr uint8_t kMaxMsgType = 18;
 const char* msg_name(Msg m);
 
 inline constexpr size_t kMaxMessage = 8u << 20;

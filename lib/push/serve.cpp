@@ -66,6 +66,7 @@ class Server {
   Message on_status(const Message& m, const std::string& peer);
   Message on_delivered(const Message& m, const std::string& peer);
   Message on_cluster(const Message& m);
+  Message on_hello(const std::string& peer);
 
   // A group job follows its segments' elections: a failed leader's
   // successor joins it.
@@ -230,6 +231,26 @@ Message Server::on_delivered(const Message& m, const std::string& peer) {
   save(it->second);
   changed_.notify_all();
   return Message{Msg::Ok, nlohmann::json::object(), ""};
+}
+
+// An agent that (re)started knows nothing of the jobs it was in: each one
+// still running notifies it again, and it resumes from what its disk holds.
+Message Server::on_hello(const std::string& peer) {
+  std::lock_guard<std::mutex> g(mu_);
+  nlohmann::json again = nlohmann::json::array();
+  for (auto& [id, e] : jobs_) {
+    bool was_failed = e.plan.find(peer) != nullptr && e.plan.find(peer)->state == "failed";
+    std::vector<Notice> out;
+    if (!e.plan.rejoin(peer, steady_ms(), wall_ms(), out))
+      continue;
+    e.told.erase(peer);  // a second failure is logged too
+    log("job " + std::to_string(id) + ": " + peer + " (re)started" + (was_failed ? ", joins again" : "") +
+        ": notified again");
+    carry_out(id, e, out);
+    again.push_back(id);
+  }
+  changed_.notify_all();
+  return Message{Msg::Ok, {{"jobs", again}}, ""};
 }
 
 // A cm-elect cluster report: the registry keeps the leader of each segment.
@@ -482,6 +503,7 @@ Status Server::dispatch(net::TlsStream& s, const Message& m) {
     case Msg::Status: return send(s, on_status(m, peer));
     case Msg::Delivered: return send(s, on_delivered(m, peer));
     case Msg::Cluster: return send(s, on_cluster(m));
+    case Msg::Hello: return send(s, on_hello(peer));
     default: return send(s, error_msg(std::string("cm-push serve does not take ") + msg_name(m.type)));
   }
 }

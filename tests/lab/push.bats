@@ -30,16 +30,26 @@ serve() {
 	wait_for 10 lab_exec 1 bash -c "exec 3<>/dev/tcp/$MIP/7800" 2>/dev/null
 }
 
+agent() { # I [LOG]: leader I's agent, its pid in $T/agentI.pid
+	lab_bg "$1" "${2:-$T/agent$1.log}" cm-push agent --tls "$T/tls" --name "l$1" --listen "$(lab_ip "$1"):7801" \
+		--manager "$M" --dir "$T/a$1" --idle 3 \
+		--deliver 'printf "{\"members\":[{\"id\":\"s\",\"succeeded\":true}]}"' >"$T/agent$1.pid"
+}
+
 agents() {
 	local i
-	for i in $(seq 2 9); do
-		lab_bg "$i" "$T/agent$i.log" cm-push agent --tls "$T/tls" --name "l$i" --listen "$(lab_ip "$i"):7801" \
-			--manager "$M" --dir "$T/a$i" --idle 3 \
-			--deliver 'printf "{\"members\":[{\"id\":\"s\",\"succeeded\":true}]}"' >"$T/agent$i.pid"
-	done
+	for i in $(seq 2 9); do agent "$i"; done
 	for i in $(seq 2 9); do
 		wait_for 10 lab_exec "$i" bash -c "exec 3<>/dev/tcp/$(lab_ip "$i")/7801" 2>/dev/null
 	done
+}
+
+# kill_agent I: SIGKILL, and gone
+kill_agent() {
+	local pid
+	pid=$(cat "$T/agent$1.pid")
+	kill -9 "$pid"
+	wait_for 10 sh -c "! kill -0 $pid 2>/dev/null"
 }
 
 send_bg() { # FILE [options]: cm-push send in the background, JSON in $T/result.json
@@ -135,6 +145,42 @@ check() { # PYTHON over r, the JSON report
 	check 'assert r["leaders_ok"] == 7, r'
 	# Whoever l5 was serving resumed elsewhere, and says from whom it lost.
 	check 'assert any(any(s.startswith("l5") for s in x.get("failed_sources", [])) for x in r["leaders"]), r'
+}
+
+@test "a leader restarted mid-transfer is notified again and resumes from the part on its disk" {
+	serve
+	agents
+	head -c 40000000 /dev/urandom >"$T/site.pack"
+	send_bg "$T/site.pack"
+	wait_for 30 part_at_least 5 8000000
+	kill_agent 5
+	agent 5 "$T/agent5-again.log"
+	wait_for 90 test -s "$T/send.rc"
+	[ "$(cat "$T/send.rc")" = 0 ]
+	same_except "$T/site.pack"
+	check 'assert r["succeeded"] and r["leaders_ok"] == 8, r'
+	grep -q "l5 (re)started: notified again" "$T/serve.log"
+	# What it had verified before the kill was not fetched again.
+	grep -Eq "job 1: [0-9]+ bytes already here and good" "$T/agent5-again.log"
+}
+
+@test "a leader given up on while it was down joins the job again when it restarts" {
+	for i in $(seq 1 9); do lab_rate "$i" 50mbit; done
+	serve
+	agents
+	head -c 60000000 /dev/urandom >"$T/site.pack"
+	send_bg "$T/site.pack"
+	wait_for 30 part_at_least 5 6000000
+	kill_agent 5
+	wait_for 30 grep -q "l5 failed" "$T/serve.log"
+	[ ! -s "$T/send.rc" ] # the others are still at it
+	agent 5 "$T/agent5-again.log"
+	wait_for 120 test -s "$T/send.rc"
+	[ "$(cat "$T/send.rc")" = 0 ]
+	same_except "$T/site.pack"
+	check 'l = {x["id"]: x for x in r["leaders"]}; assert l["l5"]["state"] == "delivered" and l["l5"]["failure"].startswith("restarted after: "), l["l5"]'
+	check 'assert r["succeeded"] and r["leaders_ok"] == 8, r'
+	grep -q "l5 (re)started, joins again" "$T/serve.log"
 }
 
 @test "a stalled leader (SIGSTOP) is given up on; those behind it resume from another holder" {

@@ -434,3 +434,87 @@ TEST(PushPlan, AFailedLeadersSuccessorJoinsTheJob) {
   EXPECT_EQ(s.plan.find("l9")->state, "delivered");
   EXPECT_TRUE(s.plan.succeeded());  // 4 of 5 leaders, quorum 4
 }
+
+TEST(PushPlan, ARestartedLeaderIsNotifiedAgainFromTheSameSource) {
+  Sim s(Plan(meta_of(100000), leaders(4), 4, true, PlanOptions{}));
+  s.copy_ms = 3000;
+  s.apply(s.plan.start(0, 0));
+  for (int i = 0; i < 6; i++)
+    s.step(50, true);
+  ASSERT_EQ(s.plan.find("l2")->state, "receiving");
+  std::string src = s.plan.find("l2")->source;
+  std::vector<Notice> out;
+  ASSERT_TRUE(s.plan.rejoin("l2", s.now, s.now, out));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].leader, "l2");
+  EXPECT_EQ(out[0].source, src);
+  EXPECT_EQ(s.plan.find("l2")->state, "receiving");
+  s.apply(out);
+  ASSERT_TRUE(s.run(true));
+  EXPECT_TRUE(s.plan.succeeded());
+  // One slot on its source, not two: every other leader was served.
+  EXPECT_EQ(s.plan.leaders_ok(), 4u);
+}
+
+TEST(PushPlan, ALeaderGivenUpOnJoinsAgainWhenItRestarts) {
+  PlanOptions o;
+  o.stall_ms = 2000;
+  Sim s(Plan(meta_of(100000), leaders(4), 4, true, o));
+  s.copy_ms = 6000;
+  s.apply(s.plan.start(0, 0));
+  for (int i = 0; i < 6; i++)
+    s.step(50, true);
+  s.dead.insert("l2");
+  for (int i = 0; i < 200 && s.plan.find("l2")->state != "failed"; i++)
+    s.step(50, true);
+  ASSERT_EQ(s.plan.find("l2")->state, "failed");
+  ASSERT_FALSE(s.plan.done());
+  s.dead.erase("l2");
+  std::vector<Notice> out;
+  ASSERT_TRUE(s.plan.rejoin("l2", s.now, s.now, out));
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.back().leader, "l2");
+  EXPECT_NE(out.back().source, "l2");
+  EXPECT_EQ(s.plan.find("l2")->state, "notified");
+  EXPECT_EQ(s.plan.find("l2")->failure.rfind("restarted after: silent", 0), 0u);
+  s.apply(out);
+  ASSERT_TRUE(s.run(true));
+  EXPECT_EQ(s.plan.find("l2")->state, "delivered");
+  EXPECT_TRUE(s.plan.succeeded());
+}
+
+TEST(PushPlan, NoRejoinForStrangersWaitersReplacedLeadersOrAFinishedJob) {
+  PlanOptions o;
+  o.stall_ms = 2000;
+  std::vector<Leader> ls = leaders(3);
+  for (size_t i = 0; i < ls.size(); i++)
+    ls[i].segment = "seg" + std::to_string(i + 1);
+  Sim s(Plan(meta_of(100000), ls, 3, false, o));
+  s.copy_ms = 5000;
+  Leader next;
+  next.id = "l9";
+  next.segment = "seg1";
+  next.agent = *net::parse_endpoint("10.0.0.9:7801");
+  s.plan.set_successor([&](const LeaderState& l) -> std::optional<Leader> {
+    if (l.who.segment == "seg1")
+      return next;
+    return std::nullopt;
+  });
+  s.apply(s.plan.start(0, 0));
+  std::vector<Notice> out;
+  EXPECT_FALSE(s.plan.rejoin("mallory", s.now, s.now, out));
+  EXPECT_FALSE(s.plan.rejoin("l3", s.now, s.now, out));  // pending: it will be notified
+  EXPECT_TRUE(out.empty());
+  s.dead.insert("l1");
+  for (int i = 0; i < 200 && s.plan.find("l1")->state != "failed"; i++)
+    s.step(50, false);
+  ASSERT_EQ(s.plan.find("l1")->state, "failed");
+  ASSERT_NE(s.plan.find("l9"), nullptr);
+  // Its segment has another leader now: l1 stays out.
+  EXPECT_FALSE(s.plan.rejoin("l1", s.now, s.now, out));
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(s.plan.find("l1")->state, "failed");
+  ASSERT_TRUE(s.run(false));
+  EXPECT_FALSE(s.plan.rejoin("l2", s.now, s.now, out));  // the job is over
+  EXPECT_TRUE(out.empty());
+}
