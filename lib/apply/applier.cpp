@@ -9,7 +9,6 @@
 #include <cstring>
 #include <functional>
 #include <future>
-#include <random>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -40,12 +39,7 @@ bool matches(const Digest& d, const std::string& check) {
 }
 
 std::string temp_name() {
-  static std::mt19937_64 rng{std::random_device{}()};
-  static const char chars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-  std::string s = ".cm-tmp.";
-  for (int i = 0; i < 12; i++)
-    s += chars[rng() % 36];
-  return s;
+  return ".cm-tmp." + random_name(12);
 }
 
 // Hashes what passes through on its way to a descriptor.

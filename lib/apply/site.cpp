@@ -16,7 +16,6 @@
 #include <cstring>
 #include <deque>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <set>
 #include <thread>
 
@@ -182,15 +181,6 @@ Result<State> from_json(const std::string& text, const std::string& name) {
     return Error("'" + name + "': damaged state file (" + e.what() + "); repair or remove it by hand",
                  kExitBadInput);
   }
-}
-
-std::string random_suffix() {
-  static std::mt19937_64 rng{std::random_device{}()};
-  static const char chars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-  std::string s;
-  for (int i = 0; i < 10; i++)
-    s += chars[rng() % 36];
-  return s;
 }
 
 Status fsync_dir(const std::string& path) {
@@ -421,7 +411,7 @@ struct Site::Impl {
     struct stat st;
     if (::lstat(path.c_str(), &st) != 0)
       return {};
-    std::string t = versions_dir() + "/.trash-" + random_suffix();
+    std::string t = versions_dir() + "/.trash-" + random_name(10);
     if (::rename(path.c_str(), t.c_str()) != 0)
       return sys_error("cannot move aside", path, errno);
     return {};
@@ -807,7 +797,7 @@ Status Site::Impl::switch_to(uint64_t id, bool rollback, const assign::Header& h
   if (::lstat((root + "/live").c_str(), &ls) == 0 && !S_ISLNK(ls.st_mode))
     return Error("'" + root + "/live' is not the symbolic link cm-apply keeps there; move it away first",
                  kExitFailure);
-  std::string tmp = root + "/.live-" + random_suffix();
+  std::string tmp = root + "/.live-" + random_name(10);
   std::string target = "versions/" + std::to_string(id);
   if (::symlink(target.c_str(), tmp.c_str()) != 0)
     return sys_error("cannot create symlink", tmp, errno);

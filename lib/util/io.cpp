@@ -8,9 +8,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <random>
 #include <span>
 #include <vector>
+
+#include "util/text.hpp"
 
 namespace cm {
 
@@ -147,14 +148,9 @@ std::string temp_prefix(const std::string& path) {
   return dir + "." + base + ".tmp.";
 }
 
-// temp_prefix(path) and 6 random characters; nothing is created.
+// temp_prefix(path) and random characters; nothing is created.
 std::string temp_name_beside(const std::string& path) {
-  static std::mt19937_64 rng{std::random_device{}()};
-  static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-  std::string name = temp_prefix(path);
-  for (int i = 0; i < 6; i++)
-    name += chars[rng() % 62];
-  return name;
+  return temp_prefix(path) + random_name(8);
 }
 
 // Creates "DIR/.NAME.tmp.XXXXXX" beside path.

@@ -1,5 +1,7 @@
 #include "util/text.hpp"
 
+#include <random>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -171,6 +173,16 @@ Result<uint64_t> parse_size(const std::string& s, const std::string& what) {
   if (bytes >= 18e18)
     return Error("size '" + s + "' for " + what + " is too large", kExitUsage);
   return static_cast<uint64_t>(bytes);
+}
+
+std::string random_name(size_t n) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char chars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::string s;
+  s.reserve(n);
+  for (size_t i = 0; i < n; i++)
+    s += chars[rng() % 36];
+  return s;
 }
 
 }  // namespace cm

@@ -40,4 +40,8 @@ std::string with_commas(uint64_t n);
 // Octal permission bits, "0644".
 std::string mode_string(uint32_t mode);
 
+// n random characters from [a-z0-9], for temporary names (not for secrets).
+// Safe from any thread: each has its own generator.
+std::string random_name(size_t n);
+
 }  // namespace cm

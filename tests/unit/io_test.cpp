@@ -4,10 +4,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include "support.hpp"
 #include "util/io.hpp"
+#include "util/text.hpp"
 
 namespace cm {
 namespace {
@@ -78,3 +84,22 @@ TEST(WriteFileAtomic, ASymlinkIsReplacedNotFollowed) {
 
 }  // namespace
 }  // namespace cm
+
+TEST(RandomName, LengthCharactersAndOnePerThread) {
+  std::string a = cm::random_name(12);
+  ASSERT_EQ(a.size(), 12u);
+  EXPECT_EQ(a.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789"), std::string::npos);
+  EXPECT_NE(cm::random_name(12), a);
+  // Threads draw from their own generators: no two names alike.
+  std::vector<std::string> names(8);
+  std::vector<std::thread> ts;
+  for (size_t i = 0; i < names.size(); i++)
+    ts.emplace_back([&names, i] {
+      for (int k = 0; k < 100; k++)
+        names[i] += cm::random_name(10) + ",";
+    });
+  for (std::thread& t : ts)
+    t.join();
+  std::set<std::string> distinct(names.begin(), names.end());
+  EXPECT_EQ(distinct.size(), names.size());
+}
