@@ -308,27 +308,34 @@ Status remove_tree_at(int dir, const std::string& name, const std::string& displ
   return {};
 }
 
-Status empty_dir(int dir, const std::string& display) {
-  DIR* d = ::fdopendir(::dup(dir));
+Result<std::vector<std::string>> list_names(int dir, const std::string& display) {
+  // Its own descriptor: readdir moves the offset, and closedir closes it.
+  DIR* d = ::fdopendir(::openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (d == nullptr)
     return sys_error("cannot open directory", display, errno);
   std::vector<std::string> names;
+  int err = 0;
   for (;;) {
     errno = 0;
     struct dirent* de = ::readdir(d);
-    if (de == nullptr)
+    if (de == nullptr) {
+      err = errno;
       break;
+    }
     if (std::strcmp(de->d_name, ".") != 0 && std::strcmp(de->d_name, "..") != 0)
       names.emplace_back(de->d_name);
   }
-  Status s;
-  for (const std::string& n : names) {
-    s = remove_tree_at(::dirfd(d), n, display + "/" + n);
-    if (!s.ok())
-      break;
-  }
   ::closedir(d);
-  return s;
+  if (err != 0)
+    return sys_error("cannot read directory", display, err);
+  return names;
+}
+
+Status empty_dir(int dir, const std::string& display) {
+  CM_ASSIGN(std::vector<std::string> names, list_names(dir, display));
+  for (const std::string& n : names)
+    CM_TRY(remove_tree_at(dir, n, display + "/" + n));
+  return {};
 }
 
 std::unique_ptr<Tree> empty_tree(std::string name) {

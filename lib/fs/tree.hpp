@@ -104,6 +104,8 @@ int open_beneath(int dir, const std::string& rel, int flags);
 Status remove_tree_at(int dir, const std::string& name, const std::string& display);
 // Removes everything in the directory open as `dir` (borrowed), the same way.
 Status empty_dir(int dir, const std::string& display);
+// The names in the directory open as `dir` (borrowed), but "." and "..".
+Result<std::vector<std::string>> list_names(int dir, const std::string& display);
 
 // A relative path that cannot leave its root: not empty, no leading or
 // trailing '/', no empty, "." or ".." components, no NUL byte; at most

@@ -90,6 +90,7 @@ class Agent {
   void report_delivered(const std::shared_ptr<Copy>& c);
   void heartbeat();
   void hello();
+  void sweep(const std::set<uint64_t>& again);
   void prune();
 
   Result<Message> rpc(const Message& m);
@@ -104,6 +105,9 @@ class Agent {
   std::map<uint64_t, std::shared_ptr<Copy>> copies_;
   std::atomic<bool> stop_{false};
   std::set<pid_t> delivering_;  // deliver commands running (each its own process group)
+  // Job directories found at start that no notification has claimed: whole
+  // copies, pruned with the finished jobs (as the oldest).
+  std::set<uint64_t> leftovers_;
 };
 
 Result<Message> Agent::rpc(const Message& m) {
@@ -220,6 +224,7 @@ Message Agent::on_notify(const Message& m, const std::string& peer) {
   c->cut_through = m.body.value("cut_through", true);
   c->working = true;
   copies_[c->meta.id] = c;
+  leftovers_.erase(c->meta.id);
   log("job " + std::to_string(c->meta.id) + ": " + c->meta.name + " (" + std::to_string(c->meta.size) +
       " bytes) from " + c->source);
   detached([this, c] { worker(c); }, logger());
@@ -776,10 +781,51 @@ void Agent::hello() {
       log("the manager refused HELLO: " + r->body.value("error", std::string("?")));
       return;
     }
+    std::set<uint64_t> again;
     auto jobs = r->body.find("jobs");
-    if (jobs != r->body.end() && jobs->is_array() && !jobs->empty())
-      log("the manager notifies this agent again of " + std::to_string(jobs->size()) + " job(s)");
+    if (jobs != r->body.end() && jobs->is_array())
+      for (const auto& j : *jobs)
+        if (j.is_number_unsigned())
+          again.insert(j.get<uint64_t>());
+    if (!again.empty())
+      log("the manager notifies this agent again of " + std::to_string(again.size()) + " job(s)");
+    sweep(again);
     return;
+  }
+}
+
+// What an earlier run left in the directory, once the manager has said
+// which of its jobs still run here: a partial copy of any other job is of
+// no use to anyone and goes (a killed agent's .part can be gigabytes); a
+// whole copy stays, and is pruned with the finished jobs.
+void Agent::sweep(const std::set<uint64_t>& again) {
+  std::lock_guard<std::mutex> g(mu_);
+  Fd dir(::open(opt_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir.valid())
+    return;
+  for (auto it = leftovers_.begin(); it != leftovers_.end();) {
+    uint64_t id = *it;
+    if (again.count(id) > 0 || copies_.count(id) > 0) {
+      it = leftovers_.erase(it);
+      continue;
+    }
+    std::string name = std::to_string(id);
+    Fd job(::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    auto files = job.valid() ? fs::list_names(job.get(), opt_.dir + "/" + name)
+                             : Result<std::vector<std::string>>(std::vector<std::string>{});
+    bool whole = !files.ok();  // unreadable: left alone
+    for (const std::string& f : files.ok() ? *files : std::vector<std::string>{})
+      if (f.size() < 5 || f.compare(f.size() - 5, 5, ".part") != 0)
+        whole = true;
+    if (whole) {
+      ++it;
+      continue;
+    }
+    Status st = fs::remove_tree_at(dir.get(), name, opt_.dir + "/" + name);
+    log(st.ok()
+            ? "job " + name + ": removed the partial copy an earlier run left (the job is not running here)"
+            : st.error().message);
+    it = leftovers_.erase(it);
   }
 }
 
@@ -789,7 +835,8 @@ void Agent::prune() {
   std::vector<std::pair<uint64_t, std::string>> drop;
   {
     std::lock_guard<std::mutex> g(mu_);
-    std::vector<uint64_t> done;
+    // The oldest first: what an earlier run left, then by job number.
+    std::vector<uint64_t> done(leftovers_.begin(), leftovers_.end());
     for (auto& [id, c] : copies_)
       if ((c->finished || c->given_up) && c->serving == 0)
         done.push_back(id);
@@ -798,6 +845,7 @@ void Agent::prune() {
       done.erase(done.begin());
       drop.emplace_back(id, std::to_string(id));
       copies_.erase(id);
+      leftovers_.erase(id);
     }
   }
   for (auto& [id, name] : drop) {
@@ -821,6 +869,18 @@ Status Agent::run() {
     return Error("'" + opt_.dir + "' is not a directory", kExitFailure);
   if (::access(opt_.dir.c_str(), W_OK | X_OK) != 0)
     return sys_error("cannot write in", opt_.dir, errno);
+  // Job directories an earlier run left: sorted out once the manager has
+  // answered HELLO.
+  {
+    Fd top(::open(opt_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    CM_ASSIGN(std::vector<std::string> names, fs::list_names(top.get(), opt_.dir));
+    for (const std::string& name : names) {
+      struct stat js;
+      if (!name.empty() && name.size() <= 19 && name.find_first_not_of("0123456789") == std::string::npos &&
+          ::fstatat(top.get(), name.c_str(), &js, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(js.st_mode))
+        leftovers_.insert(std::stoull(name));
+    }
+  }
   CM_ASSIGN(net::Listener l, net::Listener::open(opt_.listen));
   log("agent " + opt_.tls->name() + " on " + l.local().str() + ", manager " + opt_.manager.str());
   std::thread beat([this] { heartbeat(); });

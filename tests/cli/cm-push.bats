@@ -381,10 +381,12 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	kill "${PIDS[1]}"
 	wait "${PIDS[1]}" || true
 	rm -rf "$T/a1"
+	# (Made after the agent started: one found at start that the manager
+	# does not name is removed, as the next test shows.)
+	agent 1
 	mkdir -p "$T/a1/2"
 	head -c 1000000 "$T/site.pack" >"$T/a1/2/site.pack.part"
 	printf 'garbage' | dd of="$T/a1/2/site.pack.part" bs=1 seek=600000 conv=notrunc 2>/dev/null
-	agent 1
 	leaders_file 1
 	run cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"
 	assert_success
@@ -463,4 +465,28 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	run cm-push send --json --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/job1"
 	assert_success
 	echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["job"] == 5 and r["succeeded"], r'
+}
+
+@test "an agent started over an earlier run's leftovers: a partial copy of a job not running goes, whole ones are pruned with the rest" {
+	keys
+	serve
+	# What a killed agent left: a partial copy (job 7), a whole one (job 8),
+	# and things that are not jobs.
+	mkdir -p "$T/a1/7" "$T/a1/8" "$T/a1/notes"
+	head -c 100000 /dev/urandom >"$T/a1/7/site.pack.part"
+	head -c 100000 /dev/urandom >"$T/a1/8/site.pack"
+	echo keep >"$T/a1/notes/x"
+	echo keep >"$T/a1/9"
+	agent 1 --keep 1
+	for _ in $(seq 1 50); do [ ! -e "$T/a1/7" ] && break; sleep 0.1; done
+	[ ! -e "$T/a1/7" ]
+	grep -q "job 7: removed the partial copy an earlier run left" "$T/agent1.log"
+	[ -e "$T/a1/8/site.pack" ] && [ -e "$T/a1/notes/x" ] && [ -e "$T/a1/9" ]
+	# With --keep 1, a finished job prunes the older whole copy.
+	leaders_file 1
+	head -c 5000 /dev/urandom >"$T/job"
+	cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/job"
+	for _ in $(seq 1 50); do [ ! -e "$T/a1/8" ] && break; sleep 0.1; done
+	[ ! -e "$T/a1/8" ]
+	[ -e "$T/a1/1/job" ] && [ -e "$T/a1/notes/x" ]
 }
