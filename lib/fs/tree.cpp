@@ -310,9 +310,15 @@ Status remove_tree_at(int dir, const std::string& name, const std::string& displ
 
 Result<std::vector<std::string>> list_names(int dir, const std::string& display) {
   // Its own descriptor: readdir moves the offset, and closedir closes it.
-  DIR* d = ::fdopendir(::openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (d == nullptr)
+  int fd = ::openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
     return sys_error("cannot open directory", display, errno);
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    int err = errno;
+    ::close(fd);
+    return sys_error("cannot open directory", display, err);
+  }
   std::vector<std::string> names;
   int err = 0;
   for (;;) {

@@ -25,6 +25,7 @@
 #include "push/proto.hpp"
 #include "util/hash.hpp"
 #include "util/proc.hpp"
+#include "util/text.hpp"
 
 namespace cm::push {
 
@@ -105,9 +106,10 @@ class Agent {
   std::map<uint64_t, std::shared_ptr<Copy>> copies_;
   std::atomic<bool> stop_{false};
   std::set<pid_t> delivering_;  // deliver commands running (each its own process group)
-  // Job directories found at start that no notification has claimed: whole
-  // copies, pruned with the finished jobs (as the oldest).
-  std::set<uint64_t> leftovers_;
+  // Job directories an earlier run left (found at start, sorted out by
+  // sweep()), and the whole copies among them no notification claimed:
+  // pruned with the finished jobs, as the oldest.
+  std::set<uint64_t> found_, old_whole_;
 };
 
 Result<Message> Agent::rpc(const Message& m) {
@@ -224,7 +226,7 @@ Message Agent::on_notify(const Message& m, const std::string& peer) {
   c->cut_through = m.body.value("cut_through", true);
   c->working = true;
   copies_[c->meta.id] = c;
-  leftovers_.erase(c->meta.id);
+  old_whole_.erase(c->meta.id);
   log("job " + std::to_string(c->meta.id) + ": " + c->meta.name + " (" + std::to_string(c->meta.size) +
       " bytes) from " + c->source);
   detached([this, c] { worker(c); }, logger());
@@ -768,64 +770,79 @@ void Agent::heartbeat() {
 
 // Tells the manager this agent has just started, so that the jobs it was
 // in when it stopped (killed, rebooted) are notified again and resume from
-// the verified part on disk. A manager not up yet has nothing to resend:
-// a few tries, then the agent waits for notifications as usual.
+// the verified part on disk. Until the manager answers (after a reboot of
+// the whole site it may come up later than this agent), again and again,
+// less and less often.
 void Agent::hello() {
-  for (int attempt = 0; attempt < 5 && !stop_; attempt++) {
-    if (attempt > 0)
-      std::this_thread::sleep_for(1s);
+  auto backoff = 1s;
+  while (!stop_) {
     auto r = rpc(Message{Msg::Hello, nlohmann::json::object(), ""});
-    if (!r.ok())
-      continue;
-    if (r->type == Msg::Error) {
+    if (r.ok() && r->type == Msg::Error) {
       log("the manager refused HELLO: " + r->body.value("error", std::string("?")));
+      return;  // one that predates HELLO: what an earlier run left stays
+    }
+    if (r.ok()) {
+      std::set<uint64_t> again;
+      auto jobs = r->body.find("jobs");
+      if (jobs != r->body.end() && jobs->is_array())
+        for (const auto& j : *jobs)
+          if (j.is_number_unsigned())
+            again.insert(j.get<uint64_t>());
+      if (!again.empty())
+        log("the manager notifies this agent again of " + std::to_string(again.size()) + " job(s)");
+      sweep(again);
       return;
     }
-    std::set<uint64_t> again;
-    auto jobs = r->body.find("jobs");
-    if (jobs != r->body.end() && jobs->is_array())
-      for (const auto& j : *jobs)
-        if (j.is_number_unsigned())
-          again.insert(j.get<uint64_t>());
-    if (!again.empty())
-      log("the manager notifies this agent again of " + std::to_string(again.size()) + " job(s)");
-    sweep(again);
-    return;
+    for (auto slept = 0ms; slept < backoff && !stop_; slept += 250ms)
+      std::this_thread::sleep_for(250ms);
+    backoff = std::min<std::chrono::seconds>(backoff * 2, 30s);
   }
 }
 
 // What an earlier run left in the directory, once the manager has said
 // which of its jobs still run here: a partial copy of any other job is of
 // no use to anyone and goes (a killed agent's .part can be gigabytes); a
-// whole copy stays, and is pruned with the finished jobs.
+// whole copy stays, and is pruned with the finished jobs as the oldest.
 void Agent::sweep(const std::set<uint64_t>& again) {
-  std::lock_guard<std::mutex> g(mu_);
+  std::vector<std::string> trash;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    Fd dir(::open(opt_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir.valid())
+      return;
+    for (uint64_t id : found_) {
+      if (again.count(id) > 0 || copies_.count(id) > 0)
+        continue;  // notified (again): its worker takes what is there
+      std::string name = std::to_string(id);
+      Fd job(::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      auto files = job.valid() ? fs::list_names(job.get(), opt_.dir + "/" + name)
+                               : Result<std::vector<std::string>>(Error("cannot open"));
+      bool partial = files.ok();  // unreadable: left alone
+      for (const std::string& f : files.ok() ? *files : std::vector<std::string>{})
+        if (f.size() < 5 || f.compare(f.size() - 5, 5, ".part") != 0)
+          partial = false;
+      if (!partial) {
+        old_whole_.insert(id);
+        continue;
+      }
+      // Out of the way under the lock (a notification for the same number
+      // may come any moment), removed without it (it may be gigabytes).
+      std::string t = ".trash-" + name + "-" + random_name(8);
+      if (::renameat(dir.get(), name.c_str(), dir.get(), t.c_str()) != 0) {
+        log(sys_error("cannot remove", opt_.dir + "/" + name, errno).message);
+        continue;
+      }
+      trash.push_back(t);
+      log("job " + name + ": removing the partial copy an earlier run left (the job is not running here)");
+    }
+    found_.clear();
+  }
   Fd dir(::open(opt_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir.valid())
-    return;
-  for (auto it = leftovers_.begin(); it != leftovers_.end();) {
-    uint64_t id = *it;
-    if (again.count(id) > 0 || copies_.count(id) > 0) {
-      it = leftovers_.erase(it);
-      continue;
-    }
-    std::string name = std::to_string(id);
-    Fd job(::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    auto files = job.valid() ? fs::list_names(job.get(), opt_.dir + "/" + name)
-                             : Result<std::vector<std::string>>(std::vector<std::string>{});
-    bool whole = !files.ok();  // unreadable: left alone
-    for (const std::string& f : files.ok() ? *files : std::vector<std::string>{})
-      if (f.size() < 5 || f.compare(f.size() - 5, 5, ".part") != 0)
-        whole = true;
-    if (whole) {
-      ++it;
-      continue;
-    }
-    Status st = fs::remove_tree_at(dir.get(), name, opt_.dir + "/" + name);
-    log(st.ok()
-            ? "job " + name + ": removed the partial copy an earlier run left (the job is not running here)"
-            : st.error().message);
-    it = leftovers_.erase(it);
+  for (const std::string& t : trash) {
+    Status st = dir.valid() ? fs::remove_tree_at(dir.get(), t, opt_.dir + "/" + t)
+                            : Status(sys_error("cannot open", opt_.dir, errno));
+    if (!st.ok())
+      log(st.error().message);
   }
 }
 
@@ -836,7 +853,7 @@ void Agent::prune() {
   {
     std::lock_guard<std::mutex> g(mu_);
     // The oldest first: what an earlier run left, then by job number.
-    std::vector<uint64_t> done(leftovers_.begin(), leftovers_.end());
+    std::vector<uint64_t> done(old_whole_.begin(), old_whole_.end());
     for (auto& [id, c] : copies_)
       if ((c->finished || c->given_up) && c->serving == 0)
         done.push_back(id);
@@ -845,7 +862,7 @@ void Agent::prune() {
       done.erase(done.begin());
       drop.emplace_back(id, std::to_string(id));
       copies_.erase(id);
-      leftovers_.erase(id);
+      old_whole_.erase(id);
     }
   }
   for (auto& [id, name] : drop) {
@@ -870,15 +887,19 @@ Status Agent::run() {
   if (::access(opt_.dir.c_str(), W_OK | X_OK) != 0)
     return sys_error("cannot write in", opt_.dir, errno);
   // Job directories an earlier run left: sorted out once the manager has
-  // answered HELLO.
+  // answered HELLO. (Only names a job number is written as: "007" is not
+  // job 7's.)
   {
     Fd top(::open(opt_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!top.valid())
+      return sys_error("cannot open", opt_.dir, errno);
     CM_ASSIGN(std::vector<std::string> names, fs::list_names(top.get(), opt_.dir));
     for (const std::string& name : names) {
       struct stat js;
       if (!name.empty() && name.size() <= 19 && name.find_first_not_of("0123456789") == std::string::npos &&
+          std::to_string(std::stoull(name)) == name &&
           ::fstatat(top.get(), name.c_str(), &js, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(js.st_mode))
-        leftovers_.insert(std::stoull(name));
+        found_.insert(std::stoull(name));
     }
   }
   CM_ASSIGN(net::Listener l, net::Listener::open(opt_.listen));

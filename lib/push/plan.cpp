@@ -328,20 +328,27 @@ bool Plan::rejoin(const std::string& id, int64_t now, int64_t wall, std::vector<
   LeaderState* l = get(id);
   if (done_ || l == nullptr || l->state == "pending" || l->state == "delivered")
     return false;
-  if (l->state != "failed") {
-    // Receiving, or complete with its report still to come: the same
-    // source again (its slot there was never given back).
+  if (active(*l)) {
+    // The same source again: its slot there was never given back, and a
+    // source that failed would have had it reassigned already.
     l->last_heard = now;
     out.push_back(Notice{l->who.id, l->source.empty() ? kManager : l->source});
     return true;
   }
-  for (const LeaderState& o : leaders_)
-    if (&o != l && !l->who.segment.empty() && o.who.segment == l->who.segment && o.state != "failed")
-      return false;  // replaced
-  // fail() gave its slot back; reassign() must not give it again.
+  if (l->state == "failed") {
+    for (const LeaderState& o : leaders_)
+      if (&o != l && !l->who.segment.empty() && o.who.segment == l->who.segment && o.state != "failed")
+        return false;  // replaced
+    l->failure = "restarted after: " + l->failure;
+  } else {
+    // Complete: its copy may have gone with the restart (a tmpfs), and the
+    // source it had may be gone too. Served again like a new leader; a copy
+    // still whole on its disk is found at once and reported complete.
+    l->bytes = 0;
+  }
+  // Its slot was given back when it failed or completed; reassign() takes one.
   l->source.clear();
   l->state = "pending";
-  l->failure = "restarted after: " + l->failure;
   reassign(*l, now, wall, out);
   check(wall);
   return true;

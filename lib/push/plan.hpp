@@ -108,9 +108,11 @@ class Plan {
   // are notified again.
   std::vector<Notice> resume(int64_t now);
   // A leader's agent (re)started and lost what it held in memory: notified
-  // again, it resumes from the verified part on its disk. One that was given
-  // up on meanwhile joins again, unless its segment has another leader now or
-  // the job is over. False when there is nothing to tell it.
+  // again, it resumes from the verified part on its disk (one receiving,
+  // from the same source; one complete whose report is still to come, from
+  // the best holder). One that was given up on meanwhile joins again, unless
+  // its segment has another leader now. False when there is nothing to tell
+  // it: the job is over, or the leader is waiting, delivered or a stranger.
   bool rejoin(const std::string& leader, int64_t now, int64_t wall, std::vector<Notice>& out);
 
   bool done() const { return done_; }

@@ -176,7 +176,11 @@ Result<uint64_t> parse_size(const std::string& s, const std::string& what) {
 }
 
 std::string random_name(size_t n) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
+  thread_local std::mt19937_64 rng = [] {
+    std::random_device rd;
+    std::seed_seq seq{rd(), rd(), rd(), rd()};
+    return std::mt19937_64(seq);
+  }();
   static const char chars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
   std::string s;
   s.reserve(n);

@@ -472,16 +472,19 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	serve
 	# What a killed agent left: a partial copy (job 7), a whole one (job 8),
 	# and things that are not jobs.
-	mkdir -p "$T/a1/7" "$T/a1/8" "$T/a1/notes"
+	mkdir -p "$T/a1/7" "$T/a1/8" "$T/a1/notes" "$T/a1/007"
 	head -c 100000 /dev/urandom >"$T/a1/7/site.pack.part"
 	head -c 100000 /dev/urandom >"$T/a1/8/site.pack"
 	echo keep >"$T/a1/notes/x"
 	echo keep >"$T/a1/9"
+	echo keep >"$T/a1/007/site.pack.part"
 	agent 1 --keep 1
 	for _ in $(seq 1 50); do [ ! -e "$T/a1/7" ] && break; sleep 0.1; done
 	[ ! -e "$T/a1/7" ]
-	grep -q "job 7: removed the partial copy an earlier run left" "$T/agent1.log"
-	[ -e "$T/a1/8/site.pack" ] && [ -e "$T/a1/notes/x" ] && [ -e "$T/a1/9" ]
+	grep -q "job 7: removing the partial copy an earlier run left" "$T/agent1.log"
+	[ -e "$T/a1/8/site.pack" ] && [ -e "$T/a1/notes/x" ] && [ -e "$T/a1/9" ] && [ -e "$T/a1/007/site.pack.part" ]
+	run ls -A "$T/a1"
+	refute_output --partial ".trash-"
 	# With --keep 1, a finished job prunes the older whole copy.
 	leaders_file 1
 	head -c 5000 /dev/urandom >"$T/job"

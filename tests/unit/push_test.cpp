@@ -443,12 +443,15 @@ TEST(PushPlan, ARestartedLeaderIsNotifiedAgainFromTheSameSource) {
     s.step(50, true);
   ASSERT_EQ(s.plan.find("l2")->state, "receiving");
   std::string src = s.plan.find("l2")->source;
+  ASSERT_NE(src, kManager);
+  unsigned slots = s.plan.find(src)->serving;
   std::vector<Notice> out;
   ASSERT_TRUE(s.plan.rejoin("l2", s.now, s.now, out));
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].leader, "l2");
   EXPECT_EQ(out[0].source, src);
   EXPECT_EQ(s.plan.find("l2")->state, "receiving");
+  EXPECT_EQ(s.plan.find(src)->serving, slots);  // one slot, not two
   s.apply(out);
   ASSERT_TRUE(s.run(true));
   EXPECT_TRUE(s.plan.succeeded());
@@ -517,4 +520,29 @@ TEST(PushPlan, NoRejoinForStrangersWaitersReplacedLeadersOrAFinishedJob) {
   ASSERT_TRUE(s.run(false));
   EXPECT_FALSE(s.plan.rejoin("l2", s.now, s.now, out));  // the job is over
   EXPECT_TRUE(out.empty());
+}
+
+TEST(PushPlan, ACompleteLeaderThatRestartsIsServedAgainByALiveHolder) {
+  JobMeta meta = meta_of(100000);
+  meta.deliver = true;
+  Plan p(meta, leaders(3), 3, false, PlanOptions{});
+  std::vector<Notice> out = p.start(0, 0);
+  ASSERT_EQ(out.size(), 1u);
+  p.status("l1", "complete", 0, "", "", 10, 10, out);
+  ASSERT_EQ(p.next("l1", 20, 20, out).kind, Answer::Target);  // l2 from l1
+  p.status("l2", "complete", 0, "", "", 30, 30, out);
+  // l1 reboots with its copy gone and its report not sent: served again,
+  // by a whole holder (l2), and the job waits for its report.
+  out.clear();
+  ASSERT_TRUE(p.rejoin("l1", 40, 40, out));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].leader, "l1");
+  EXPECT_EQ(out[0].source, "l2");
+  EXPECT_EQ(p.find("l1")->state, "notified");
+  EXPECT_EQ(p.find("l1")->bytes, 0u);
+  EXPECT_EQ(p.find("l2")->serving, 1u);
+  p.status("l1", "complete", 0, "", "", 50, 50, out);
+  EXPECT_EQ(p.find("l2")->serving, 0u);
+  EXPECT_EQ(p.find("l1")->state, "complete");
+  EXPECT_FALSE(p.done());
 }
