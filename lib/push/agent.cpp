@@ -110,6 +110,7 @@ class Agent {
   // sweep()), and the whole copies among them no notification claimed:
   // pruned with the finished jobs, as the oldest.
   std::set<uint64_t> found_, old_whole_;
+  std::vector<std::string> trash_;  // what a sweep cut short left, removed by the next
 };
 
 Result<Message> Agent::rpc(const Message& m) {
@@ -807,6 +808,7 @@ void Agent::sweep(const std::set<uint64_t>& again) {
   std::vector<std::string> trash;
   {
     std::lock_guard<std::mutex> g(mu_);
+    trash.swap(trash_);
     Fd dir(::open(opt_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dir.valid())
       return;
@@ -900,6 +902,8 @@ Status Agent::run() {
           std::to_string(std::stoull(name)) == name &&
           ::fstatat(top.get(), name.c_str(), &js, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(js.st_mode))
         found_.insert(std::stoull(name));
+      else if (name.rfind(".trash-", 0) == 0)
+        trash_.push_back(name);  // a sweep that was cut short
     }
   }
   CM_ASSIGN(net::Listener l, net::Listener::open(opt_.listen));

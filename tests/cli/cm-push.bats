@@ -478,6 +478,8 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	echo keep >"$T/a1/notes/x"
 	echo keep >"$T/a1/9"
 	echo keep >"$T/a1/007/site.pack.part"
+	mkdir -p "$T/a1/.trash-6-abcdefgh" # an earlier sweep, cut short
+	echo x >"$T/a1/.trash-6-abcdefgh/site.pack.part"
 	agent 1 --keep 1
 	for _ in $(seq 1 50); do [ ! -e "$T/a1/7" ] && break; sleep 0.1; done
 	[ ! -e "$T/a1/7" ]
