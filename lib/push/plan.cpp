@@ -237,7 +237,8 @@ void Plan::reassign(LeaderState& d, int64_t now, int64_t wall, std::vector<Notic
         return true;
     return false;
   };
-  // A holder downstream of d would wait for d: never one of those.
+  // A holder downstream of d would wait for d: never one of those (a whole
+  // copy waits for no one, wherever it came from).
   auto downstream_of_d = [&](const LeaderState& h) {
     const LeaderState* p = &h;
     for (size_t n = 0; p != nullptr && n <= leaders_.size(); n++) {
@@ -249,10 +250,10 @@ void Plan::reassign(LeaderState& d, int64_t now, int64_t wall, std::vector<Notic
   };
   LeaderState* best = nullptr;
   for (LeaderState& h : leaders_) {
-    if (&h == &d || !holder(h) || h.serving >= opt_.leader_fanout || h.bytes < d.bytes ||
-        failed_before(h.who.id) || downstream_of_d(h))
-      continue;
     bool whole = h.state == "complete" || h.state == "delivered";
+    if (&h == &d || !holder(h) || h.serving >= opt_.leader_fanout || h.bytes < d.bytes ||
+        failed_before(h.who.id) || (!whole && downstream_of_d(h)))
+      continue;
     bool best_whole = best != nullptr && (best->state == "complete" || best->state == "delivered");
     if (best == nullptr || (whole && !best_whole) || (whole == best_whole && h.bytes > best->bytes))
       best = &h;

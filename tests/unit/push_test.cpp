@@ -525,14 +525,16 @@ TEST(PushPlan, NoRejoinForStrangersWaitersReplacedLeadersOrAFinishedJob) {
 TEST(PushPlan, ACompleteLeaderThatRestartsIsServedAgainByALiveHolder) {
   JobMeta meta = meta_of(100000);
   meta.deliver = true;
-  Plan p(meta, leaders(3), 3, false, PlanOptions{});
+  Plan p(meta, leaders(3), 3, true, PlanOptions{});
   std::vector<Notice> out = p.start(0, 0);
   ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(p.next("l1", 5, 5, out).kind, Answer::Target);  // l2 from l1
+  ASSERT_EQ(p.find("l2")->source, "l1");
   p.status("l1", "complete", 0, "", "", 10, 10, out);
-  ASSERT_EQ(p.next("l1", 20, 20, out).kind, Answer::Target);  // l2 from l1
   p.status("l2", "complete", 0, "", "", 30, 30, out);
   // l1 reboots with its copy gone and its report not sent: served again,
-  // by a whole holder (l2), and the job waits for its report.
+  // by a whole holder (l2, though l2 once fetched from it), and the job
+  // waits for its report.
   out.clear();
   ASSERT_TRUE(p.rejoin("l1", 40, 40, out));
   ASSERT_EQ(out.size(), 1u);
