@@ -392,11 +392,12 @@ frame_middle() {
 
 # Unmounts what a test mounted, even when it failed.
 teardown() {
-	if [ -n "${MNT:-}" ] && mountpoint -q "$MNT"; then
-		umount "$MNT" || umount -l "$MNT"
-	fi
 	if [ -n "${BG:-}" ]; then
 		kill -9 "$BG" 2>/dev/null || true
+	fi
+	wait_spares
+	if [ -n "${MNT:-}" ] && mountpoint -q "$MNT"; then
+		umount "$MNT" || umount -l "$MNT"
 	fi
 }
 

@@ -26,6 +26,7 @@ setup() {
 teardown() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	wait_spares
 }
 
 bg() { # LOG CMD...: a daemon, stopped at the end

@@ -28,3 +28,15 @@ for line in sys.stdin:
     e = json.loads(line)
     print(e["op"], e.get("path", e.get("path_base64")))'
 }
+
+# wait_spares: after a switch cm-apply makes the site's spare in the
+# background; one still writing when bats removes the test's directory
+# fails the test ("Directory not empty"). cm-apply status waits for it
+# (and has it start at once). Every site under $T, bounded.
+wait_spares() {
+	local cm
+	[ -n "${T:-}" ] && [ -d "$T" ] || return 0
+	while IFS= read -r cm; do
+		timeout 60 cm-apply status --root "${cm%/.cm}" >/dev/null 2>&1 || true
+	done < <(find "$T" -maxdepth 4 -type d -name .cm 2>/dev/null)
+}
