@@ -93,6 +93,7 @@ class Agent {
   void hello();
   void sweep(const std::set<uint64_t>& again);
   void prune();
+  void remove_here(const std::vector<std::string>& names);
 
   Result<Message> rpc(const Message& m);
   // Retries until the manager answers (or the deadline); false if it
@@ -819,10 +820,9 @@ void Agent::sweep(const std::set<uint64_t>& again) {
       Fd job(::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       auto files = job.valid() ? fs::list_names(job.get(), opt_.dir + "/" + name)
                                : Result<std::vector<std::string>>(Error("cannot open"));
-      bool partial = files.ok();  // unreadable: left alone
-      for (const std::string& f : files.ok() ? *files : std::vector<std::string>{})
-        if (f.size() < 5 || f.compare(f.size() - 5, 5, ".part") != 0)
-          partial = false;
+      // (Unreadable: left alone.)
+      bool partial = files.ok() && std::all_of(files->begin(), files->end(),
+                                               [](const std::string& f) { return f.ends_with(".part"); });
       if (!partial) {
         old_whole_.insert(id);
         continue;
@@ -839,19 +839,13 @@ void Agent::sweep(const std::set<uint64_t>& again) {
     }
     found_.clear();
   }
-  Fd dir(::open(opt_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  for (const std::string& t : trash) {
-    Status st = dir.valid() ? fs::remove_tree_at(dir.get(), t, opt_.dir + "/" + t)
-                            : Status(sys_error("cannot open", opt_.dir, errno));
-    if (!st.ok())
-      log(st.error().message);
-  }
+  remove_here(trash);
 }
 
 // Keeps the newest `keep` finished jobs on disk; older ones go, unless
 // someone is fetching from them.
 void Agent::prune() {
-  std::vector<std::pair<uint64_t, std::string>> drop;
+  std::vector<std::string> drop;
   {
     std::lock_guard<std::mutex> g(mu_);
     // The oldest first: what an earlier run left, then by job number.
@@ -862,13 +856,21 @@ void Agent::prune() {
     while (done.size() > opt_.keep) {
       uint64_t id = done.front();
       done.erase(done.begin());
-      drop.emplace_back(id, std::to_string(id));
+      drop.push_back(std::to_string(id));
       copies_.erase(id);
       old_whole_.erase(id);
     }
   }
-  for (auto& [id, name] : drop) {
-    Fd dir(::open(opt_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  remove_here(drop);
+}
+
+// Removes these names (job directories, trash) from --dir, whatever is
+// below them; a failure is logged.
+void Agent::remove_here(const std::vector<std::string>& names) {
+  if (names.empty())
+    return;
+  Fd dir(::open(opt_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  for (const std::string& name : names) {
     Status st = dir.valid() ? fs::remove_tree_at(dir.get(), name, opt_.dir + "/" + name)
                             : Status(sys_error("cannot open", opt_.dir, errno));
     if (!st.ok())

@@ -239,7 +239,8 @@ Message Server::on_hello(const std::string& peer) {
   std::lock_guard<std::mutex> g(mu_);
   nlohmann::json again = nlohmann::json::array();
   for (auto& [id, e] : jobs_) {
-    bool was_failed = e.plan.find(peer) != nullptr && e.plan.find(peer)->state == "failed";
+    const LeaderState* l = e.plan.find(peer);
+    bool was_failed = l != nullptr && l->state == "failed";
     std::vector<Notice> out;
     if (!e.plan.rejoin(peer, steady_ms(), wall_ms(), out))
       continue;
