@@ -45,6 +45,28 @@ std::vector<Leader> leaders(int n, const std::vector<std::string>& locations = {
   return v;
 }
 
+// n leaders, each in its own segment (seg1 ... segN).
+std::vector<Leader> segmented_leaders(int n) {
+  std::vector<Leader> v = leaders(n);
+  for (size_t i = 0; i < v.size(); i++)
+    v[i].segment = "seg" + std::to_string(i + 1);
+  return v;
+}
+
+// When a leader of `segment` fails, the segment has elected l9 (what
+// serve finds in its registry).
+void elect_l9_in(Plan& p, const std::string& segment) {
+  Leader next;
+  next.id = "l9";
+  next.segment = segment;
+  next.agent = *net::parse_endpoint("10.0.0.9:7801");
+  p.set_successor([next](const LeaderState& l) -> std::optional<Leader> {
+    if (l.who.segment == next.segment)
+      return next;
+    return std::nullopt;
+  });
+}
+
 // The agents' side, simulated: every notified leader asks NEXT until
 // NONE, reports receiving, and completes `speed` ms after it started,
 // unless dead.
@@ -410,19 +432,8 @@ TEST(PushPlan, StrangersAndLateComers) {
 TEST(PushPlan, AFailedLeadersSuccessorJoinsTheJob) {
   PlanOptions o;
   o.stall_ms = 2000;
-  std::vector<Leader> ls = leaders(4);
-  for (size_t i = 0; i < ls.size(); i++)
-    ls[i].segment = "seg" + std::to_string(i + 1);
-  Sim s(Plan(meta_of(100000), ls, 4, true, o));
-  Leader next;
-  next.id = "l9";
-  next.segment = "seg3";
-  next.agent = *net::parse_endpoint("10.0.0.9:7801");
-  s.plan.set_successor([&](const LeaderState& l) -> std::optional<Leader> {
-    if (l.who.segment == "seg3")
-      return next;
-    return std::nullopt;
-  });
+  Sim s(Plan(meta_of(100000), segmented_leaders(4), 4, true, o));
+  elect_l9_in(s.plan, "seg3");
   s.apply(s.plan.start(0, 0));
   for (int i = 0; i < 6; i++)
     s.step(50, true);
@@ -489,20 +500,9 @@ TEST(PushPlan, ALeaderGivenUpOnJoinsAgainWhenItRestarts) {
 TEST(PushPlan, NoRejoinForStrangersWaitersReplacedLeadersOrAFinishedJob) {
   PlanOptions o;
   o.stall_ms = 2000;
-  std::vector<Leader> ls = leaders(3);
-  for (size_t i = 0; i < ls.size(); i++)
-    ls[i].segment = "seg" + std::to_string(i + 1);
-  Sim s(Plan(meta_of(100000), ls, 3, false, o));
+  Sim s(Plan(meta_of(100000), segmented_leaders(3), 3, false, o));
   s.copy_ms = 5000;
-  Leader next;
-  next.id = "l9";
-  next.segment = "seg1";
-  next.agent = *net::parse_endpoint("10.0.0.9:7801");
-  s.plan.set_successor([&](const LeaderState& l) -> std::optional<Leader> {
-    if (l.who.segment == "seg1")
-      return next;
-    return std::nullopt;
-  });
+  elect_l9_in(s.plan, "seg1");
   s.apply(s.plan.start(0, 0));
   std::vector<Notice> out;
   EXPECT_FALSE(s.plan.rejoin("mallory", s.now, s.now, out));
