@@ -71,6 +71,12 @@ Result<std::shared_ptr<TlsContext>> TlsContext::load(const TlsFiles& f) {
   // Both sides show a certificate the site's CA signed, or nothing happens.
   SSL_CTX_set_verify(ctx->ctx_, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   SSL_CTX_set_mode(ctx->ctx_, SSL_MODE_AUTO_RETRY);
+  // Records are read from the socket as many at a time as have come (a
+  // 256 KiB chunk is 16 records, each otherwise two read(2)s: its header,
+  // then its body). Safe here: no caller polls the socket for data
+  // OpenSSL may already hold.
+  SSL_CTX_set_read_ahead(ctx->ctx_, 1);
+  SSL_CTX_set_default_read_buffer_len(ctx->ctx_, 128u << 10);
   // Resumption: one ticket a connection (the default two cost a few
   // hundred bytes more each time), kept by the client side per peer.
   SSL_CTX_set_num_tickets(ctx->ctx_, 1);

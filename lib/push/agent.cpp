@@ -12,7 +12,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -57,7 +59,24 @@ struct Copy {
   bool finished = false;    // nothing left to do but serve
   bool working = false;     // a worker thread runs for it
   bool early_started = false;
+  // The chunks fetched last (at most kRecentBytes), for the leaders this one
+  // serves while it receives: one that keeps up is sent them from memory
+  // rather than from a read of the copy.
+  std::deque<std::pair<uint64_t, std::shared_ptr<const std::string>>> recent;
+  size_t recent_bytes = 0;
 };
+
+// Keeps chunk i, just verified, among c's recent chunks (under the agent's
+// lock), dropping the oldest past kRecentBytes (the newest always stays).
+constexpr size_t kRecentBytes = 4u << 20;
+void keep_recent(Copy& c, uint64_t i, std::string chunk) {
+  c.recent_bytes += chunk.size();
+  c.recent.emplace_back(i, std::make_shared<const std::string>(std::move(chunk)));
+  while (c.recent.size() > 1 && c.recent_bytes > kRecentBytes) {
+    c.recent_bytes -= c.recent.front().second->size();
+    c.recent.pop_front();
+  }
+}
 
 class Agent {
  public:
@@ -380,6 +399,7 @@ Status Agent::fetch_from(const std::shared_ptr<Copy>& c, uint64_t gen, const net
     last_chunk = std::chrono::steady_clock::now();
     std::lock_guard<std::mutex> g(mu_);
     c->verified = i;
+    keep_recent(*c, i - 1, std::move(m.blob));
     changed_.notify_all();
   }
   if (i != c->meta.chunk_count())
@@ -610,6 +630,8 @@ void Agent::worker(std::shared_ptr<Copy> c) {
       }
       std::lock_guard<std::mutex> g(mu_);
       c->complete = true;
+      c->recent.clear();  // a leader still behind reads the copy
+      c->recent_bytes = 0;
       changed_.notify_all();
       break;
     }
@@ -682,6 +704,7 @@ Status Agent::on_fetch(net::TlsStream& s, const Message& m) {
     }
   } done{this, c.get()};
   std::string buf;
+  std::shared_ptr<const std::string> mem;
   auto last_progress = std::chrono::steady_clock::now();
   for (uint64_t i = offset / c->meta.chunk_size; i < c->meta.chunk_count();) {
     bool have;
@@ -691,6 +714,10 @@ Status Agent::on_fetch(net::TlsStream& s, const Message& m) {
       if (c->given_up || stop_)
         return send(s, error_msg("'" + opt_.tls->name() + "' gave up on job " + std::to_string(id)));
       have = c->ready && c->verified > i;
+      mem.reset();
+      for (const auto& [k, p] : c->recent)
+        if (k == i)
+          mem = p;
     }
     if (!have) {
       // Still waiting for our own source: keep the fetcher from timing out.
@@ -700,12 +727,18 @@ Status Agent::on_fetch(net::TlsStream& s, const Message& m) {
       CM_TRY(send(s, Message{Msg::Wait, {{"ms", 2000}}, ""}));
       continue;
     }
-    buf.resize(static_cast<size_t>(c->meta.chunk_length(i)));
-    ssize_t n = ::pread(c->fd.get(), buf.data(), buf.size(), static_cast<off_t>(i * c->meta.chunk_size));
-    if (n != static_cast<ssize_t>(buf.size()))
-      return send(s,
-                  error_msg("'" + opt_.tls->name() + "' cannot read its copy of job " + std::to_string(id)));
-    CM_TRY(send(s, Message{Msg::Chunk, {{"offset", i * c->meta.chunk_size}}, buf}));
+    std::string_view chunk;
+    if (mem) {
+      chunk = *mem;
+    } else {
+      buf.resize(static_cast<size_t>(c->meta.chunk_length(i)));
+      ssize_t n = ::pread(c->fd.get(), buf.data(), buf.size(), static_cast<off_t>(i * c->meta.chunk_size));
+      if (n != static_cast<ssize_t>(buf.size()))
+        return send(
+            s, error_msg("'" + opt_.tls->name() + "' cannot read its copy of job " + std::to_string(id)));
+      chunk = buf;
+    }
+    CM_TRY(send(s, Msg::Chunk, {{"offset", i * c->meta.chunk_size}}, chunk));
     last_progress = std::chrono::steady_clock::now();
     i++;
   }

@@ -43,19 +43,32 @@ Result<uint64_t> Message::num(const char* key) const {
   return it->get<uint64_t>();
 }
 
-std::string encode(const Message& m) {
-  std::string json = json_text(m.body);
+namespace {
+
+// The length, the type and the JSON body: everything but the blob.
+std::string encode_head(Msg type, const nlohmann::json& body, size_t blob_size) {
+  std::string json = json_text(body);
   std::string out(4, '\0');
   ByteWriter w(out);
-  w.u8(static_cast<uint8_t>(m.type));
+  w.u8(static_cast<uint8_t>(type));
   w.bytes(json);
-  out += m.blob;
-  uint32_t len = static_cast<uint32_t>(out.size() - 4);
+  uint32_t len = static_cast<uint32_t>(out.size() - 4 + blob_size);
   out[0] = static_cast<char>(len >> 24);
   out[1] = static_cast<char>(len >> 16);
   out[2] = static_cast<char>(len >> 8);
   out[3] = static_cast<char>(len);
   return out;
+}
+
+// A blob up to this size goes out in one write with its head.
+constexpr size_t kJoinBelow = 16u << 10;
+// How much of a message receive() reads before it knows where the blob starts.
+constexpr size_t kHeadRead = 1024;
+
+}  // namespace
+
+std::string encode(const Message& m) {
+  return encode_head(m.type, m.body, m.blob.size()) + m.blob;
 }
 
 Result<Message> decode(std::string_view bytes, const std::string& peer) {
@@ -82,8 +95,18 @@ Message error_msg(const std::string& why) {
   return Message{Msg::Error, {{"error", why}}, ""};
 }
 
+Status send(Writer& w, Msg type, const nlohmann::json& body, std::string_view blob) {
+  std::string head = encode_head(type, body, blob.size());
+  if (blob.size() < kJoinBelow) {
+    head.append(blob);
+    return w.write(head);
+  }
+  CM_TRY(w.write(head));
+  return w.write(blob);
+}
+
 Status send(Writer& w, const Message& m) {
-  return w.write(encode(m));
+  return send(w, m.type, m.body, m.blob);
 }
 
 Result<Message> receive(Reader& r, const std::string& peer) {
@@ -102,17 +125,49 @@ Result<Message> receive(Reader& r, const std::string& peer) {
                static_cast<uint32_t>(len[2]) << 8 | len[3];
   if (n == 0 || n > kMaxMessage)
     return Error("bad message from '" + peer + "': length " + std::to_string(n), kExitBadInput);
-  std::string buf(n, '\0');
-  have = 0;
-  while (have < n) {
-    CM_ASSIGN(size_t got, r.read(buf.data() + have, n - have));
-    if (got == 0)
-      return Error("'" + peer + "' sent a truncated message (" + std::to_string(have) + " of " +
-                       std::to_string(n) + " bytes)",
-                   kExitBadInput);
-    have += got;
+  have = 0;  // of the n bytes after the length
+  auto fill = [&](char* p, size_t want) -> Status {
+    for (size_t done = 0; done < want;) {
+      CM_ASSIGN(size_t got, r.read(p + done, want - done));
+      if (got == 0)
+        return Error("'" + peer + "' sent a truncated message (" + std::to_string(have) + " of " +
+                         std::to_string(n) + " bytes)",
+                     kExitBadInput);
+      done += got;
+      have += got;
+    }
+    return {};
+  };
+  // The head first: where its JSON ends, the blob begins, and the rest of
+  // the blob is read into a string of its own (a chunk is not copied out
+  // of a message buffer). Anything odd in the head: all n bytes are read
+  // and decode() says what is wrong.
+  std::string head(std::min<size_t>(n, kHeadRead), '\0');
+  CM_TRY(fill(head.data(), head.size()));
+  size_t body_end = n;
+  ByteReader br(head);
+  br.u8();
+  uint64_t json_len = br.varint();
+  if (br.ok() && json_len <= kMaxJson && json_len <= n - (head.size() - br.remaining()))
+    body_end = head.size() - br.remaining() + static_cast<size_t>(json_len);
+  std::string blob;
+  if (body_end > head.size()) {
+    size_t at = head.size();
+    head.resize(body_end);
+    CM_TRY(fill(head.data() + at, body_end - at));
+  } else {
+    blob.assign(head, body_end);
+    head.resize(body_end);
   }
-  return decode(buf, peer);
+  if (have < n) {
+    size_t at = blob.size();
+    blob.resize(at + (n - have));
+    CM_TRY(fill(blob.data() + at, blob.size() - at));
+  }
+  CM_ASSIGN(Message m, decode(head, peer));
+  if (!blob.empty())
+    m.blob = std::move(blob);  // decode() saw the head alone: its blob is empty
+  return m;
 }
 
 }  // namespace cm::push

@@ -62,7 +62,11 @@ std::string encode(const Message& m);
 Result<Message> decode(std::string_view bytes, const std::string& peer);
 
 Status send(Writer& w, const Message& m);
-// Reads one message; an error names the peer and what was wrong.
+// The same message with its blob given apart (a chunk read into a buffer
+// of its own): a large blob is written after the head, not copied into it.
+Status send(Writer& w, Msg type, const nlohmann::json& body, std::string_view blob);
+// Reads one message; an error names the peer and what was wrong. The blob
+// is read straight into its own string.
 Result<Message> receive(Reader& r, const std::string& peer);
 
 }  // namespace cm::push

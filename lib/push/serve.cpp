@@ -489,7 +489,7 @@ Status Server::on_fetch(net::TlsStream& s, const Message& m) {
         return send(s, error_msg("the manager's copy of job " + std::to_string(id) + " is short"));
       have += static_cast<size_t>(got);
     }
-    CM_TRY(send(s, Message{Msg::Chunk, {{"offset", i * meta.chunk_size}}, buf.substr(0, n)}));
+    CM_TRY(send(s, Msg::Chunk, {{"offset", i * meta.chunk_size}}, std::string_view(buf.data(), n)));
   }
   return send(s, Message{Msg::Ok, {{"end", true}}, ""});
 }

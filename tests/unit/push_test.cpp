@@ -137,6 +137,66 @@ TEST(PushProto, RoundTrip) {
   EXPECT_FALSE(back->str("offset").ok());
 }
 
+namespace {
+// Hands out at most `step` bytes per read, as a TLS stream does per record.
+class DribbleReader : public Reader {
+ public:
+  DribbleReader(std::string data, size_t step) : data_(std::move(data)), step_(step) {}
+  Result<size_t> read(void* buf, size_t n) override {
+    size_t k = std::min({n, step_, data_.size() - pos_});
+    std::memcpy(buf, data_.data() + pos_, k);
+    pos_ += k;
+    return k;
+  }
+  const std::string& name() const override { return name_; }
+
+ private:
+  std::string data_, name_ = "dribble";
+  size_t step_, pos_ = 0;
+};
+}  // namespace
+
+// Chunks read straight into their own string, past the first read of the
+// head; long JSON heads; several messages back to back on one stream.
+TEST(PushProto, LargeBlobsAndHeadsRoundTrip) {
+  std::string big(300000, '\0');
+  for (size_t i = 0; i < big.size(); i++)
+    big[i] = static_cast<char>(i * 131 % 251);
+  std::string long_text(5000, 'x');
+  std::vector<Message> ms = {
+      Message{Msg::Chunk, {{"offset", 262144}}, big},
+      Message{Msg::Notify, {{"name", long_text}}, big.substr(0, 20000)},
+      Message{Msg::Notify, {{"name", long_text}}, ""},
+      Message{Msg::Chunk, {{"offset", 0}}, big.substr(0, 1000)},
+      Message{Msg::Ok, {{"end", true}}, ""},
+  };
+  StringWriter w;
+  for (const Message& m : ms) {
+    size_t before = w.data().size();
+    ASSERT_TRUE(send(w, m.type, m.body, m.blob).ok());
+    EXPECT_EQ(w.data().substr(before), encode(m));
+  }
+  for (size_t step : {size_t{1} << 20, size_t{16384}, size_t{7}}) {
+    DribbleReader r(w.data(), step);
+    for (const Message& m : ms) {
+      auto back = receive(r, "peer");
+      ASSERT_TRUE(back.ok()) << back.error().message;
+      EXPECT_EQ(back->type, m.type);
+      EXPECT_EQ(back->body, m.body);
+      EXPECT_EQ(back->blob, m.blob) << step;
+    }
+    auto end = receive(r, "peer");
+    ASSERT_FALSE(end.ok());
+    EXPECT_NE(end.error().message.find("closed the connection"), std::string::npos);
+  }
+  // Cut inside the blob of a chunk: an error naming how much came.
+  std::string chunk = encode(ms[0]);
+  StringReader cut(chunk.substr(0, 100000));
+  auto m = receive(cut, "peer");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.error().message.find("truncated message (99996 of"), std::string::npos) << m.error().message;
+}
+
 TEST(PushProto, RejectsMalformedAndTruncated) {
   std::string good = encode(Message{Msg::Status, {{"job", 1}}, ""});
   for (size_t cut = 1; cut < good.size(); cut++) {
