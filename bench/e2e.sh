@@ -41,7 +41,9 @@
 # release (cm: $F/srv/ID/site/live; rsync: its module); a run with a server
 # that differs is reported as FAILED. For rsync, first/median/last server
 # completion; for cm, every leader's seconds from cm-push's reports
-# (runs/N/push-*.json).
+# (runs/N/push-*.json). A sync(1) before every timed run: what its set-up
+# wrote (cm's staging copy, the reset of rsync's trees) is on disk before
+# the clock starts.
 #
 # Targets (from the issue): initial publish >= 8 x faster than the rsync
 # star at 12 servers and >= 30 x at 48; update time <= 0.5 x rsync -c's at
@@ -245,6 +247,10 @@ manager_ns() { _lab_ns "$(_farm_host m)"; }
 # begin / end — the clock, the manager's egress and the CPU around a run;
 # end sets R_SECS, R_EGRESS, R_CPU, R_LOAD.
 begin() {
+	# What the set-up steps wrote (the staging copy, the local reset of
+	# rsync's trees) goes to disk first: not into the timed tool's fsyncs,
+	# nor its CPU (as in bench/apply.sh, a sync before every timed command).
+	sync
 	E0=$(farm_manager_tx)
 	read -r CB0 CT0 <<<"$(cpu_sample)"
 	T0=$(now_ns)
