@@ -12,6 +12,7 @@
 #include "push/client.hpp"
 #include "push/serve.hpp"
 #include "util/io.hpp"
+#include "util/quorum.hpp"
 #include "util/text.hpp"
 
 namespace po = boost::program_options;
@@ -212,7 +213,8 @@ Status run_send(cli::Context& ctx) {
   }
   if (ctx.vm.count("quorum")) {
     req.quorum = ctx.vm["quorum"].as<std::string>();
-    CM_TRY(push::check_quorum(req.quorum, req.leaders.size()));
+    CM_ASSIGN(Quorum q, parse_quorum(req.quorum));
+    CM_TRY(q.check_count(req.leaders.size(), "leader(s)"));
   }
   req.cut_through = !ctx.vm.count("no-cut-through");
   req.deliver = !ctx.vm.count("no-deliver");

@@ -13,6 +13,7 @@
 #include "sched/cron.hpp"
 #include "sched/scheduler.hpp"
 #include "util/io.hpp"
+#include "util/quorum.hpp"
 #include "util/text.hpp"
 
 namespace po = boost::program_options;
@@ -522,7 +523,7 @@ Status run_quorum(cli::Context& ctx) {
   if (!ctx.vm.count("expect"))
     return Error("--expect N is required", kExitUsage);
   std::string q = opt_str(ctx, "quorum");
-  CM_TRY(check_quorum_text(q));
+  CM_ASSIGN(Quorum quorum, parse_quorum(q));
   CM_ASSIGN(auto in, open_input(ctx.args[0]));
   CM_ASSIGN(std::string text, read_all(*in, 256u << 20));
   auto r = nlohmann::json::parse(text, nullptr, false);
@@ -533,10 +534,7 @@ Status run_quorum(cli::Context& ctx) {
     if (l.is_object() && l.contains("group") && l["group"].is_object())
       for (const auto& m : l["group"].value("members", nlohmann::json::array()))
         ok += m.is_object() && m.value("succeeded", false);
-  size_t need = q.back() == '%'
-                    ? static_cast<size_t>(std::ceil(static_cast<double>(expect) * std::stod(q) / 100.0))
-                    : std::stoul(q);
-  need = std::max<size_t>(std::min(need, expect), 1);
+  size_t need = quorum.of(expect);
   std::string line = std::to_string(ok) + " of " + std::to_string(expect) + " servers succeeded (quorum " +
                      std::to_string(need) + ")";
   if (ok < need)

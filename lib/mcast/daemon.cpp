@@ -29,6 +29,7 @@
 #include "mcast/receiver.hpp"
 #include "util/clock.hpp"
 #include "util/proc.hpp"
+#include "util/quorum.hpp"
 #include "util/text.hpp"
 
 namespace cm::mcast {
@@ -279,17 +280,10 @@ Result<SendResult> run_send(const SendOptions& opt) {
   }
   size_t expected = cfg.expected.empty() ? cfg.expect_count : cfg.expected.size();
   if (!opt.quorum.empty()) {
-    char* end = nullptr;
-    double v = std::strtod(opt.quorum.c_str(), &end);
-    if (end == opt.quorum.c_str() || v <= 0)
-      return Error("bad --quorum '" + opt.quorum + "'", kExitUsage);
-    if (*end == '%')
-      cfg.quorum = static_cast<size_t>(std::ceil(static_cast<double>(expected) * v / 100.0));
-    else if (*end == '\0')
-      cfg.quorum = static_cast<size_t>(v);
-    else
-      return Error("bad --quorum '" + opt.quorum + "'", kExitUsage);
-    cfg.quorum = std::max<size_t>(cfg.quorum, 1);
+    CM_ASSIGN(Quorum q, parse_quorum(opt.quorum));
+    CM_TRY(q.check_count(expected, "member(s) expected"));
+    // Nobody expected (--expect 0): a count stands as given.
+    cfg.quorum = expected == 0 && !q.percent ? static_cast<size_t>(q.value) : q.of(expected);
   }
 
   CM_ASSIGN(net::UdpSocket sock, net::UdpSocket::open_unicast(opt.interface, 0));

@@ -18,30 +18,6 @@ constexpr int64_t kSuspectMs = 3000;
 
 }  // namespace
 
-size_t parse_quorum(const std::string& q, size_t n) {
-  size_t k = n;
-  if (!q.empty() && q.back() == '%')
-    k = static_cast<size_t>(std::ceil(static_cast<double>(n) * std::atof(q.c_str()) / 100.0));
-  else if (!q.empty())
-    k = static_cast<size_t>(std::strtoull(q.c_str(), nullptr, 10));
-  return std::clamp<size_t>(k, 1, std::max<size_t>(n, 1));
-}
-
-Status check_quorum(const std::string& q, size_t n) {
-  if (q.empty())
-    return {};
-  char* end = nullptr;
-  double v = std::strtod(q.c_str(), &end);
-  bool pct = end != nullptr && *end == '%' && end[1] == '\0';
-  if (end == q.c_str() || !(pct || *end == '\0') || !(v > 0) || (pct && v > 100) ||
-      (!pct && v != std::floor(v)))
-    return Error("bad quorum '" + q + "': a number of leaders (1 or more) or a percentage (1% to 100%)",
-                 kExitUsage);
-  if (!pct && n > 0 && v > static_cast<double>(n))
-    return Error("a quorum of " + q + " is more than the " + std::to_string(n) + " leader(s)", kExitUsage);
-  return {};
-}
-
 Plan::Plan(JobMeta meta, std::vector<Leader> leaders, size_t quorum, bool cut_through, PlanOptions opt)
     : meta_(std::move(meta)), quorum_(quorum), cut_through_(cut_through), opt_(opt) {
   for (Leader& l : leaders) {

@@ -149,10 +149,4 @@ class Plan {
   std::function<std::optional<Leader>(const LeaderState&)> successor_;
 };
 
-// "3", "75%" or "" (all) of n leaders, at least 1.
-size_t parse_quorum(const std::string& q, size_t n);
-// "" (all), N (1 or more) or P% (more than 0, at most 100); an error names
-// what is wrong, and a number N above the n leaders.
-Status check_quorum(const std::string& q, size_t n);
-
 }  // namespace cm::push

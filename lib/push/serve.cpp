@@ -24,6 +24,7 @@
 #include "push/proto.hpp"
 #include "util/clock.hpp"
 #include "util/io.hpp"
+#include "util/quorum.hpp"
 #include "util/text.hpp"
 
 namespace cm::push {
@@ -347,8 +348,10 @@ Status Server::on_send(net::TlsStream& s, const Message& m) {
   }
   if (leaders.empty())
     return send(s, error_msg("no leaders to send to (no cluster report has arrived for that group)"));
-  if (Status q = check_quorum(m.body.value("quorum", std::string()), leaders.size()); !q.ok())
-    return send(s, error_msg(q.error().message));
+  auto q = parse_quorum(m.body.value("quorum", std::string()));
+  Status qs = q.ok() ? q->check_count(leaders.size(), "leader(s)") : Status(q.error());
+  if (!qs.ok())
+    return send(s, error_msg(qs.error().message));
   uint64_t id;
   {
     std::lock_guard<std::mutex> g(mu_);
@@ -376,7 +379,7 @@ Status Server::on_send(net::TlsStream& s, const Message& m) {
   if (!st.ok())
     return send(s, error_msg(st.error().message));
   size_t n = leaders.size();
-  size_t quorum = parse_quorum(m.body.value("quorum", std::string()), n);
+  size_t quorum = q->of(n);
   {
     std::lock_guard<std::mutex> g(mu_);
     Entry e{{},

@@ -4,6 +4,7 @@
 
 #include "sched/cron.hpp"
 #include "sched/scheduler.hpp"
+#include "util/quorum.hpp"
 
 namespace cm::sched {
 
@@ -57,7 +58,7 @@ Status check_policy(const nlohmann::json& p, const std::string& type) {
     else if (k == "checkpoint")
       CM_TRY(num(0, INT64_MAX));
     else if (k == "quorum")
-      CM_TRY(check_quorum_text(v.get<std::string>()));
+      CM_TRY(parse_quorum(v.get<std::string>()));
     else if (k == "on_conflict" && v != "queue" && v != "cancel")
       return Error("--on-conflict must be 'queue' or 'cancel'", kExitUsage);
     else if (k == "sign_key" || k == "encrypt_key")
@@ -69,15 +70,6 @@ Status check_policy(const nlohmann::json& p, const std::string& type) {
 }
 
 }  // namespace
-
-Status check_quorum_text(const std::string& q) {
-  std::string n = !q.empty() && q.back() == '%' ? q.substr(0, q.size() - 1) : q;
-  // 0 (or 0%) was kept and read as 1 later: said now.
-  if (n.empty() || n.size() > 6 || n.find_first_not_of("0123456789") != std::string::npos ||
-      std::stoi(n) == 0 || (q.back() == '%' && std::stoi(n) > 100))
-    return Error("bad quorum '" + q + "': a count or a percentage, at least 1 (3, 75%)", kExitUsage);
-  return {};
-}
 
 Status add_site(Store& store, const std::string& name, const SiteEdit& e) {
   CM_TRY(need_name("site", name));

@@ -35,7 +35,4 @@ Result<Job> add_job(Store& store, const std::string& name, const JobEdit& e, int
 Result<Job> set_job(Store& store, const std::string& name, const JobEdit& e, int64_t now);
 Status remove_job(Store& store, const std::string& name);
 
-// "3", "75%": how many of n servers (or leaders) must succeed.
-Status check_quorum_text(const std::string& q);
-
 }  // namespace cm::sched

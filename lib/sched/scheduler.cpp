@@ -23,6 +23,7 @@
 #include "util/clock.hpp"
 #include "util/io.hpp"
 #include "util/proc.hpp"
+#include "util/quorum.hpp"
 #include "util/text.hpp"
 
 namespace cm::sched {
@@ -44,15 +45,6 @@ int64_t pol_int(const Job& j, const char* key, int64_t fallback) {
 std::string pol_str(const Job& j, const char* key, const std::string& fallback = "") {
   auto it = j.policy.find(key);
   return it != j.policy.end() && it->is_string() ? it->get<std::string>() : fallback;
-}
-
-size_t quorum_of(const std::string& q, size_t n) {
-  size_t k = n;
-  if (!q.empty() && q.back() == '%')
-    k = static_cast<size_t>(std::ceil(static_cast<double>(n) * std::atof(q.c_str()) / 100.0));
-  else if (!q.empty())
-    k = static_cast<size_t>(std::strtoull(q.c_str(), nullptr, 10));
-  return std::min(k, n);
 }
 
 std::string join(const std::vector<std::string>& v, const std::string& sep) {
@@ -462,7 +454,9 @@ Status Scheduler::execute(Job j) {
   CM_TRY(write_file_atomic(dir + "/servers", list.str()));
   if (j.type != "checkpoint") {
     std::string q = pol_str(j, "quorum");
-    size_t need = servers.empty() ? 1 : std::max<size_t>(quorum_of(q, servers.size()), 1);
+    // Checked when the policy was set; a database edited by hand: all.
+    auto parsed = parse_quorum(q);
+    size_t need = (parsed.ok() ? *parsed : Quorum{}).of(servers.size());
     if (reachable < need) {
       r.status = "refused";
       r.message = "quorum of reachable servers not met: " + std::to_string(reachable) + " of " +

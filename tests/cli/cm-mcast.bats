@@ -26,6 +26,16 @@ load helper
 	assert_output --partial "--expect must not be negative (got '-1')"
 	run send --frame-size 63
 	assert_failure 2
+	# The quorum as cm-push and cm-sched read it (lib/util/quorum.cpp).
+	run send --quorum 150%
+	assert_failure 2
+	assert_output --partial "bad quorum '150%': a count of 1 or more, or a percentage above 0 up to 100%"
+	run send --quorum 1e1
+	assert_failure 2
+	assert_output --partial "bad quorum '1e1'"
+	run send --quorum 2
+	assert_failure 2
+	assert_output --partial "a quorum of 2 is more than the 1 member(s) expected"
 }
 
 # recv_bg DIR: a receiver on loopback, in the background (its pid in RECV).

@@ -310,14 +310,6 @@ TEST(PushLeaders, TextAndJson) {
   EXPECT_FALSE(parse_leaders("[{\"id\":1}]", "f", 1).ok());
 }
 
-TEST(PushPlan, Quorum) {
-  EXPECT_EQ(parse_quorum("", 8), 8u);
-  EXPECT_EQ(parse_quorum("75%", 8), 6u);
-  EXPECT_EQ(parse_quorum("3", 8), 3u);
-  EXPECT_EQ(parse_quorum("30", 8), 8u);
-  EXPECT_EQ(parse_quorum("0", 8), 1u);
-}
-
 TEST(PushPlan, CutThroughBuildsAChainAtOnce) {
   Sim s(Plan(meta_of(100000), leaders(8), 8, true, PlanOptions{}));
   s.apply(s.plan.start(0, 0));
