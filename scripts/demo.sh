@@ -31,6 +31,7 @@ else
 	FARM_MODE=loopback
 	where="processes on loopback addresses (run as root for namespaces with capped WAN links)"
 fi
+# shellcheck disable=SC2034 # read by lab.bash and farm.bash
 LAB_PREFIX="demo$$"
 rm -rf "$demo"
 mkdir -p "$demo"

@@ -11,7 +11,7 @@ set -eu
 build="cmake g++ make pkg-config
 libboost-program-options-dev librsync-dev libarchive-dev libssl-dev
 libsqlite3-dev libzstd-dev nlohmann-json3-dev libarchive-tools libisal-dev"
-test="libgtest-dev bats bats-support bats-assert mandoc clang libclang-rt-14-dev
+test="libgtest-dev bats bats-support bats-assert mandoc shellcheck clang libclang-rt-14-dev
 iproute2 nftables procps psmisc rsync python3 zstd time bsdutils util-linux tar openssl coreutils sqlite3 strace"
 bench="rsync rdiff xdelta3 zstd npm time keepalived tcpdump aria2 opentracker mktorrent socat udpcast uftp"
 

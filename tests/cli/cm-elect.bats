@@ -40,6 +40,6 @@ load helper
 	run timeout 30 tail --pid="$pid" -f /dev/null
 	assert_success
 	wait "$pid"
-	! pgrep -f 'sleep 31.5'
+	run ! pgrep -f 'sleep 31.5'
 	[ "$(python3 -c 'import json; print(json.load(open("st.json"))["state"])')" = stopped ]
 }

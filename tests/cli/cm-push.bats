@@ -334,7 +334,7 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	kill -TERM "$AGENT_PID"
 	run timeout 30 tail --pid="$AGENT_PID" -f /dev/null
 	assert_success
-	! pgrep -f 'sleep 32.5'
+	run ! pgrep -f 'sleep 32.5'
 	grep -q "stopping 1 deliver command" "$T/agent1.log"
 }
 

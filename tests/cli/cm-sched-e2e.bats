@@ -222,6 +222,7 @@ PY
 @test "a server that missed a release is stale; synchronize brings it up to date" {
 	release 1
 	cm-sched run pub $DB
+	# shellcheck disable=SC2154 # set by its start helper
 	kill "$PID_w1"
 	release 2
 	cm-sched job set pub $DB --quorum 2 >/dev/null

@@ -266,7 +266,7 @@ assert "gave up after 3 attempts" in j["message"], j["message"]'
 	assert_output --partial "b: queued: conflicts with running job 'a': site 'www' on servers s1, s2"
 	assert_output --partial "d: cancelled: conflicts with running job 'a'"
 	grep -q '^c ' "$T/calls" # another group's servers: no conflict
-	! grep -q '^b ' "$T/calls"
+	run ! grep -q '^b ' "$T/calls"
 	run cm-sched job show --json b $DB
 	assert_output --partial '"state":"queued"'
 	run cm-sched history --json $DB d
@@ -333,7 +333,7 @@ assert "gave up after 3 attempts" in j["message"], j["message"]'
 	run -6 cm-sched tick $DB --now 2026-11-25T10:00:30
 	assert_output --partial "pub: recovered: the cm-sched that ran it"
 	for _ in $(seq 100); do pgrep -f "$T/job" >/dev/null || break; sleep 0.1; done
-	! pgrep -f "$T/job"
+	run ! pgrep -f "$T/job"
 	run cm-sched history --json $DB
 	assert_output --partial '"status":"interrupted"'
 	run cm-sched job show --json pub $DB

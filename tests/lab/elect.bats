@@ -9,6 +9,7 @@ load lab
 setup() {
 	T="$BATS_TEST_TMPDIR"
 	cd "$T" || return 1
+	# shellcheck disable=SC2034 # read by lab.bash
 	LAB_PREFIX="el$$$RANDOM"
 	lab_up el 5
 	EVENTS="$T/events.log"

@@ -11,7 +11,9 @@ load farm
 setup() {
 	T="$BATS_TEST_TMPDIR"
 	cd "$T" || return 1
+	# shellcheck disable=SC2034 # read by lab.bash
 	LAB_PREFIX="fm$$$RANDOM"
+	# shellcheck disable=SC2034 # read by farm.bash
 	FARM_MODE=ns
 	farm_up "$T/farm"
 	F="$T/farm"
@@ -33,6 +35,7 @@ release() { # N [EXTRA_MB]: release N of the sample site in staging
 live_is() { # DIR [ID...]: those servers (default all) serve exactly DIR
 	local want=$1 id bad=0
 	shift
+	# shellcheck disable=SC2048 # the ids are words
 	for id in ${*:-$(farm_ids)}; do
 		if ! diff -r "$want" "$(farm_root "$id")/live" >/dev/null 2>&1; then
 			echo "server $id does not serve $want"
@@ -142,7 +145,6 @@ assert len(ok) == 12, r["reports"]'
 	assert_success
 	[ "$(stale_of)" = east3 ]
 	live_is "$T/r1" east3
-	f=$(ls "$F/srv/east3/in" 2>/dev/null | head -1)
 	FARM_PIDS+=("$(_farm_bg east3 "$F/srv/east3/recv2.log" cm-mcast recv --interface "$(_farm_ip east3)" \
 		--channel "239.192.71.2:7712" --dir "$F/srv/east3/in" --id east3 \
 		--exec "cm-apply --json --root '$F/srv/east3/site' --pubkey '$F/keys/site.pub' {}")")

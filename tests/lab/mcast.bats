@@ -9,6 +9,7 @@ load lab
 setup() {
 	T="$BATS_TEST_TMPDIR"
 	cd "$T" || return 1
+	# shellcheck disable=SC2034 # read by lab.bash
 	LAB_PREFIX="mc$$$RANDOM"
 	CH=239.192.77.9:7709
 }
@@ -122,6 +123,7 @@ for m in j["members"]:
 	# A failing command fails the quorum (exit 6) and says so.
 	lab_down
 	rm -rf "$T/r2" "$T/r3"
+	# shellcheck disable=SC2034 # read by lab.bash
 	LAB_PREFIX="mc$$$RANDOM"
 	lab_up mc 3
 	receivers 2 --exec 'exit 3'
@@ -132,6 +134,7 @@ for m in j["members"]:
 	# for the bad byte: the report is still written.
 	lab_down
 	rm -rf "$T/r2" "$T/r3"
+	# shellcheck disable=SC2034 # read by lab.bash
 	LAB_PREFIX="mc$$$RANDOM"
 	lab_up mc 2
 	receivers 1 --exec 'printf "caf\351\n"'

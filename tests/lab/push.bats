@@ -10,6 +10,7 @@ load lab
 setup() {
 	T="$BATS_TEST_TMPDIR"
 	cd "$T" || return 1
+	# shellcheck disable=SC2034 # read by lab.bash
 	LAB_PREFIX="pu$$$RANDOM"
 	lab_up pu 9
 	MIP=$(lab_ip 1)
@@ -26,7 +27,7 @@ teardown() {
 }
 
 serve() {
-	lab_bg 1 "$T/serve.log" cm-push serve --tls "$T/tls" --listen "$M" --state "$T/state" --stall 4 "$@" >"$T/serve.pid"
+	lab_bg 1 "$T/serve.log" cm-push serve --tls "$T/tls" --listen "$M" --state "$T/state" --stall 4 >"$T/serve.pid"
 	wait_for 10 lab_exec 1 bash -c "exec 3<>/dev/tcp/$MIP/7800" 2>/dev/null
 }
 
