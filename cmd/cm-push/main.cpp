@@ -10,6 +10,7 @@
 #include "cli/cli.hpp"
 #include "push/agent.hpp"
 #include "push/client.hpp"
+#include "push/job.hpp"
 #include "push/serve.hpp"
 #include "util/io.hpp"
 #include "util/quorum.hpp"
@@ -191,8 +192,10 @@ void send_options(po::options_description& d) {
 Status run_send(cli::Context& ctx) {
   if (ctx.vm.count("chunk-size")) {
     uint64_t chunk = ctx.vm["chunk-size"].as<uint64_t>();
-    if (chunk < 4096 || chunk > (16u << 20))
-      return Error("--chunk-size must be between 4096 and 16777216 bytes", kExitUsage);
+    if (chunk < push::kMinChunk || chunk > push::kMaxChunk)
+      return Error("--chunk-size must be between " + std::to_string(push::kMinChunk) + " and " +
+                       std::to_string(push::kMaxChunk) + " bytes",
+                   kExitUsage);
   }
   CM_ASSIGN(auto tls, tls_of(ctx, "manager"));
   CM_ASSIGN(net::Endpoint manager, endpoint(ctx, "manager", kManagerPort));

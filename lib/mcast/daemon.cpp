@@ -281,9 +281,14 @@ Result<SendResult> run_send(const SendOptions& opt) {
   size_t expected = cfg.expected.empty() ? cfg.expect_count : cfg.expected.size();
   if (!opt.quorum.empty()) {
     CM_ASSIGN(Quorum q, parse_quorum(opt.quorum));
-    CM_TRY(q.check_count(expected, "member(s) expected"));
-    // Nobody expected (--expect 0): a count stands as given.
-    cfg.quorum = expected == 0 && !q.percent ? static_cast<size_t>(q.value) : q.of(expected);
+    if (!q.percent && cfg.expected.empty()) {
+      // --expect N: members that were not expected count too when they
+      // join (Sender::succeeded), so a count stands as given.
+      cfg.quorum = static_cast<size_t>(q.value);
+    } else {
+      CM_TRY(q.check_count(expected, "members in --members"));
+      cfg.quorum = q.of(expected);
+    }
   }
 
   CM_ASSIGN(net::UdpSocket sock, net::UdpSocket::open_unicast(opt.interface, 0));

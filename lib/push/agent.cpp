@@ -12,7 +12,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -25,6 +24,7 @@
 #include "push/daemon.hpp"
 #include "push/job.hpp"
 #include "push/proto.hpp"
+#include "push/recent.hpp"
 #include "util/hash.hpp"
 #include "util/proc.hpp"
 #include "util/text.hpp"
@@ -59,23 +59,14 @@ struct Copy {
   bool finished = false;    // nothing left to do but serve
   bool working = false;     // a worker thread runs for it
   bool early_started = false;
-  // The chunks fetched last (at most kRecentBytes), for the leaders this one
-  // serves while it receives: one that keeps up is sent them from memory
-  // rather than from a read of the copy.
-  std::deque<std::pair<uint64_t, std::shared_ptr<const std::string>>> recent;
-  size_t recent_bytes = 0;
+  RecentChunks recent;  // the chunks fetched last, to serve from memory
 };
 
-// Keeps chunk i, just verified, among c's recent chunks (under the agent's
-// lock), dropping the oldest past kRecentBytes (the newest always stays).
-constexpr size_t kRecentBytes = 4u << 20;
-void keep_recent(Copy& c, uint64_t i, std::string chunk) {
-  c.recent_bytes += chunk.size();
-  c.recent.emplace_back(i, std::make_shared<const std::string>(std::move(chunk)));
-  while (c.recent.size() > 1 && c.recent_bytes > kRecentBytes) {
-    c.recent_bytes -= c.recent.front().second->size();
-    c.recent.pop_front();
-  }
+// Marks c given up (under the agent's lock): nothing more is fetched or
+// served, and the chunks kept for serving go now, not when it is pruned.
+void mark_given_up(Copy& c) {
+  c.given_up = true;
+  c.recent.clear();
 }
 
 class Agent {
@@ -157,7 +148,7 @@ bool Agent::report(const std::shared_ptr<Copy>& c, const Message& m, int seconds
     if (r.ok()) {
       if (r->type == Msg::None) {
         std::lock_guard<std::mutex> g(mu_);
-        c->given_up = true;
+        mark_given_up(*c);
         if (c->stream != nullptr)
           c->stream->abort();
         changed_.notify_all();
@@ -387,7 +378,7 @@ Status Agent::fetch_from(const std::shared_ptr<Copy>& c, uint64_t gen, const net
       // A full disk here is not the source's fault: give up loudly (the
       // worker tells the manager).
       std::lock_guard<std::mutex> g(mu_);
-      c->given_up = true;
+      mark_given_up(*c);
       c->local_error = w.error().message;
       return w;
     }
@@ -399,7 +390,7 @@ Status Agent::fetch_from(const std::shared_ptr<Copy>& c, uint64_t gen, const net
     last_chunk = std::chrono::steady_clock::now();
     std::lock_guard<std::mutex> g(mu_);
     c->verified = i;
-    keep_recent(*c, i - 1, std::move(m.blob));
+    c->recent.keep(i - 1, std::move(m.blob));
     changed_.notify_all();
   }
   if (i != c->meta.chunk_count())
@@ -415,7 +406,7 @@ void Agent::give_up_here(const std::shared_ptr<Copy>& c, const std::string& why)
   log("job " + std::to_string(c->meta.id) + ": " + why + "; giving this copy up");
   {
     std::lock_guard<std::mutex> g(mu_);
-    c->given_up = true;
+    mark_given_up(*c);
   }
   Message m = status_msg(*c, "failed");
   m.body["error"] = why;
@@ -631,7 +622,6 @@ void Agent::worker(std::shared_ptr<Copy> c) {
       std::lock_guard<std::mutex> g(mu_);
       c->complete = true;
       c->recent.clear();  // a leader still behind reads the copy
-      c->recent_bytes = 0;
       changed_.notify_all();
       break;
     }
@@ -714,10 +704,7 @@ Status Agent::on_fetch(net::TlsStream& s, const Message& m) {
       if (c->given_up || stop_)
         return send(s, error_msg("'" + opt_.tls->name() + "' gave up on job " + std::to_string(id)));
       have = c->ready && c->verified > i;
-      mem.reset();
-      for (const auto& [k, p] : c->recent)
-        if (k == i)
-          mem = p;
+      mem = c->recent.get(i);
     }
     if (!have) {
       // Still waiting for our own source: keep the fetcher from timing out.
@@ -793,7 +780,7 @@ void Agent::heartbeat() {
       auto r = rpc(m);
       if (r.ok() && r->type == Msg::None) {
         std::lock_guard<std::mutex> g(mu_);
-        c->given_up = true;
+        mark_given_up(*c);
         if (c->stream != nullptr)
           c->stream->abort();
         changed_.notify_all();

@@ -36,7 +36,7 @@ Result<JobMeta> JobMeta::get(const Message& m) {
   CM_ASSIGN(uint64_t chunk, m.num("chunk_size"));
   if (!from_hex(hex, j.sha256))
     return Error("bad sha256 in NOTIFY", kExitBadInput);
-  if (chunk < 4096 || chunk > (16u << 20))
+  if (chunk < kMinChunk || chunk > kMaxChunk)
     return Error("bad chunk size in NOTIFY", kExitBadInput);
   j.chunk_size = static_cast<uint32_t>(chunk);
   auto d = m.body.find("deliver");

@@ -310,8 +310,8 @@ Status snapshot(const std::string& from, const std::string& to) {
 Status Server::on_send(net::TlsStream& s, const Message& m) {
   CM_ASSIGN(std::string path, m.str("path"));
   uint64_t chunk = m.body.value("chunk_size", uint64_t{kDefaultChunk});
-  if (chunk < 4096 || chunk > (16u << 20))
-    return send(s, error_msg("the chunk size must be between 4 KiB and 16 MiB"));
+  if (chunk < kMinChunk || chunk > kMaxChunk)
+    return send(s, error_msg("the chunk size must be between 4 KiB and 4 MiB"));
   std::vector<Leader> leaders;
   if (m.body.contains("leaders") && m.body["leaders"].is_array()) {
     // An administrator's static order.
@@ -366,6 +366,14 @@ Status Server::on_send(net::TlsStream& s, const Message& m) {
   if (!meta.ok()) {
     ::unlink(data.c_str());
     return send(s, error_msg(meta.error().message));
+  }
+  if (meta->chunk_count() > kMaxChunks) {
+    ::unlink(data.c_str());
+    uint64_t need = (meta->size + kMaxChunks - 1) / kMaxChunks;
+    return send(s,
+                error_msg("'" + path + "' (" + std::to_string(meta->size) + " bytes) is too large for " +
+                          std::to_string(chunk) + "-byte chunks: its chunk table would not fit a message; " +
+                          "give a chunk size of at least " + std::to_string(need) + " bytes"));
   }
   meta->name = path.substr(path.rfind('/') == std::string::npos ? 0 : path.rfind('/') + 1);
   if (meta->name.empty() || meta->name[0] == '.')

@@ -454,9 +454,16 @@ Status Scheduler::execute(Job j) {
   CM_TRY(write_file_atomic(dir + "/servers", list.str()));
   if (j.type != "checkpoint") {
     std::string q = pol_str(j, "quorum");
-    // Checked when the policy was set; a database edited by hand: all.
+    // Checked when the policy was set; a database edited by hand is
+    // refused by name rather than read as some other quorum.
     auto parsed = parse_quorum(q);
-    size_t need = (parsed.ok() ? *parsed : Quorum{}).of(servers.size());
+    if (!parsed.ok()) {
+      r.status = "refused";
+      r.message =
+          "job '" + j.name + "': " + parsed.error().message + " (cm-sched job set " + j.name + " --quorum)";
+      return finish(j, r, false);
+    }
+    size_t need = parsed->of(servers.size());
     if (reachable < need) {
       r.status = "refused";
       r.message = "quorum of reachable servers not met: " + std::to_string(reachable) + " of " +

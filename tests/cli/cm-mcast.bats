@@ -33,9 +33,10 @@ load helper
 	run send --quorum 1e1
 	assert_failure 2
 	assert_output --partial "bad quorum '1e1'"
-	run send --quorum 2
+	printf '{"members":[{"id":"a","address":"127.0.0.1"}]}' >members.json
+	run cm-mcast send --interface 127.0.0.1 --members members.json --quorum 2 f
 	assert_failure 2
-	assert_output --partial "a quorum of 2 is more than the 1 member(s) expected"
+	assert_output --partial "a quorum of 2 is more than the 1 members in --members"
 }
 
 # recv_bg DIR: a receiver on loopback, in the background (its pid in RECV).

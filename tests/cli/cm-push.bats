@@ -427,7 +427,10 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	run -2 cm-push agent --tls "$T/tls" --manager "$M" --deliver-early
 	assert_output --partial "--deliver-early needs --deliver"
 	run -2 cm-push send --chunk-size 0 --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
-	assert_output --partial "--chunk-size must be between 4096 and 16777216 bytes"
+	assert_output --partial "--chunk-size must be between 4096 and 4194304 bytes"
+	# A chunk goes in one message (8 MiB at most): 8 MiB chunks could never travel.
+	run -2 cm-push send --chunk-size 8388608 --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
+	assert_output --partial "--chunk-size must be between 4096 and 4194304 bytes"
 	leaders_file 1
 	run -2 cm-push send --quorum 0 --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
 	assert_output --partial "bad quorum '0'"

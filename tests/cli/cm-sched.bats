@@ -302,6 +302,16 @@ assert "gave up after 3 attempts" in j["message"], j["message"]'
 	run cm-sched run pub $DB --now 2026-11-25T10:00
 	assert_success
 	[ "$(calls)" = 1 ]
+	# A percentage with decimals: 66.7% of 3 is all 3 (n3 not seen).
+	cm-sched job set pub $DB --quorum 66.7%
+	run -6 cm-sched run pub $DB --now 2026-11-25T10:01
+	assert_output --partial "2 of 3 servers of group 'north' seen in the last 300 s, 3 needed"
+	# A quorum the database holds but cm-sched would not take (edited by
+	# hand): the run is refused and says which, not read as another quorum.
+	sqlite3 "$T/cm.db" "UPDATE jobs SET policy = json_set(policy, '$.quorum', 'most') WHERE name = 'pub'"
+	run -6 cm-sched run pub $DB --now 2026-11-25T10:02
+	assert_output --partial "job 'pub': bad quorum 'most'"
+	[ "$(calls)" = 1 ]
 }
 
 @test "two ticks at once never run one job twice" {

@@ -11,6 +11,7 @@
 #include "push/job.hpp"
 #include "push/plan.hpp"
 #include "push/proto.hpp"
+#include "push/recent.hpp"
 #include "support.hpp"
 
 using namespace cm;
@@ -195,6 +196,33 @@ TEST(PushProto, LargeBlobsAndHeadsRoundTrip) {
   auto m = receive(cut, "peer");
   ASSERT_FALSE(m.ok());
   EXPECT_NE(m.error().message.find("truncated message (99996 of"), std::string::npos) << m.error().message;
+}
+
+// What a leader keeps to serve from memory while it receives.
+TEST(PushRecent, KeepsTheNewestChunksWithinItsBudget) {
+  RecentChunks r(3000);
+  EXPECT_EQ(r.get(0), nullptr);
+  for (uint64_t i = 0; i < 10; i++)
+    r.keep(i, std::string(1000, static_cast<char>('a' + i)));
+  EXPECT_EQ(r.bytes(), 3000u);
+  EXPECT_EQ(r.get(6), nullptr);  // dropped: a reader this far behind reads the copy
+  ASSERT_NE(r.get(7), nullptr);
+  EXPECT_EQ(*r.get(7), std::string(1000, 'h'));
+  EXPECT_EQ(*r.get(9), std::string(1000, 'j'));
+  EXPECT_EQ(r.get(10), nullptr);
+  auto held = r.get(8);
+  r.keep(10, std::string(5000, 'k'));  // larger than the budget: kept alone
+  EXPECT_EQ(r.bytes(), 5000u);
+  EXPECT_EQ(r.get(9), nullptr);
+  EXPECT_EQ(*held, std::string(1000, 'i'));  // a reader's chunk outlives its place
+  EXPECT_EQ(r.get(10)->size(), 5000u);
+  r.keep(20, "x");  // not the next one: what was kept goes
+  EXPECT_EQ(r.get(10), nullptr);
+  EXPECT_EQ(*r.get(20), "x");
+  EXPECT_EQ(r.bytes(), 1u);
+  r.clear();
+  EXPECT_EQ(r.get(20), nullptr);
+  EXPECT_EQ(r.bytes(), 0u);
 }
 
 TEST(PushProto, RejectsMalformedAndTruncated) {
