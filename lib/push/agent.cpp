@@ -102,6 +102,7 @@ class Agent {
   void heartbeat();
   void hello();
   void sweep(const std::set<uint64_t>& again);
+  void sweep_unclaimed(const std::set<uint64_t>& named);
   void prune();
   void remove_here(const std::vector<std::string>& names);
 
@@ -813,6 +814,7 @@ void Agent::hello() {
       if (!again.empty())
         log("the manager notifies this agent again of " + std::to_string(again.size()) + " job(s)");
       sweep(again);
+      sweep_unclaimed(again);
       return;
     }
     for (auto slept = 0ms; slept < backoff && !stop_; slept += 250ms)
@@ -860,6 +862,36 @@ void Agent::sweep(const std::set<uint64_t>& again) {
     found_.clear();
   }
   remove_here(trash);
+}
+
+// The jobs the manager named in its HELLO answer whose NOTIFY has not come
+// (it could not reach this agent, or the job ended meanwhile): waited for
+// as long as a fetcher waits for progress (6 x --idle), then what is still
+// only partial of them goes like any other leftover, instead of staying on
+// disk until the next start.
+void Agent::sweep_unclaimed(const std::set<uint64_t>& named) {
+  std::set<uint64_t> waiting;
+  auto unclaimed = [&] {
+    std::lock_guard<std::mutex> g(mu_);
+    for (auto it = waiting.begin(); it != waiting.end();)
+      it = copies_.count(*it) > 0 ? waiting.erase(it) : std::next(it);
+  };
+  waiting = named;
+  unclaimed();
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(opt_.idle_ms) * 6;
+  while (!waiting.empty() && !stop_ && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(250ms);
+    unclaimed();
+  }
+  if (waiting.empty() || stop_)
+    return;
+  for (uint64_t id : waiting)
+    log("job " + std::to_string(id) + ": the manager named it but has not notified this agent");
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    found_ = waiting;
+  }
+  sweep({});  // under the lock it checks again that no NOTIFY came
 }
 
 // Keeps the newest `keep` finished jobs on disk; older ones go, unless

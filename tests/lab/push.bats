@@ -186,6 +186,34 @@ check() { # PYTHON over r, the JSON report
 	grep -q "l5 (re)started, joins again" "$T/serve.log"
 }
 
+@test "a restarted leader the manager names but cannot notify drops its partial copy after a while" {
+	serve
+	agents
+	head -c 40000000 /dev/urandom >"$T/site.pack"
+	send_bg "$T/site.pack"
+	wait_for 30 part_at_least 5 8000000
+	kill_agent 5
+	# The manager's connections to l5 are dropped; l5's own to the manager
+	# (its HELLO) still go through.
+	lab_exec 5 nft -f - <<EOF
+table inet nonotify {
+	chain input {
+		type filter hook input priority 0;
+		tcp dport 7801 drop
+	}
+}
+EOF
+	agent 5 "$T/agent5-again.log"
+	wait_for 20 grep -q "the manager notifies this agent again of 1 job" "$T/agent5-again.log"
+	[ -d "$T/a5/1" ] # kept while the NOTIFY may still come
+	# --idle 3: given 18 s, then removed like any other leftover.
+	wait_for 60 grep -q "job 1: removing the partial copy" "$T/agent5-again.log"
+	grep -q "job 1: the manager named it but has not notified this agent" "$T/agent5-again.log"
+	[ ! -e "$T/a5/1" ]
+	wait_for 90 test -s "$T/send.rc"
+	same_except "$T/site.pack" 5
+}
+
 @test "a stalled leader (SIGSTOP) is given up on; those behind it resume from another holder" {
 	serve
 	agents
