@@ -17,9 +17,15 @@ namespace cm {
 
 Error sys_error(std::string_view what, std::string_view path, int err) {
   std::string m(what);
-  m += " '";
-  m += path == "-" ? std::string_view("-") : path;
-  m += "': ";
+  m += ' ';
+  // A name from a tree may hold a newline or a terminal's escape sequence:
+  // such a one is shown C-quoted ("a\nb"), any other between single quotes.
+  std::string shown = quote_path(path);
+  if (shown.size() == path.size())
+    m.append("'").append(shown).append("'");
+  else
+    m += shown;
+  m += ": ";
   m += std::strerror(err);
   return Error(std::move(m), kExitFailure);
 }

@@ -272,6 +272,13 @@ mkupdate() {
 	assert_output --partial "--pubkey"
 }
 
+@test "a file name with a newline or an escape sequence is shown C-quoted in errors" {
+	run -1 cm-assign show "$(printf 'no\nsuch\033[2J')"
+	assert_output 'cm-assign: cannot open "no\nsuch\033[2J": No such file or directory'
+	run -1 cm-assign show "$T/missing pack"
+	assert_output "cm-assign: cannot open '$T/missing pack': No such file or directory"
+}
+
 @test "build without --type, --id, --site or -o is a usage error" {
 	mkupdate
 	run cm-assign build --id 1 --site www t -o A

@@ -103,3 +103,13 @@ TEST(RandomName, LengthCharactersAndOnePerThread) {
   std::set<std::string> distinct(names.begin(), names.end());
   EXPECT_EQ(distinct.size(), names.size());
 }
+
+TEST(SysError, NamesThePathQuotedWhenItIsNotPrintable) {
+  EXPECT_EQ(cm::sys_error("cannot open", "site/a b.html", ENOENT).message,
+            "cannot open 'site/a b.html': No such file or directory");
+  EXPECT_EQ(cm::sys_error("cannot read", "-", EIO).message, "cannot read '-': Input/output error");
+  // A newline or an escape sequence in a file name never reaches a terminal raw.
+  EXPECT_EQ(cm::sys_error("cannot open", "a\nb\x1b[2J", EACCES).message,
+            "cannot open \"a\\nb\\033[2J\": Permission denied");
+  EXPECT_EQ(cm::sys_error("cannot open", "", ENOENT).message, "cannot open \"\": No such file or directory");
+}
