@@ -813,8 +813,15 @@ void Agent::hello() {
             again.insert(j.get<uint64_t>());
       if (!again.empty())
         log("the manager notifies this agent again of " + std::to_string(again.size()) + " job(s)");
+      std::set<uint64_t> named_here;  // of those, the ones with a copy here
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        for (uint64_t id : again)
+          if (found_.count(id) > 0)
+            named_here.insert(id);
+      }
       sweep(again);
-      sweep_unclaimed(again);
+      sweep_unclaimed(named_here);
       return;
     }
     for (auto slept = 0ms; slept < backoff && !stop_; slept += 250ms)
@@ -864,8 +871,9 @@ void Agent::sweep(const std::set<uint64_t>& again) {
   remove_here(trash);
 }
 
-// The jobs the manager named in its HELLO answer whose NOTIFY has not come
-// (it could not reach this agent, or the job ended meanwhile): waited for
+// The jobs the manager named in its HELLO answer, of which an earlier run
+// left a copy here, whose NOTIFY has not come (the manager could not reach
+// this agent, or the job ended meanwhile): waited for
 // as long as a fetcher waits for progress (6 x --idle), then what is still
 // only partial of them goes like any other leftover, instead of staying on
 // disk until the next start.
