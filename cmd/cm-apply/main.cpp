@@ -52,17 +52,11 @@ void spare_in_background(apply::Site& site, double delay) {
   if (pid != 0)
     return;  // the parent (or no child: no spare, no harm)
   ::setsid();
-  // Background work: the lowest CPU and best-effort I/O priority, so that
-  // whatever else runs now (on a farm, the other servers' commits) goes
-  // first. Not the idle I/O class: the next cm-apply waits for this one.
-  (void)::setpriority(PRIO_PROCESS, 0, 19);
-  // SCHED_IDLE: the CPU only when nothing else wants it (48 niced clones
-  // together still weigh as much as one ordinary process).
-  struct sched_param sp {};
-  (void)::sched_setscheduler(0, SCHED_IDLE, &sp);
-  (void)::syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_PRIO_VALUE(IOPRIO_CLASS_BE, 7));
   // Nothing of the caller's but the lock: whoever waits for its pipes to
-  // close (a shell's $(...), bats) must not wait out --spare-delay.
+  // close (a shell's $(...), bats, cm-mcast recv reading this command's
+  // report) must not wait out --spare-delay. Done first, at the caller's
+  // priority: under SCHED_IDLE on a busy machine the child might not run
+  // for a while, and the reader would wait until it did.
   int lock = site.lock_fd();
   int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null >= 0)
@@ -72,6 +66,15 @@ void spare_in_background(apply::Site& site, double delay) {
   if (lock > 3)
     (void)::close_range(3, static_cast<unsigned>(lock) - 1, 0);
   (void)::close_range(static_cast<unsigned>(std::max(lock + 1, 3)), ~0U, 0);
+  // Background work: the lowest CPU and best-effort I/O priority, so that
+  // whatever else runs now (on a farm, the other servers' commits) goes
+  // first. Not the idle I/O class: the next cm-apply waits for this one.
+  (void)::setpriority(PRIO_PROCESS, 0, 19);
+  // SCHED_IDLE: the CPU only when nothing else wants it (48 niced clones
+  // together still weigh as much as one ordinary process).
+  struct sched_param sp {};
+  (void)::sched_setscheduler(0, SCHED_IDLE, &sp);
+  (void)::syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_PRIO_VALUE(IOPRIO_CLASS_BE, 7));
   site.wait_unless_wanted(delay);
   ::_exit(site.prepare_spare().ok() ? 0 : 1);
 }
