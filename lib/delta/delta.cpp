@@ -111,7 +111,7 @@ class TableData : public Writer {
 };
 
 Error changed(const fs::Tree& t, const std::string& path) {
-  return Error("'" + t.display(path) + "' changed during the scan; run again", kExitChanged);
+  return Error(show_path(t.display(path)) + " changed during the scan; run again", kExitChanged);
 }
 
 class Differ {

@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "util/text.hpp"
+
 namespace cm::fs {
 
 const char* type_name(Type t) {
@@ -251,7 +253,7 @@ class DiskTree : public Tree {
   // A path that disappeared between listing and use changed under us.
   Error missing_or(int err, const char* what, const std::string& rel) const {
     if (err == ENOENT || err == ENOTDIR || err == ELOOP || err == EXDEV)
-      return Error("'" + display(rel) + "' vanished or changed type during the scan", kExitChanged);
+      return Error(show_path(display(rel)) + " vanished or changed type during the scan", kExitChanged);
     return sys_error(what, display(rel), err);
   }
 
@@ -284,7 +286,7 @@ class EmptyTree : public Tree {
 
  private:
   Error missing(const std::string& rel) const {
-    return Error("'" + display(rel) + "' vanished or changed type during the scan", kExitChanged);
+    return Error(show_path(display(rel)) + " vanished or changed type during the scan", kExitChanged);
   }
   std::string name_;
 };

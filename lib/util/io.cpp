@@ -20,11 +20,7 @@ Error sys_error(std::string_view what, std::string_view path, int err) {
   m += ' ';
   // A name from a tree may hold a newline or a terminal's escape sequence:
   // such a one is shown C-quoted ("a\nb"), any other between single quotes.
-  std::string shown = quote_path(path);
-  if (shown.size() == path.size())
-    m.append("'").append(shown).append("'");
-  else
-    m += shown;
+  m += show_path(path);
   m += ": ";
   m += std::strerror(err);
   return Error(std::move(m), kExitFailure);

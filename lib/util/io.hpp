@@ -13,7 +13,8 @@
 namespace cm {
 
 // "what 'path': strerror(err)", the shape of every system error message; a
-// path that is not printable UTF-8 is C-quoted instead (quote_path).
+// path quote_path() would quote (control characters, invalid UTF-8, " or \)
+// is shown C-quoted instead (show_path).
 Error sys_error(std::string_view what, std::string_view path, int err);
 
 // Owns a file descriptor.

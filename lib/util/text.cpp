@@ -47,19 +47,40 @@ bool is_valid_utf8(std::string_view s) {
   return true;
 }
 
+std::string show_path(std::string_view s) {
+  std::string q = quote_path(s);
+  return q.size() == s.size() ? "'" + q + "'" : q;
+}
+
+namespace {
+
+// U+0080..U+009F, the C1 controls (U+009B is a terminal's CSI), as UTF-8.
+bool c1_at(std::string_view s, size_t i) {
+  return i + 1 < s.size() && static_cast<unsigned char>(s[i]) == 0xC2 &&
+         static_cast<unsigned char>(s[i + 1]) >= 0x80 && static_cast<unsigned char>(s[i + 1]) <= 0x9F;
+}
+
+void octal(std::string& out, unsigned char c) {
+  char b[5];
+  std::snprintf(b, sizeof b, "\\%03o", c);
+  out += b;
+}
+
+}  // namespace
+
 std::string quote_path(std::string_view s) {
-  bool plain = is_valid_utf8(s) && !s.empty();
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c == 0x7F || c == '"' || c == '\\')
+  bool utf8 = is_valid_utf8(s);
+  bool plain = utf8 && !s.empty();
+  for (size_t i = 0; i < s.size() && plain; i++) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7F || c == '"' || c == '\\' || c1_at(s, i))
       plain = false;
   }
   if (plain)
     return std::string(s);
-  bool utf8 = is_valid_utf8(s);
   std::string out = "\"";
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
+  for (size_t i = 0; i < s.size(); i++) {
+    auto c = static_cast<unsigned char>(s[i]);
     switch (c) {
       case '\n': out += "\\n"; break;
       case '\t': out += "\\t"; break;
@@ -67,12 +88,13 @@ std::string quote_path(std::string_view s) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
       default:
-        if (c < 0x20 || c == 0x7F || (c >= 0x80 && !utf8)) {
-          char b[5];
-          std::snprintf(b, sizeof b, "\\%03o", c);
-          out += b;
+        if (utf8 && c1_at(s, i)) {
+          octal(out, c);
+          octal(out, static_cast<unsigned char>(s[++i]));
+        } else if (c < 0x20 || c == 0x7F || (c >= 0x80 && !utf8)) {
+          octal(out, c);
         } else {
-          out += ch;
+          out += static_cast<char>(c);
         }
     }
   }

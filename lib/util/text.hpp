@@ -17,6 +17,9 @@ bool is_valid_utf8(std::string_view s);
 // without quotes or backslashes, otherwise C-quoted in double quotes with
 // \n, \t, \\, \" and \ooo escapes (like git and ls --quoting-style=c).
 std::string quote_path(std::string_view s);
+// A path inside a message: 'as is' between single quotes, or quote_path()'s
+// C-quoted form when it needs one (the shape of every error that names one).
+std::string show_path(std::string_view s);
 
 // Sets j[key] to the name when it is valid UTF-8, or j[key + "_base64"] to
 // its bytes otherwise, so JSON output is lossless for any file name.

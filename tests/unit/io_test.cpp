@@ -113,3 +113,20 @@ TEST(SysError, NamesThePathQuotedWhenItIsNotPrintable) {
             "cannot open \"a\\nb\\033[2J\": Permission denied");
   EXPECT_EQ(cm::sys_error("cannot open", "", ENOENT).message, "cannot open \"\": No such file or directory");
 }
+
+TEST(QuotePath, PrintableUtf8StaysAndControlsAreEscaped) {
+  EXPECT_EQ(cm::quote_path("caf\xc3\xa9 menu.html"), "caf\xc3\xa9 menu.html");
+  EXPECT_EQ(cm::quote_path("a\xc2\xa0"
+                           "b"),
+            "a\xc2\xa0"
+            "b");  // U+00A0 prints
+  EXPECT_EQ(cm::quote_path("tab\there"), "\"tab\\there\"");
+  EXPECT_EQ(cm::quote_path("bad\xff"), "\"bad\\377\"");
+  // U+009B (CSI) and the other C1 controls: escaped byte by byte.
+  EXPECT_EQ(cm::quote_path("a\xc2\x9b"
+                           "2Jb"),
+            "\"a\\302\\2332Jb\"");
+  EXPECT_EQ(cm::quote_path("\xc2\x80"), "\"\\302\\200\"");
+  EXPECT_EQ(cm::show_path("x y"), "'x y'");
+  EXPECT_EQ(cm::show_path("x\ny"), "\"x\\ny\"");
+}
