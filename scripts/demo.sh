@@ -19,9 +19,9 @@ run() {
 	"$@"
 }
 
-# shellcheck source=../tests/lab/lab.bash
+# shellcheck source=tests/lab/lab.bash
 . "$src/tests/lab/lab.bash"
-# shellcheck source=../tests/lab/farm.bash
+# shellcheck source=tests/lab/farm.bash
 . "$src/tests/lab/farm.bash"
 
 if [ "${FARM_MODE:-}" != loopback ] && [ "$(id -u)" = 0 ] && command -v ip >/dev/null && command -v tc >/dev/null; then

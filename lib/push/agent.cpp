@@ -847,6 +847,8 @@ void Agent::sweep(const std::set<uint64_t>& again) {
         continue;  // notified (again): its worker takes what is there
       std::string name = std::to_string(id);
       Fd job(::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!job.valid() && errno == ENOENT)
+        continue;  // gone meanwhile (notified, finished and pruned): nothing left here
       auto files = job.valid() ? fs::list_names(job.get(), opt_.dir + "/" + name)
                                : Result<std::vector<std::string>>(Error("cannot open"));
       // (Unreadable: left alone.)
