@@ -66,6 +66,18 @@ part_at_least() {
 	[ -n "$f" ] && [ "$(stat -c %s "$f")" -ge "$2" ]
 }
 
+# kill_mid_transfer I SIZE BYTES: serve and the agents up, a SIZE-byte
+# site.pack on its way to every leader, and leader I's agent killed
+# (SIGKILL, and gone) once its part holds BYTES.
+kill_mid_transfer() {
+	serve
+	agents
+	head -c "$2" /dev/urandom >"$T/site.pack"
+	send_bg "$T/site.pack"
+	wait_for 30 part_at_least "$1" "$3"
+	kill_agent "$1"
+}
+
 same_except() { # FILE [I...]: every leader but those has an identical copy
 	local f=$1 want i
 	shift
@@ -133,12 +145,7 @@ check() { # PYTHON over r, the JSON report
 }
 
 @test "a leader killed mid-transfer: all others complete and the report names it" {
-	serve
-	agents
-	head -c 40000000 /dev/urandom >"$T/site.pack"
-	send_bg "$T/site.pack"
-	wait_for 30 part_at_least 5 8000000
-	kill -9 "$(cat "$T/agent5.pid")"
+	kill_mid_transfer 5 40000000 8000000
 	wait_for 90 test -s "$T/send.rc"
 	[ "$(cat "$T/send.rc")" = 6 ] # the quorum (all) was not met
 	same_except "$T/site.pack" 5
@@ -149,12 +156,7 @@ check() { # PYTHON over r, the JSON report
 }
 
 @test "a leader restarted mid-transfer is notified again and resumes from the part on its disk" {
-	serve
-	agents
-	head -c 40000000 /dev/urandom >"$T/site.pack"
-	send_bg "$T/site.pack"
-	wait_for 30 part_at_least 5 8000000
-	kill_agent 5
+	kill_mid_transfer 5 40000000 8000000
 	agent 5 "$T/agent5-again.log"
 	wait_for 90 test -s "$T/send.rc"
 	[ "$(cat "$T/send.rc")" = 0 ]
@@ -169,12 +171,7 @@ check() { # PYTHON over r, the JSON report
 
 @test "a leader given up on while it was down joins the job again when it restarts" {
 	for i in $(seq 1 9); do lab_rate "$i" 50mbit; done
-	serve
-	agents
-	head -c 60000000 /dev/urandom >"$T/site.pack"
-	send_bg "$T/site.pack"
-	wait_for 30 part_at_least 5 6000000
-	kill_agent 5
+	kill_mid_transfer 5 60000000 6000000
 	wait_for 30 grep -q "l5 failed" "$T/serve.log"
 	[ ! -s "$T/send.rc" ] # the others are still at it
 	agent 5 "$T/agent5-again.log"
@@ -187,12 +184,7 @@ check() { # PYTHON over r, the JSON report
 }
 
 @test "a restarted leader the manager names but cannot notify drops its partial copy after a while" {
-	serve
-	agents
-	head -c 40000000 /dev/urandom >"$T/site.pack"
-	send_bg "$T/site.pack"
-	wait_for 30 part_at_least 5 8000000
-	kill_agent 5
+	kill_mid_transfer 5 40000000 8000000
 	# The manager's connections to l5 are dropped; l5's own to the manager
 	# (its HELLO) still go through.
 	lab_exec 5 nft -f - <<EOF
