@@ -1420,6 +1420,7 @@ else:
 PY
 )
 
+# ctest cost: 30
 @test "kill -9 at random moments, 50 times: live is always exactly the old or the new version" {
 	python3 -c "$GEN" A A
 	cp -a A B

@@ -113,6 +113,7 @@ leaderships() { grep -c " state leader " "$EVENTS" || true; }
 	[ "$(leaderships)" -eq "$before" ]
 }
 
+# ctest cost: 30
 @test "10% loss on the control channel: one stable leader" {
 	start 1 150
 	start 2 140

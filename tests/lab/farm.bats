@@ -83,6 +83,7 @@ assert len(ok) == 12, r["reports"]'
 	[ "$sent" -lt $((tree / 10)) ]
 }
 
+# ctest cost: 30
 @test "a site's leader killed mid-job: a new leader is elected and the job completes" {
 	release 1
 	farm_sched run pub

@@ -169,6 +169,7 @@ check() { # PYTHON over r, the JSON report
 	grep -Eq "job 1: [0-9]+ bytes already here and good" "$T/agent5-again.log"
 }
 
+# ctest cost: 30
 @test "a leader given up on while it was down joins the job again when it restarts" {
 	for i in $(seq 1 9); do lab_rate "$i" 50mbit; done
 	kill_mid_transfer 5 60000000 6000000
@@ -183,6 +184,7 @@ check() { # PYTHON over r, the JSON report
 	grep -q "l5 (re)started, joins again" "$T/serve.log"
 }
 
+# ctest cost: 30
 @test "a restarted leader the manager names but cannot notify drops its partial copy after a while" {
 	kill_mid_transfer 5 40000000 8000000
 	# The manager's connections to l5 are dropped; l5's own to the manager
