@@ -516,7 +516,16 @@ class Differ {
         return chmod_if_needed(*b, n);
       differ = true;
     }
-    CM_ASSIGN(Digest h, hash_file(next_, n));
+    // A small file is read once: hashed, and kept for whole() or a zstd
+    // delta to send without reading and hashing it again (two passes over
+    // every new file were most of an initial publish's cm-delta time).
+    next_kept_.clear();
+    Digest h;
+    if (n.st.size <= kKeepBytes) {
+      CM_TRY(read_kept(next_, n, h));
+    } else {
+      CM_ASSIGN(h, hash_file(next_, n));
+    }
     if (!differ) {
       CM_ASSIGN(Digest bh, base_hash(base_idx));
       if (bh == h)
@@ -595,6 +604,51 @@ class Differ {
     return false;
   }
 
+  // Files up to this size are read once into next_kept_ (see file()).
+  static constexpr uint64_t kKeepBytes = 1024 * 1024;
+
+  // The bytes of the NEXT file being handled, read and hashed once, when it
+  // is at most kKeepBytes; empty otherwise (and for an empty file, which
+  // has nothing to read again either).
+  struct Kept {
+    std::unique_ptr<char[]> buf;  // not zero-filled: every byte used is read
+    size_t cap = 0;
+    size_t len = 0;
+    bool valid = false;
+    void clear() {
+      len = 0;
+      valid = false;
+    }
+    std::string_view view() const { return {buf.get(), len}; }
+  };
+  Kept next_kept_;
+
+  // Reads a small NEXT file into next_kept_ and hashes it, checking it against
+  // the scan.
+  Status read_kept(fs::Tree& t, const Node& node, Digest& hash) {
+    CM_ASSIGN(auto f, open_checked(t, node));
+    size_t want = static_cast<size_t>(node.st.size) + 1;  // one more, to see growth
+    if (next_kept_.cap < want) {
+      next_kept_.buf.reset(new char[want]);
+      next_kept_.cap = want;
+    }
+    size_t have = 0;
+    while (have < want) {
+      CM_ASSIGN(size_t got, f->read(next_kept_.buf.get() + have, want - have));
+      if (got == 0)
+        break;
+      have += got;
+    }
+    stats_.hashed_bytes += have;
+    CM_TRY(check_same(t, node, *f));
+    if (have != node.st.size)
+      return changed(t, node.path);
+    next_kept_.len = have;
+    next_kept_.valid = true;
+    hash = sha256(next_kept_.view());
+    return {};
+  }
+
   // Reads a whole (small) file, checking it against the scan.
   Result<std::string> slurp(fs::Tree& t, const Node& node, Digest& hash) {
     CM_ASSIGN(auto f, open_checked(t, node));
@@ -621,6 +675,8 @@ class Differ {
     const Node& b = b_[static_cast<size_t>(basis_idx)];
     CM_ASSIGN(std::string basis, slurp(base_, b, bh));
     learn_base_hash(basis_idx, bh);
+    if (next_kept_.valid)
+      return zstd_delta(basis, next_kept_.view(), spill2_, limit);
     Digest nh;
     CM_ASSIGN(std::string next, slurp(next_, n, nh));
     if (nh != e.hash)
@@ -684,6 +740,12 @@ class Differ {
     CM_TRY(emit(e));
     if (out_ == nullptr)
       return {};
+    if (next_kept_.valid) {
+      // Read, hashed and checked against the scan in file().
+      for (size_t at = 0; at < next_kept_.len; at += kDataChunk)
+        CM_TRY(out_->data(next_kept_.buf.get() + at, std::min(kDataChunk, next_kept_.len - at)));
+      return {};
+    }
     CM_ASSIGN(auto f, next_.open(n.path));
     CM_TRY(check_same(next_, n, *f));
     Sha256 h;
