@@ -144,7 +144,7 @@ std::string Plan::status(const std::string& id, const std::string& state, uint64
       l->failed_sources.push_back(src + (why.empty() ? "" : ": " + why));
       if (LeaderState* s = get(src); s != nullptr && s->state != "failed")
         s->last_heard = std::min(s->last_heard, now - opt_.stall_ms + kSuspectMs);
-      reassign(*l, now, wall, out);
+      reassign(*l, now, wall, out, get(src));
     }
   } else if (state != "delivering") {
     return "unknown state '" + state + "'";
@@ -205,8 +205,18 @@ void Plan::fail(LeaderState& l, const std::string& why, int64_t now, int64_t wal
   check(wall);
 }
 
-void Plan::reassign(LeaderState& d, int64_t now, int64_t wall, std::vector<Notice>& out) {
+void Plan::reassign(LeaderState& d, int64_t now, int64_t wall, std::vector<Notice>& out,
+                    const LeaderState* lost) {
   release_source(d);
+  // d lost its source and says so before the plan gives up on it: the
+  // source's own source still counts a slot for it, though a leader that
+  // died closed both its connections at once and that slot is most likely
+  // free. It is ahead of d in the chain (it served the lost leader what
+  // that one served d), so d resumes from it, one hop back, instead of a
+  // second stream on the manager's uplink beside the first leader's.
+  const std::string* behind_lost = nullptr;
+  if (lost != nullptr && lost->state != "failed" && lost->source != kManager && cut_through_)
+    behind_lost = &lost->source;
   auto failed_before = [&](const std::string& who) {
     for (const std::string& f : d.failed_sources)
       if (f.compare(0, who.size() + 1, who + ":") == 0 || f == who)
@@ -227,15 +237,17 @@ void Plan::reassign(LeaderState& d, int64_t now, int64_t wall, std::vector<Notic
   LeaderState* best = nullptr;
   for (LeaderState& h : leaders_) {
     bool whole = h.state == "complete" || h.state == "delivered";
-    if (&h == &d || !holder(h) || h.serving >= opt_.leader_fanout || h.bytes < d.bytes ||
-        failed_before(h.who.id) || (!whole && downstream_of_d(h)))
+    bool lost_ones = behind_lost != nullptr && h.who.id == *behind_lost;
+    if (&h == &d || !holder(h) || h.serving >= opt_.leader_fanout + (lost_ones ? 1u : 0u) ||
+        (h.bytes < d.bytes && !lost_ones) || failed_before(h.who.id) || (!whole && downstream_of_d(h)))
       continue;
     bool best_whole = best != nullptr && (best->state == "complete" || best->state == "delivered");
     if (best == nullptr || (whole && !best_whole) || (whole == best_whole && h.bytes > best->bytes))
       best = &h;
   }
   // A leader that has only just started is no better than the manager.
-  if (best != nullptr && best->state != "complete" && best->state != "delivered" && best->bytes == 0)
+  if (best != nullptr && best->state != "complete" && best->state != "delivered" && best->bytes == 0 &&
+      !(behind_lost != nullptr && best->who.id == *behind_lost))
     best = nullptr;
   notify(d, best != nullptr ? best->who.id : kManager, now, wall, out);
 }

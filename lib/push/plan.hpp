@@ -132,7 +132,10 @@ class Plan {
   LeaderState* get(const std::string& id);
   bool holder(const LeaderState& l) const;
   void fail(LeaderState& l, const std::string& why, int64_t now, int64_t wall, std::vector<Notice>& out);
-  void reassign(LeaderState& l, int64_t now, int64_t wall, std::vector<Notice>& out);
+  // A new source for l; `lost`: the source l just reported lost, not yet
+  // given up on.
+  void reassign(LeaderState& l, int64_t now, int64_t wall, std::vector<Notice>& out,
+                const LeaderState* lost = nullptr);
   void fill_manager(int64_t now, int64_t wall, std::vector<Notice>& out);
   void release_source(const LeaderState& l);
   void notify(LeaderState& l, const std::string& source, int64_t now, int64_t wall, std::vector<Notice>& out);

@@ -453,6 +453,35 @@ TEST(PushPlan, ADeadLeadersTargetsGoElsewhereAndTheReportNamesIt) {
   EXPECT_LT(s.now, 400 + o.stall_ms);
 }
 
+TEST(PushPlan, ALeaderThatLosesItsSourceResumesFromTheOneBehindIt) {
+  // l3 is killed: l4 says so at once (its connection closed), seconds before
+  // the plan gives up on l3. l2, which was serving l3 only, is ahead of l4
+  // and now idle: l4 resumes from it rather than from the manager, whose
+  // uplink is still busy with l1.
+  Sim s(Plan(meta_of(100000), leaders(6), 5, true, PlanOptions{}));
+  s.apply(s.plan.start(0, 0));
+  for (int i = 0; i < 8 && s.source.size() < 6; i++)
+    s.step(50, true);
+  ASSERT_EQ(s.source["l4"], "l3");
+  ASSERT_EQ(s.source["l3"], "l2");
+  s.dead.insert("l3");
+  std::vector<Notice> out;
+  // l4 has verified more than l2 last reported (reports come once a second):
+  // l2 is ahead of it all the same.
+  s.plan.status("l4", "source-failed", 90000, "l3", "connection lost", s.now, s.now, out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].leader, "l4");
+  EXPECT_EQ(out[0].source, "l2");
+  s.apply(out);
+  ASSERT_TRUE(s.run(true));
+  EXPECT_TRUE(s.plan.succeeded());
+  EXPECT_EQ(s.plan.find("l3")->state, "failed");
+  size_t from_manager = 0;
+  for (const auto& n : s.notices)
+    from_manager += n.second == kManager ? 1 : 0;
+  EXPECT_EQ(from_manager, 1u);
+}
+
 TEST(PushPlan, AStalledLeaderFailsAfterTheStallTime) {
   PlanOptions o;
   o.stall_ms = 3000;
