@@ -1,6 +1,9 @@
 #include "push/job.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 namespace cm::push {
@@ -84,24 +87,45 @@ Result<JobMeta> describe_file(const std::string& path, uint64_t id, uint32_t chu
   j.id = id;
   j.name = path.substr(path.rfind('/') == std::string::npos ? 0 : path.rfind('/') + 1);
   j.chunk_size = chunk_size;
+  // Two SHA-256 streams over every byte: the chunks' and the whole file's.
+  // Read in batches of whole chunks, the whole file's digest goes on a
+  // second thread while this one hashes the chunks: this runs before the
+  // first leader is notified (about 70 ms per 100 MiB on one core).
+  const size_t batch = std::max<size_t>(chunk_size, (size_t{4} << 20) / chunk_size * chunk_size);
+  std::vector<char> buf(batch);
   Sha256 whole, part;
-  std::vector<char> buf(chunk_size);
-  for (;;) {
+  for (bool end = false; !end;) {
     size_t have = 0;
     while (have < buf.size()) {
       CM_ASSIGN(size_t got, in->read(buf.data() + have, buf.size() - have));
-      if (got == 0)
+      if (got == 0) {
+        end = true;
         break;
+      }
       have += got;
     }
     if (have == 0)
       break;
-    whole.update(buf.data(), have);
-    part.update(buf.data(), have);
-    j.chunks.push_back(part.finish());
+    struct Joined {
+      std::thread t;
+      ~Joined() {
+        if (t.joinable())
+          t.join();
+      }
+    } side;
+    try {
+      side.t = std::thread([&whole, &buf, have] { whole.update(buf.data(), have); });
+    } catch (const std::system_error&) {
+      whole.update(buf.data(), have);  // no thread to be had: here, the same digest
+    }
+    for (size_t at = 0; at < have; at += chunk_size) {
+      size_t n = std::min<size_t>(chunk_size, have - at);
+      part.update(buf.data() + at, n);
+      j.chunks.push_back(part.finish());
+    }
+    if (side.t.joinable())
+      side.t.join();  // before the buffer is refilled
     j.size += have;
-    if (have < buf.size())
-      break;
   }
   j.sha256 = whole.finish();
   return j;

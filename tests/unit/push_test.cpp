@@ -322,6 +322,26 @@ TEST(PushJob, DescribeFile) {
   EXPECT_EQ(m->chunks[2], sha256(std::string_view(data).substr(2 * 262144)));
 }
 
+TEST(PushJob, DescribeFileAcrossReadBatches) {
+  // Read 4 MiB at a time, the whole file's digest hashed beside the chunks':
+  // the same table and digest as one pass over the bytes.
+  TempDir d;
+  std::string data((9u << 20) + 100, '\0');
+  for (size_t i = 0; i < data.size(); i++)
+    data[i] = static_cast<char>(i * 31 + i / 4099);
+  write_file(d.path() + "/f", data);
+  for (uint32_t chunk : {4096u, 262144u, 3u << 20}) {
+    auto m = describe_file(d.path() + "/f", 1, chunk);
+    ASSERT_TRUE(m.ok()) << m.error().message;
+    EXPECT_EQ(m->size, data.size());
+    EXPECT_EQ(m->sha256, sha256(data));
+    ASSERT_EQ(m->chunks.size(), (data.size() + chunk - 1) / chunk);
+    for (size_t i = 0; i < m->chunks.size(); i += 97)
+      EXPECT_EQ(m->chunks[i], sha256(std::string_view(data).substr(i * chunk, chunk))) << chunk << " " << i;
+    EXPECT_EQ(m->chunks.back(), sha256(std::string_view(data).substr((m->chunks.size() - 1) * chunk)));
+  }
+}
+
 TEST(PushLeaders, TextAndJson) {
   auto t = parse_leaders("# the tree's order\nl1 10.0.0.1 east\nl2 10.0.0.2:9000\n\n", "f", 7801);
   ASSERT_TRUE(t.ok()) << t.error().message;
