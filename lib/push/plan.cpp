@@ -208,14 +208,16 @@ void Plan::fail(LeaderState& l, const std::string& why, int64_t now, int64_t wal
 void Plan::reassign(LeaderState& d, int64_t now, int64_t wall, std::vector<Notice>& out,
                     const LeaderState* lost) {
   release_source(d);
-  // d lost its source and says so before the plan gives up on it: the
-  // source's own source still counts a slot for it, though a leader that
-  // died closed both its connections at once and that slot is most likely
-  // free. It is ahead of d in the chain (it served the lost leader what
-  // that one served d), so d resumes from it, one hop back, instead of a
-  // second stream on the manager's uplink beside the first leader's.
+  // d lost a source that was still receiving, and says so before the plan
+  // gives up on it: the lost leader's own source still counts a slot for
+  // it, though a leader that died closed both its connections at once and
+  // that slot is most likely free. (A lost leader that was complete gave
+  // its slot back already: no extra slot then.) That source is ahead of d
+  // in the chain (it served the lost leader what that one served d), so d
+  // resumes from it, one hop back, instead of a second stream on the
+  // manager's uplink beside the first leader's.
   const std::string* behind_lost = nullptr;
-  if (lost != nullptr && lost->state != "failed" && lost->source != kManager && cut_through_)
+  if (lost != nullptr && active(*lost) && lost->source != kManager && cut_through_)
     behind_lost = &lost->source;
   auto failed_before = [&](const std::string& who) {
     for (const std::string& f : d.failed_sources)
@@ -246,8 +248,8 @@ void Plan::reassign(LeaderState& d, int64_t now, int64_t wall, std::vector<Notic
       best = &h;
   }
   // A leader that has only just started is no better than the manager.
-  if (best != nullptr && best->state != "complete" && best->state != "delivered" && best->bytes == 0 &&
-      !(behind_lost != nullptr && best->who.id == *behind_lost))
+  // (The lost leader's source too: after a restart it may be starting over.)
+  if (best != nullptr && best->state != "complete" && best->state != "delivered" && best->bytes == 0)
     best = nullptr;
   notify(d, best != nullptr ? best->who.id : kManager, now, wall, out);
 }

@@ -502,6 +502,31 @@ TEST(PushPlan, ALeaderThatLosesItsSourceResumesFromTheOneBehindIt) {
   EXPECT_EQ(from_manager, 1u);
 }
 
+TEST(PushPlan, NoExtraSlotBehindALostLeaderThatWasComplete) {
+  // l3 completed (its slot at l2 given back), l2 took l5, then l3 died while
+  // serving l4. l4 must not push l2 past its fanout: nothing would take that
+  // slot back when l3 is given up on.
+  Plan p(meta_of(100000), leaders(5), 5, true, PlanOptions{});
+  std::vector<Notice> out = p.start(0, 0);
+  ASSERT_EQ(p.next("l1", 10, 10, out).kind, Answer::Target);
+  ASSERT_EQ(p.next("l2", 20, 20, out).kind, Answer::Target);
+  ASSERT_EQ(p.next("l3", 30, 30, out).kind, Answer::Target);
+  ASSERT_EQ(p.find("l4")->source, "l3");
+  p.status("l3", "complete", 0, "", "", 40, 40, out);
+  ASSERT_EQ(p.find("l2")->serving, 0u);
+  Answer a = p.next("l2", 50, 50, out);
+  ASSERT_EQ(a.kind, Answer::Target);
+  ASSERT_EQ(a.leader, "l5");
+  ASSERT_EQ(p.find("l2")->serving, 1u);
+  p.status("l2", "receiving", 50000, "", "", 55, 55, out);
+  out.clear();
+  p.status("l4", "source-failed", 5000, "l3", "connection lost", 60, 60, out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].leader, "l4");
+  EXPECT_NE(out[0].source, "l2");
+  EXPECT_EQ(p.find("l2")->serving, 1u);
+}
+
 TEST(PushPlan, AStalledLeaderFailsAfterTheStallTime) {
   PlanOptions o;
   o.stall_ms = 3000;
