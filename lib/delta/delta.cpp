@@ -623,18 +623,14 @@ class Differ {
   };
   Kept next_kept_;
 
-  // Reads a small NEXT file into next_kept_ and hashes it, checking it against
-  // the scan.
-  Status read_kept(fs::Tree& t, const Node& node, Digest& hash) {
+  // Reads a whole (small) file into buf, which has room for its size and
+  // one byte more (to see growth), checking it against the scan.
+  Status read_whole(fs::Tree& t, const Node& node, char* buf) {
     CM_ASSIGN(auto f, open_checked(t, node));
-    size_t want = static_cast<size_t>(node.st.size) + 1;  // one more, to see growth
-    if (next_kept_.cap < want) {
-      next_kept_.buf.reset(new char[want]);
-      next_kept_.cap = want;
-    }
+    size_t want = static_cast<size_t>(node.st.size) + 1;
     size_t have = 0;
     while (have < want) {
-      CM_ASSIGN(size_t got, f->read(next_kept_.buf.get() + have, want - have));
+      CM_ASSIGN(size_t got, f->read(buf + have, want - have));
       if (got == 0)
         break;
       have += got;
@@ -643,30 +639,28 @@ class Differ {
     CM_TRY(check_same(t, node, *f));
     if (have != node.st.size)
       return changed(t, node.path);
-    next_kept_.len = have;
+    return {};
+  }
+
+  // Reads a small NEXT file into next_kept_ and hashes it.
+  Status read_kept(fs::Tree& t, const Node& node, Digest& hash) {
+    size_t want = static_cast<size_t>(node.st.size) + 1;
+    if (next_kept_.cap < want) {
+      next_kept_.buf.reset(new char[want]);
+      next_kept_.cap = want;
+    }
+    CM_TRY(read_whole(t, node, next_kept_.buf.get()));
+    next_kept_.len = static_cast<size_t>(node.st.size);
     next_kept_.valid = true;
     hash = sha256(next_kept_.view());
     return {};
   }
 
-  // Reads a whole (small) file, checking it against the scan.
+  // Reads a whole (small) file and hashes it.
   Result<std::string> slurp(fs::Tree& t, const Node& node, Digest& hash) {
-    CM_ASSIGN(auto f, open_checked(t, node));
-    std::string data(node.st.size, '\0');
-    size_t have = 0;
-    for (;;) {
-      if (have == data.size())
-        data.resize(data.size() + 1);  // to see growth
-      CM_ASSIGN(size_t got, f->read(data.data() + have, data.size() - have));
-      if (got == 0)
-        break;
-      have += got;
-    }
-    data.resize(have);
-    stats_.hashed_bytes += have;
-    CM_TRY(check_same(t, node, *f));
-    if (have != node.st.size)
-      return changed(t, node.path);
+    std::string data(static_cast<size_t>(node.st.size) + 1, '\0');
+    CM_TRY(read_whole(t, node, data.data()));
+    data.resize(static_cast<size_t>(node.st.size));
     hash = sha256(data);
     return data;
   }
