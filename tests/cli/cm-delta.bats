@@ -49,7 +49,8 @@ load helper
 
 @test "--threads does not change the table" {
 	mktree a
-	for i in $(seq 1 30); do head -c $((4000 + i)) /dev/urandom >"a/f$i"; done
+	# No x in them: the x written below always changes the file.
+	for i in $(seq 1 30); do head -c $((4000 + i)) /dev/urandom | tr x y >"a/f$i"; done
 	cp -a a b
 	printf 'x' | dd of=b/f7 bs=1 seek=100 conv=notrunc 2>/dev/null
 	printf 'x' | dd of=b/f23 bs=1 seek=3000 conv=notrunc 2>/dev/null
