@@ -32,10 +32,10 @@ receivers() {
 	sleep 0.3
 }
 
-send() { # FILE [options]: from host 1
+send() { # FILE [options]: from host 1, at SEND_RATE (200m)
 	local f=$1
 	shift
-	lab_exec 1 cm-mcast send --interface "$(lab_ip 1)" --channel "$CH" --rate 200m "$@" "$f"
+	lab_exec 1 cm-mcast send --interface "$(lab_ip 1)" --channel "$CH" --rate "${SEND_RATE:-200m}" "$@" "$f"
 }
 
 same() { # FILE N: every receiver's copy is identical
@@ -75,7 +75,11 @@ same() { # FILE N: every receiver's copy is identical
 	receivers 4
 	for i in 2 3 4 5; do lab_loss "$i" 10; done
 	head -c 5000000 /dev/urandom >f.bin
-	run send f.bin --expect 4 --json
+	# At 50 Mbit/s the loss is the 10 % injected: at 200, four receivers
+	# slowed by sanitizers on two busy cores dropped whole blocks from full
+	# socket buffers too, and a block someone lacks entirely goes again as
+	# its own frames, not as repairs (a failure seen once under make asan).
+	SEND_RATE=50m run send f.bin --expect 4 --json
 	assert_success
 	same f.bin 4
 	# Repairs by default: fewer frames again than the receivers lost between
@@ -87,7 +91,7 @@ assert r["repairs"] > 0 and r["repairs"] == r["retransmitted"], r
 assert r["retransmitted"] < 0.25 * 3444, r'
 	cp f.bin g.bin
 	printf 'x' >>g.bin  # another file: the receivers have f.bin already
-	run send g.bin --expect 4 --json --fec 0
+	SEND_RATE=50m run send g.bin --expect 4 --json --fec 0
 	assert_success
 	same g.bin 4
 	echo "$output" | python3 -c '
