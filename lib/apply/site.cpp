@@ -749,6 +749,9 @@ Status Site::Impl::run_commands(assign::PackReader& pack, int base_fd, int targe
   ao.track = syncer != nullptr ? &changed : nullptr;
   ao.syncer = syncer;
   Applier applier(base_fd, target_fd, name, ao);
+  // The applier checks every put's content (make_file()): stored data
+  // only puts read need not be hashed as a member as well.
+  pack.set_puts_checked(true);
   uint64_t index = 0;
   for (;;) {
     CM_ASSIGN(auto c, pack.next_command());

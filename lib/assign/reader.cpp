@@ -52,14 +52,22 @@ Error bad(const std::string& name, const std::string& what) {
 }
 
 // Exactly `left` bytes of a frame, hashed; the hash is checked when the
-// frame has been read to its end.
+// frame has been read to its end. (Unhashed: a member whose every byte
+// its reader checks itself, see PackReader::set_puts_checked().)
 class FrameReader : public Reader {
  public:
-  FrameReader(BufferedInput& in, uint64_t size, const Digest& want, std::string what, Sha256* also)
-      : in_(in), left_(size), want_(want), what_(std::move(what)), also_(also), name_(in.name()) {}
+  FrameReader(BufferedInput& in, uint64_t size, const Digest& want, std::string what, Sha256* also,
+              bool hashed = true)
+      : in_(in),
+        left_(size),
+        want_(want),
+        what_(std::move(what)),
+        also_(also),
+        name_(in.name()),
+        hashed_(hashed) {}
   Result<size_t> read(void* p, size_t n) override {
     if (left_ == 0) {
-      if (!checked_) {
+      if (!checked_ && hashed_) {
         checked_ = true;
         if (h_.finish() != want_)
           return bad(name_,
@@ -70,13 +78,16 @@ class FrameReader : public Reader {
     CM_ASSIGN(size_t got, in_.read(p, static_cast<size_t>(std::min<uint64_t>(n, left_))));
     if (got == 0)
       return bad(name_, "truncated in the " + what_);
-    h_.update(p, got);
+    if (hashed_)
+      h_.update(p, got);
     if (also_ != nullptr)
       also_->update(p, got);
     left_ -= got;
     return got;
   }
   const std::string& name() const override { return name_; }
+  bool hashed() const { return hashed_; }
+  uint64_t left() const { return left_; }
 
  private:
   BufferedInput& in_;
@@ -87,6 +98,7 @@ class FrameReader : public Reader {
   std::string name_;
   Sha256 h_;
   bool checked_ = false;
+  bool hashed_;
 };
 
 struct DCtxFree {
@@ -238,11 +250,11 @@ struct PackReader::Impl {
     return s;
   }
 
-  Chain make_chain(const Header& h, Member m, uint64_t stored, Sha256* also) {
+  Chain make_chain(const Header& h, Member m, uint64_t stored, Sha256* also, bool hashed = true) {
     Chain c;
     const MemberInfo& mi = h.member(m);
     std::string what = member_name(m);
-    c.frame = std::make_unique<FrameReader>(in, stored, mi.hash, what, also);
+    c.frame = std::make_unique<FrameReader>(in, stored, mi.hash, what, also, hashed);
     Reader* r = c.frame.get();
     if (h.encrypted) {
       std::string aad(kMagic, sizeof kMagic);
@@ -260,6 +272,20 @@ struct PackReader::Impl {
     c.sized = std::make_unique<SizedReader>(*r, mi.plain_size, what);
     c.top = c.sized.get();
     return c;
+  }
+
+  // Whether every command that reads member m is a put (whose content
+  // the reader checks), from a second pass over the spooled list.
+  Result<bool> only_puts_read(Member m) {
+    TempReader again(*commands, in.name());
+    CommandReader list(again, in.name());
+    for (;;) {
+      CM_ASSIGN(auto c, list.next());
+      if (!c)
+        return true;
+      if (c->takes_data() && c->from == m && c->op != Op::Put)
+        return false;
+    }
   }
 
   static Status drain(Reader& r) {
@@ -401,7 +427,14 @@ Result<Reader*> PackReader::member(Member m) {
     if (!header_.member(mi).present)
       continue;
     CM_ASSIGN(uint64_t stored, impl_->enter(header_, mi, nullptr));
-    impl_->chain = impl_->make_chain(header_, mi, stored, nullptr);
+    // Stored data only puts read, for a reader that checks every put:
+    // each byte is checked as part of its file, not hashed twice.
+    bool hashed = true;
+    if (puts_checked_ && i == want && !header_.encrypted && !header_.member(mi).zstd && commands_ready_) {
+      CM_ASSIGN(bool only_puts, impl_->only_puts_read(mi));
+      hashed = !only_puts;
+    }
+    impl_->chain = impl_->make_chain(header_, mi, stored, nullptr, hashed);
     impl_->chain_member = i;
     impl_->next_member = i + 1;
     if (i == want)
@@ -413,6 +446,12 @@ Result<Reader*> PackReader::member(Member m) {
 }
 
 Status PackReader::finish(bool expect_end) {
+  // A member not hashed was checked by what read it: a byte no command
+  // read would not be checked at all.
+  if (impl_->chain.frame != nullptr && !impl_->chain.frame->hashed() && impl_->chain.frame->left() > 0)
+    return bad(impl_->in.name(), "the " + std::string(member_name(static_cast<Member>(impl_->chain_member))) +
+                                     " member holds " + std::to_string(impl_->chain.frame->left()) +
+                                     " bytes no command reads");
   if (impl_->chain.top != nullptr)
     CM_TRY(Impl::drain(*impl_->chain.top));
   impl_->chain = Chain();

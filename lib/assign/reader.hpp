@@ -64,6 +64,13 @@ class PackReader {
   // Reads what is left, checks every member and the trailer. With
   // expect_end, nothing may follow the pack.
   Status finish(bool expect_end);
+  // For a reader that checks the content of every put against the put's
+  // check, as cm-apply does: a data member stored as is (neither
+  // compressed nor encrypted) that no other command reads is then not
+  // hashed a second time as a member. Every byte of it belongs to a file
+  // whose SHA-256 is in the signed command list, and finish() refuses a
+  // byte that no command read. Call before member().
+  void set_puts_checked(bool on) { puts_checked_ = on; }
 
  private:
   struct Impl;
@@ -72,6 +79,7 @@ class PackReader {
   bool signed_ = false;
   bool signature_checked_ = false;
   bool commands_ready_ = false;
+  bool puts_checked_ = false;
   crypto::KeyId signer_{};
 };
 

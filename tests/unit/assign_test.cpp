@@ -330,6 +330,42 @@ TEST(Pack, EveryTruncationAndFlipIsDetected) {
   EXPECT_NE(check(pack + "junk"), "");
 }
 
+// A reader that checks every put itself reads stored data unhashed, and
+// must read all of it: a byte no command reads would be checked by no one.
+TEST(Pack, AMemberLeftUnhashedMustBeReadWhole) {
+  std::string blob(4000, 'b');
+  auto b = build(opts(), {{file("a.png", blob), blob}});
+  ASSERT_EQ(b.parts.size(), 1u);
+  for (bool whole : {true, false}) {
+    StringReader in(b.parts[0], "pack");
+    BufferedInput buf(in, "pack");
+    PackReader r(buf, {});
+    ASSERT_TRUE(r.open().ok());
+    r.set_puts_checked(true);
+    auto c = r.next_command();
+    while (c.ok() && *c && (*c)->op == Op::Unpack)
+      c = r.next_command();
+    ASSERT_TRUE(c.ok() && *c && (*c)->op == Op::Put && (*c)->from == Member::DataRaw);
+    auto m = r.member(Member::DataRaw);
+    ASSERT_TRUE(m.ok());
+    std::string got(whole ? blob.size() : blob.size() - 1, '\0');
+    size_t have = 0;
+    while (have < got.size()) {
+      auto n = (*m)->read(got.data() + have, got.size() - have);
+      ASSERT_TRUE(n.ok() && *n > 0);
+      have += *n;
+    }
+    EXPECT_EQ(got, blob.substr(0, got.size()));
+    Status s = r.finish(true);
+    if (whole) {
+      EXPECT_TRUE(s.ok()) << s.error().message;
+    } else {
+      ASSERT_FALSE(s.ok());
+      EXPECT_NE(s.error().message.find("1 bytes no command reads"), std::string::npos) << s.error().message;
+    }
+  }
+}
+
 TEST(Pack, SplitsIntoParts) {
   std::vector<std::pair<delta::Entry, std::string>> in;
   std::string blob(30000, 'b');

@@ -266,6 +266,51 @@ TEST(Site, WrongBasisIsRefusedAndLiveStays) {
   EXPECT_EQ(tree_listing(tmp / "site/live"), before);
 }
 
+// The stored data member of a pack only puts read is not hashed as a
+// member by cm-apply (each of its bytes is checked as part of its file):
+// still, every flipped or missing byte of a signed pack is refused, and
+// no version is staged from it.
+TEST(Site, EveryFlipAndTruncationOfAPackIsRefused) {
+  TempDir tmp;
+  make_dir(tmp / "a");
+  RandomTree rt(11);
+  write_file(tmp / "a/one.png", rt.random_content(300));
+  write_file(tmp / "a/two.jpg", rt.random_content(200));
+  write_file(tmp / "a/page.html", "<p>text that is compressed</p>");
+  auto key = crypto::SigningKey::generate();
+  ASSERT_TRUE(key.ok());
+  assign::BuildOptions o = header(assign::Type::Replicate, 1, 1, 0);
+  o.sign = &*key;
+  auto parts = build_pack(o, [&](assign::Builder& b) -> Status {
+    CM_TRY(assign::feed_tree(tmp / "a", nullptr, b, {}));
+    return {};
+  });
+  ASSERT_EQ(parts.size(), 1u);
+  const std::string& pack = parts[0];
+  assign::Keys keys{&*key, nullptr};
+  int n = 0;
+  auto refused = [&](const std::string& bad) {
+    std::string root = tmp / ("s" + std::to_string(n++));
+    make_dir(root);
+    auto out = apply_parts(root, {bad}, keys);
+    return !out.status.ok() && ::access((root + "/versions/1").c_str(), F_OK) != 0;
+  };
+  {
+    std::string root = tmp / "good";
+    make_dir(root);
+    auto out = apply_parts(root, {pack}, keys);
+    ASSERT_TRUE(out.status.ok()) << out.status.error().message;
+    EXPECT_EQ(read_file(root + "/versions/1/one.png"), read_file(tmp / "a/one.png"));
+  }
+  for (size_t i = 0; i < pack.size(); i++) {
+    std::string bad = pack;
+    bad[i] = static_cast<char>(bad[i] ^ 0x04);
+    EXPECT_TRUE(refused(bad)) << "flip at " << i << " of " << pack.size();
+  }
+  for (size_t len = 0; len < pack.size(); len += 7)
+    EXPECT_TRUE(refused(pack.substr(0, len))) << "truncated to " << len;
+}
+
 TEST(Site, SignaturesAreRequiredWhenAKeyIsGiven) {
   TempDir tmp;
   make_dir(tmp / "site");
