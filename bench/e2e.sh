@@ -60,8 +60,16 @@
 # copied at the start, so a rebuild meanwhile does not mix versions), SIZES
 # ("4 8 16"), SITES (3), RATE (200mbit), PKG, OLD, NEW, PAD_MB (90; 0 for the
 # package alone), TIMEOUT (1200 s per transfer), E2E_REPORT_TIMEOUT (900 s: how
-# long a leader waits for its members to apply and report), KEEP=1 to keep the run
-# directory (bench/work/e2e.*; also kept when a run failed).
+# long a leader waits for its members to apply and report), SETTLE (65 s, see
+# below), KEEP=1 to keep the run directory (bench/work/e2e.*; also kept when a
+# run failed).
+#
+# This machine's ext4 has no journal: creating a file skips every free inode
+# of its group deleted in the last 60 s (6 minutes while the inode's table
+# block is not written back), one buffer lookup each, and the servers' first
+# publish right after the previous run's farm was deleted took twice as long,
+# all of it in the kernel. So before the first farm: sync, then SETTLE
+# seconds; nothing is deleted later in a run.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -83,6 +91,7 @@ NEW=${NEW:-5.15.15}
 PAD_MB=${PAD_MB:-90}
 TIMEOUT=${TIMEOUT:-1200}
 KEEP=${KEEP:-0}
+SETTLE=${SETTLE:-65}
 
 for p in cm-delta cm-assign cm-push cm-elect cm-mcast cm-apply cm-sched cm-job; do
 	[ -x "$CM_BIN/$p" ] || die "$CM_BIN/$p not found (build with make, or point CM_BIN at the build dir)"
@@ -407,6 +416,9 @@ FARM_SITES=$SITES
 # new site at once take minutes here, not the seconds they take on 48 hosts.
 # (farm.bash, sourced above, has set its own default of 20 s: E2E_REPORT_TIMEOUT.)
 FARM_REPORT_TIMEOUT=${E2E_REPORT_TIMEOUT:-900}
+note "sync, then $SETTLE s for inodes deleted before the run to age (see the top)"
+sync
+sleep "$SETTLE"
 for P in $SIZES; do
 	N=$((SITES * P))
 	FARM_SERVERS=$P
