@@ -419,6 +419,7 @@ Result<Reader*> PackReader::member(Member m) {
   if (want < impl_->next_member)
     return bad(impl_->in.name(), std::string("the ") + member_name(m) + " member was already read");
   // Finish the current member and skip to the wanted one.
+  CM_TRY(left_unread());
   if (impl_->chain.top != nullptr)
     CM_TRY(Impl::drain(*impl_->chain.top));
   impl_->chain = Chain();
@@ -427,10 +428,13 @@ Result<Reader*> PackReader::member(Member m) {
     if (!header_.member(mi).present)
       continue;
     CM_ASSIGN(uint64_t stored, impl_->enter(header_, mi, nullptr));
-    // Stored data only puts read, for a reader that checks every put:
-    // each byte is checked as part of its file, not hashed twice.
+    // The stored data member when only puts read it, for a reader that
+    // checks every put: each byte is checked as part of its file, not
+    // hashed twice. (Only that member: a crafted header may flag data.zst
+    // as stored too, and it is not the last member, see left_unread().)
     bool hashed = true;
-    if (puts_checked_ && i == want && !header_.encrypted && !header_.member(mi).zstd && commands_ready_) {
+    if (puts_checked_ && i == want && mi == Member::DataRaw && !header_.encrypted &&
+        !header_.member(mi).zstd && commands_ready_) {
       CM_ASSIGN(bool only_puts, impl_->only_puts_read(mi));
       hashed = !only_puts;
     }
@@ -445,13 +449,19 @@ Result<Reader*> PackReader::member(Member m) {
   return bad(impl_->in.name(), "member out of order");
 }
 
+// A member not hashed was checked by what read it: a byte of it that no
+// command read would not be checked at all, and is refused wherever the
+// reading moves past it.
+Status PackReader::left_unread() const {
+  const FrameReader* f = impl_->chain.frame.get();
+  if (f == nullptr || f->hashed() || f->left() == 0)
+    return {};
+  return bad(impl_->in.name(), "the " + std::string(member_name(static_cast<Member>(impl_->chain_member))) +
+                                   " member holds " + std::to_string(f->left()) + " bytes no command reads");
+}
+
 Status PackReader::finish(bool expect_end) {
-  // A member not hashed was checked by what read it: a byte no command
-  // read would not be checked at all.
-  if (impl_->chain.frame != nullptr && !impl_->chain.frame->hashed() && impl_->chain.frame->left() > 0)
-    return bad(impl_->in.name(), "the " + std::string(member_name(static_cast<Member>(impl_->chain_member))) +
-                                     " member holds " + std::to_string(impl_->chain.frame->left()) +
-                                     " bytes no command reads");
+  CM_TRY(left_unread());
   if (impl_->chain.top != nullptr)
     CM_TRY(Impl::drain(*impl_->chain.top));
   impl_->chain = Chain();

@@ -65,14 +65,16 @@ class PackReader {
   // expect_end, nothing may follow the pack.
   Status finish(bool expect_end);
   // For a reader that checks the content of every put against the put's
-  // check, as cm-apply does: a data member stored as is (neither
-  // compressed nor encrypted) that no other command reads is then not
-  // hashed a second time as a member. Every byte of it belongs to a file
+  // check, as cm-apply does: the stored data member ("data": neither
+  // compressed nor encrypted) is then, when no other command reads it,
+  // not hashed a second time as a member. Every byte of it belongs to a file
   // whose SHA-256 is in the signed command list, and finish() refuses a
   // byte that no command read. Call before member().
   void set_puts_checked(bool on) { puts_checked_ = on; }
 
  private:
+  Status left_unread() const;
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
   Header header_;

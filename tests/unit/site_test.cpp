@@ -12,6 +12,7 @@
 #include "assign/sources.hpp"
 #include "delta/delta.hpp"
 #include "support.hpp"
+#include "util/wire.hpp"
 
 using namespace cm;
 using namespace cm::test;
@@ -309,6 +310,66 @@ TEST(Site, EveryFlipAndTruncationOfAPackIsRefused) {
   }
   for (size_t len = 0; len < pack.size(); len += 7)
     EXPECT_TRUE(refused(pack.substr(0, len))) << "truncated to " << len;
+}
+
+// A header may flag data.zst as stored (not compressed): cm-apply still
+// hashes it, so bytes of it that no command reads are checked (a review
+// of 7a0471d found them skipped unchecked on the way to the data member).
+TEST(Site, AStoredDataZstdMemberIsStillHashed) {
+  TempDir tmp;
+  RandomTree rt(12);
+  std::string zdata = rt.random_content(2000), rdata = rt.random_content(500);
+  zdata.resize(2000, 'z');
+  rdata.resize(500, 'r');
+  auto pack = [&](bool right_hash) {
+    assign::Command a, b;
+    a.op = b.op = assign::Op::Put;
+    a.path = "a.txt";
+    b.path = "b.png";
+    a.mode = b.mode = 0644;
+    a.size = a.length = 1000;  // half of data.zst: the rest no command reads
+    a.hash = assign::result_check(sha256(zdata.substr(0, 1000)));
+    a.from = assign::Member::DataZstd;
+    b.size = b.length = rdata.size();
+    b.hash = assign::result_check(sha256(rdata));
+    b.from = assign::Member::DataRaw;
+    std::string cmds;
+    assign::encode(a, cmds);
+    assign::encode(b, cmds);
+    assign::Header h = header(assign::Type::Replicate, 1, 1, 0).header;
+    h.commands = 2;
+    h.data_bytes = zdata.size() + rdata.size();
+    h.content_bytes = 1000 + rdata.size();
+    h.member(assign::Member::Commands) = {true, cmds.size(), cmds.size(), sha256(cmds), false};
+    Digest zhash = right_hash ? sha256(zdata) : Digest{};
+    h.member(assign::Member::DataZstd) = {true, zdata.size(), zdata.size(), zhash, false};
+    h.member(assign::Member::DataRaw) = {true, rdata.size(), rdata.size(), sha256(rdata), false};
+    std::string out(assign::kMagic, sizeof assign::kMagic), covered;
+    ByteWriter(out).varint(assign::kVersion);
+    auto frame = [](std::string& to, char kind, const std::string& body) {
+      to.push_back(kind);
+      ByteWriter(to).varint(body.size());
+      to += body;
+    };
+    frame(covered, 'H', assign::encode(h));
+    frame(covered, 'C', cmds);
+    out += covered;
+    frame(out, 'Z', zdata);
+    frame(out, 'R', rdata);
+    Digest t = sha256(covered);
+    frame(out, 'T', std::string(reinterpret_cast<const char*>(t.data()), t.size()));
+    return out;
+  };
+  // Well formed with the right hash (the unread half of data.zst is
+  // drained and checked, as before 7a0471d).
+  make_dir(tmp / "good");
+  auto good = apply_parts(tmp / "good", {pack(true)});
+  ASSERT_TRUE(good.status.ok()) << good.status.error().message;
+  make_dir(tmp / "bad");
+  auto bad = apply_parts(tmp / "bad", {pack(false)});
+  ASSERT_FALSE(bad.status.ok());
+  EXPECT_NE(bad.status.error().message.find("data.zst"), std::string::npos) << bad.status.error().message;
+  EXPECT_NE(::access((tmp / "bad/versions/1").c_str(), F_OK), 0);
 }
 
 TEST(Site, SignaturesAreRequiredWhenAKeyIsGiven) {
