@@ -106,15 +106,9 @@ Result<JobMeta> describe_file(const std::string& path, uint64_t id, uint32_t chu
     }
     if (have == 0)
       break;
-    struct Joined {
-      std::thread t;
-      ~Joined() {
-        if (t.joinable())
-          t.join();
-      }
-    } side;
+    std::jthread side;  // joins on every return
     try {
-      side.t = std::thread([&whole, &buf, have] { whole.update(buf.data(), have); });
+      side = std::jthread([&whole, &buf, have] { whole.update(buf.data(), have); });
     } catch (const std::system_error&) {
       whole.update(buf.data(), have);  // no thread to be had: here, the same digest
     }
@@ -123,8 +117,8 @@ Result<JobMeta> describe_file(const std::string& path, uint64_t id, uint32_t chu
       part.update(buf.data() + at, n);
       j.chunks.push_back(part.finish());
     }
-    if (side.t.joinable())
-      side.t.join();  // before the buffer is refilled
+    if (side.joinable())
+      side.join();  // before the buffer is refilled
     j.size += have;
   }
   j.sha256 = whole.finish();
