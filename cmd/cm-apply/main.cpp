@@ -96,36 +96,57 @@ Status run_apply(cli::Context& ctx) {
   double spare_delay = ctx.vm["spare-delay"].as<double>();
   if (!(spare_delay >= 0 && spare_delay <= 3600))
     return Error("--spare-delay must be between 0 and 3600 seconds", kExitUsage);
+  // Whatever stops the run before an assignment has a report of its own
+  // (a key, the input, the site's state or lock, a pack without a header
+  // to go by): with --json, a report says so too, so that a script always
+  // reads one.
+  auto failed = [&](Error e, const apply::Site* site) -> Status {
+    if (ctx.json) {
+      apply::Report rep;
+      rep.result = "failed";
+      rep.message = e.message;
+      if (site != nullptr) {
+        nlohmann::json st = site->status();
+        rep.live = st.value("live", uint64_t{0});
+        rep.live_sequence = st.value("live_sequence", uint64_t{0});
+        rep.site = st.value("site", std::string());
+      }
+      std::cout << json_text(rep.json()) << "\n";
+    }
+    return e;
+  };
   std::optional<crypto::SigningKey> pub;
   std::optional<crypto::SymmetricKey> key;
   assign::Keys keys;
   if (ctx.vm.count("pubkey")) {
-    CM_ASSIGN(pub, crypto::SigningKey::load_public(ctx.vm["pubkey"].as<std::string>()));
+    auto k = crypto::SigningKey::load_public(ctx.vm["pubkey"].as<std::string>());
+    if (!k.ok())
+      return failed(std::move(k).error(), nullptr);
+    pub = std::move(k).value();
     keys.pubkey = &*pub;
   }
   if (ctx.vm.count("key")) {
-    CM_ASSIGN(key, crypto::SymmetricKey::load(ctx.vm["key"].as<std::string>()));
+    auto k = crypto::SymmetricKey::load(ctx.vm["key"].as<std::string>());
+    if (!k.ok())
+      return failed(std::move(k).error(), nullptr);
+    key = std::move(k).value();
     keys.key = &*key;
   }
   std::string path = ctx.args.empty() ? "-" : ctx.args[0];
-  CM_ASSIGN(auto in, open_input(path));
-  CM_ASSIGN(auto site, apply::Site::open(root, so));
+  auto input = open_input(path);
+  if (!input.ok())
+    return failed(std::move(input).error(), nullptr);
+  auto in = std::move(input).value();
+  auto opened_site = apply::Site::open(root, so);
+  if (!opened_site.ok())
+    return failed(std::move(opened_site).error(), nullptr);
+  auto site = std::move(opened_site).value();
   assign::BufferedInput buf(*in, in->name());
   // One pack, or the consecutive parts of one assignment.
   for (;;) {
     assign::PackReader pack(buf, keys);
-    if (Status opened = pack.open(); !opened.ok()) {
-      // Not even a header to go by (a bad magic, signature or key): the
-      // report a script reads says so too.
-      if (ctx.json) {
-        apply::Report rep;
-        rep.result = "failed";
-        rep.message = opened.error().message;
-        rep.live = site->status().value("live", uint64_t{0});
-        std::cout << json_text(rep.json()) << "\n";
-      }
-      return opened;
-    }
+    if (Status opened = pack.open(); !opened.ok())
+      return failed(std::move(opened).error(), site.get());
     apply::Report rep;
     Status s = site->apply(pack, rep);
     if (ctx.json)

@@ -76,6 +76,9 @@ struct State {
   uint64_t spare = 0;  // the version versions/.spare-<id> holds; 0: none
   std::optional<Switching> switching;
   uint64_t reload_for = 0;  // the assignment whose switch no --reload has followed yet
+  // The highest id that left `applied` (it keeps the last kAppliedKept):
+  // assignments up to it are older than what the state remembers.
+  uint64_t forgotten = 0;
 
   const VersionInfo* version(uint64_t id) const {
     for (const VersionInfo& v : versions)
@@ -139,6 +142,7 @@ nlohmann::json to_json(const State& s) {
   else
     j["switching"] = nullptr;
   j["reload_for"] = s.reload_for;
+  j["forgotten"] = s.forgotten;
   return j;
 }
 
@@ -176,6 +180,8 @@ Result<State> from_json(const std::string& text, const std::string& name) {
                               w.at("rollback").get<bool>()};
     }
     s.reload_for = j.value("reload_for", uint64_t{0});
+    // Absent in state files written before it was kept.
+    s.forgotten = j.value("forgotten", uint64_t{0});
     return s;
   } catch (const std::exception& e) {
     return Error("'" + name + "': damaged state file (" + e.what() + "); repair or remove it by hand",
@@ -354,6 +360,26 @@ struct Site::Impl {
     }
     if (renamed)
       CM_TRY(fsync_dir(versions_dir()));
+    // A version the state names whose tree is gone, neither in place nor
+    // still staged: a run killed in cleanup() after it moved the tree
+    // aside but before the state said so. Forgotten, so that a rollback or
+    // a publish on it is refused as for any version this server lacks.
+    // (Not live: a live version without a tree is for a person to see.)
+    size_t known = state.versions.size();
+    std::erase_if(state.versions, [&](const VersionInfo& v) {
+      struct stat vs;
+      return v.id != state.live && !(state.staging && state.staging->id == v.id) &&
+             ::lstat(version_dir(v.id).c_str(), &vs) != 0 && errno == ENOENT &&
+             ::lstat(staging_dir(v.id).c_str(), &vs) != 0 && errno == ENOENT;
+    });
+    if (state.versions.size() != known) {
+      std::erase_if(state.history, [&](uint64_t id) { return state.version(id) == nullptr; });
+      CM_TRY(save());
+    }
+    // The symlink a commit or rollback killed before its rename had made
+    // (switch_to()): never `live`, only litter in the site's directory.
+    if (!opt.read_only)
+      remove_stray_links();
     // A spare the state names but the disk lost (a run killed after it
     // became a staging tree): none, so that a new one is made.
     struct stat ss;
@@ -403,6 +429,36 @@ struct Site::Impl {
       CM_TRY(save());
     }
     return {};
+  }
+
+  // Drops the staging tree of assignment `id` (to the trash) and forgets
+  // the parts of it recorded as applied, so that they can all come again:
+  // its staging tree is all that applying them left. The caller saves.
+  void drop_staging(uint64_t id) {
+    (void)trash(staging_dir(id));
+    std::erase_if(state.applied, [&](const Applied& a) { return a.id == id; });
+    if (state.staging && state.staging->id == id)
+      state.staging.reset();
+  }
+
+  // Removes the site directory's `.live-*` symlinks (see reconcile()).
+  void remove_stray_links() {
+    Fd d(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!d.valid())
+      return;
+    DIR* dir = ::fdopendir(::dup(d.get()));
+    if (dir == nullptr)
+      return;
+    std::vector<std::string> names;
+    while (struct dirent* de = ::readdir(dir)) {
+      struct stat ls;
+      if (std::strncmp(de->d_name, ".live-", 6) == 0 &&
+          ::fstatat(d.get(), de->d_name, &ls, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(ls.st_mode))
+        names.emplace_back(de->d_name);
+    }
+    ::closedir(dir);
+    for (const std::string& n : names)
+      (void)::unlinkat(d.get(), n.c_str(), 0);
   }
 
   // Moves a directory out of the way, then deletes it: deleting first
@@ -463,8 +519,10 @@ struct Site::Impl {
 
   void record(Applied a) {
     state.applied.push_back(std::move(a));
-    while (state.applied.size() > kAppliedKept)
+    while (state.applied.size() > kAppliedKept) {
+      state.forgotten = std::max(state.forgotten, state.applied.front().id);
       state.applied.pop_front();
+    }
   }
   void record(const assign::Header& h) {
     record(Applied{h.id, h.part, assign::type_name(h.type), h.sequence, wall_ns()});
@@ -537,7 +595,11 @@ Status Site::Impl::apply(assign::PackReader& pack, Report& rep) {
     return Error("assignment " + std::to_string(h.id) + " is for site '" + h.site + "', this is site '" +
                      state.site + "' (" + root + ")",
                  kExitFailure);
-  if (state.was_applied(h.id, h.part)) {
+  // Applied, or staged into a version that is still here (its record may
+  // have left `applied` since).
+  bool staged_before =
+      h.type != assign::Type::Commit && h.type != assign::Type::Rollback && state.version(h.id) != nullptr;
+  if (state.was_applied(h.id, h.part) || staged_before) {
     // Still read whole and checked: a damaged copy is not "applied".
     CM_TRY(pack.finish(false));
     rep.result = "already-applied";
@@ -546,6 +608,14 @@ Status Site::Impl::apply(assign::PackReader& pack, Report& rep) {
       CM_TRY(reload_once(rep));
     return {};
   }
+  // Older than every assignment the state remembers (ids grow; it keeps
+  // the last kAppliedKept): a replay, such as an old commit that would
+  // switch live back. Refused, not run.
+  if (h.id <= state.forgotten && !(state.staging && state.staging->id == h.id))
+    return Error("assignment " + std::to_string(h.id) +
+                     " is older than every assignment this server remembers (it has forgotten those up to " +
+                     std::to_string(state.forgotten) + "); refused as a replay",
+                 kExitFailure);
   if (!pack.commands_readable())
     return Error("'" + pack.name() + "': the assignment is encrypted; give --key", kExitSecurity);
   if (state.site.empty())
@@ -600,6 +670,24 @@ Status Site::Impl::apply(assign::PackReader& pack, Report& rep) {
 
 Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
   const assign::Header& h = pack.header();
+  // Once this run has made or changed the staging tree, a failure drops
+  // it: a full disk gets its space back, and the assignment (every part)
+  // can come again. Not when another run holds the site (kExitBusy).
+  auto fail = [&](Error e) -> Status {
+    if (e.code != kExitBusy) {
+      drop_staging(h.id);
+      (void)save();
+      (void)empty_trash();
+    }
+    return e;
+  };
+// CM_TRY, through fail().
+#define CM_TRY_STAGE(expr)                         \
+  do {                                             \
+    auto cm_stage_r_ = (expr);                     \
+    if (!cm_stage_r_.ok())                         \
+      return fail(std::move(cm_stage_r_).error()); \
+  } while (0)
   bool full = h.type == assign::Type::Replicate || h.type == assign::Type::Restore ||
               h.type == assign::Type::Remove || h.base == 0;
   std::string sdir = staging_dir(h.id);
@@ -622,9 +710,10 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
       }
       base_id = base->id;
     }
-    // A staging tree left by a killed run: aside, and start over.
+    // A staging tree left by a killed run, or another assignment's parts
+    // so far: aside (and those parts forgotten), and start over.
     if (state.staging && state.staging->id != h.id)
-      CM_TRY(trash(staging_dir(state.staging->id)));
+      drop_staging(state.staging->id);
     CM_TRY(trash(sdir));
     // Not saved until the part is done (each save is two fsyncs, and a
     // publish is a few ms): a run killed before that leaves a staging tree
@@ -636,16 +725,18 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
     changed = Changed{};
     bool reused = false;
     if (base_id != 0) {
-      CM_ASSIGN(reused, reuse_spare(base_id, sdir));
+      auto r = reuse_spare(base_id, sdir);
+      CM_TRY_STAGE(r);
+      reused = *r;
     }
     rep.staged_from = reused ? "spare" : base_id != 0 ? "clone" : "nothing";
     if (!reused) {
-      CM_TRY(make_dir(sdir, 0755));
+      CM_TRY_STAGE(make_dir(sdir, 0755));
       if (base_id != 0)
-        CM_TRY(clone_version(base_id, sdir, false));
+        CM_TRY_STAGE(clone_version(base_id, sdir, false));
     }
     if (::unlink(changes_path(h.id).c_str()) != 0 && errno != ENOENT)
-      return sys_error("cannot remove", changes_path(h.id), errno);
+      return fail(sys_error("cannot remove", changes_path(h.id), errno));
     state.staging->phase = "applying";
   } else if (h.part > 1 || (state.staging && state.staging->id == h.id)) {
     if (!state.staging || state.staging->id != h.id)
@@ -682,16 +773,8 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
   Syncer syncer;
   Status s =
       run_commands(pack, base.get(), target.get(), scratch.get(), sdir, targeted ? &syncer : nullptr, rep);
-  if (!s.ok()) {
-    // An unusable staging tree takes space: out of the way, now.
-    if (s.error().code != kExitBusy) {
-      (void)trash(sdir);
-      state.staging.reset();
-      (void)save();
-      (void)empty_trash();
-    }
-    return s;
-  }
+  if (!s.ok())
+    return fail(std::move(s).error());  // an unusable staging tree takes space
   state.staging->parts_done = h.part;
   if (h.last_part) {
     // What changed from the base, for a spare to catch up on later (one
@@ -709,25 +792,31 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
     // journal commit, and write-back in the kernel's order, not file by
     // file: a 12-server replicate went 5 x slower file by file).
     if (targeted) {
-      CM_TRY(sync_changed(target.get(), changed, sdir, syncer));
+      CM_TRY_STAGE(sync_changed(target.get(), changed, sdir, syncer));
     } else if (::syncfs(target.get()) != 0) {
-      return sys_error("cannot sync", sdir, errno);
+      return fail(sys_error("cannot sync", sdir, errno));
     }
     // A directory of that name the state does not know is a leftover; out
-    // of the way for good before the state names the version.
+    // of the way for good before the state names the version. (A version
+    // the state knows is never staged again: apply() says "already".)
     struct stat old;
-    if (state.version(h.id) == nullptr && ::lstat(version_dir(h.id).c_str(), &old) == 0) {
-      CM_TRY(trash(version_dir(h.id)));
-      CM_TRY(fsync_dir(versions_dir()));
+    if (::lstat(version_dir(h.id).c_str(), &old) == 0) {
+      CM_TRY_STAGE(trash(version_dir(h.id)));
+      CM_TRY_STAGE(fsync_dir(versions_dir()));
     }
     // The state names the version before the tree takes its name: one
     // save, and a run killed between the two (or a failed rename) has the
     // rename finished by the next open (reconcile()).
-    std::erase_if(state.versions, [&](const VersionInfo& v) { return v.id == h.id; });
+    Staging was = *state.staging;
     state.versions.push_back(VersionInfo{h.id, h.sequence, assign::type_name(h.type), h.created_ns});
     state.staging.reset();
     record(h);
-    CM_TRY(save());
+    if (Status saved = save(); !saved.ok()) {
+      // Not named on disk: as if never staged (fail() drops the tree).
+      std::erase_if(state.versions, [&](const VersionInfo& v) { return v.id == h.id; });
+      state.staging = was;
+      return fail(std::move(saved).error());
+    }
     if (::rename(sdir.c_str(), version_dir(h.id).c_str()) != 0)
       return sys_error("cannot rename the staged version to", version_dir(h.id), errno);
     CM_TRY(fsync_dir(versions_dir()));
@@ -741,6 +830,8 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
   CM_TRY(save());
   return empty_trash();
 }
+
+#undef CM_TRY_STAGE
 
 Status Site::Impl::run_commands(assign::PackReader& pack, int base_fd, int target_fd, int scratch_fd,
                                 const std::string& name, Syncer* syncer, Report& rep) {
@@ -837,6 +928,10 @@ void Site::Impl::finish_switch(Report* rep) {
     auto it = std::find(state.history.begin(), state.history.end(), w.target);
     if (it != state.history.end())
       state.history.erase(it, state.history.end());
+    else if (old != 0)
+      // A target that is not behind live (back to a version a rollback
+      // left): forward, as a commit goes, and live is kept to return to.
+      state.history.push_back(old);
   } else if (old != 0) {
     state.history.push_back(old);
   }

@@ -1094,6 +1094,47 @@ mkparts() {
 	no_temps S
 }
 
+@test "a part refused as damaged: every part again completes the assignment" {
+	mkparts
+	cm-apply --root S r.001
+	cm-apply --root S r.002
+	head -c -20 r.003 >bad.003
+	run cm-apply --root S bad.003
+	assert_failure 3
+	no_crash
+	# The staging tree is gone, and with it what the parts before did: they
+	# are not "already applied" any more (which would refuse the rest).
+	run cm-apply status --root S --json
+	assert_success
+	[ "$(jfield "$output" staging)" = "null" ]
+	no_temps S
+	run cm-apply --root S r.001
+	assert_success
+	assert_output --partial "part 1: applied"
+	xargs cat <parts | cm-apply --root S -
+	cm-apply --root S commit.2
+	live_is S 1
+	same_tree big S/live
+	no_temps S
+}
+
+@test "another assignment staged between two parts: the first one starts over, whole" {
+	mkparts
+	mksrc src
+	pk --type replicate --id 5 --from src -o r5
+	cm-apply --root S r.001
+	run cm-apply --root S r5
+	assert_success
+	assert_output --partial "staged"
+	run cm-apply --root S r.002
+	assert_failure 1
+	assert_output --partial "part 1 has not been applied"
+	xargs cat <parts | cm-apply --root S -
+	cm-apply --root S commit.2
+	live_is S 1
+	same_tree big S/live
+}
+
 @test "all parts concatenated on stdin" {
 	mkparts
 	xargs cat <parts | cm-apply --root S -
@@ -1130,6 +1171,42 @@ mkparts() {
 	assert_success
 	assert_output --partial "staged"
 	[ "$(versions S)" = 1 ]
+}
+
+@test "--json: a run stopped before its report still prints one, with the site's live version" {
+	base_site
+	cm-assign keygen --sign -o k
+	switch commit 3 1
+	# A pack that does not open (unsigned, --pubkey given): live and its
+	# sequence are the site's, not zeros.
+	run --separate-stderr cm-apply --root S --pubkey k.pub --json commit.3
+	assert_failure 4
+	[ "$(jfield "$output" result)" = failed ]
+	[ "$(jfield "$output" live)" = 1 ]
+	[ "$(jfield "$output" live_sequence)" = 1 ]
+	[ "$(jfield "$output" site)" = www ]
+	# No input, a damaged state, a busy site: a report too, and the exit
+	# status of each.
+	run --separate-stderr cm-apply --root S --json no-such-pack
+	assert_failure 1
+	[ "$(jfield "$output" result)" = failed ]
+	[[ "$(jfield "$output" message)" == *no-such-pack* ]]
+	cp S/.cm/state.json state.saved
+	echo garbage >S/.cm/state.json
+	run --separate-stderr cm-apply --root S --json commit.2
+	assert_failure 3
+	[ "$(jfield "$output" result)" = failed ]
+	[[ "$(jfield "$output" message)" == *"damaged state"* ]]
+	cp state.saved S/.cm/state.json
+	flock S/.cm/lock sleep 3 &
+	for _ in $(seq 1 50); do
+		flock -n S/.cm/lock true || break
+		sleep 0.1
+	done
+	run --separate-stderr cm-apply --root S --json --wait 0 commit.2
+	assert_failure 7
+	[ "$(jfield "$output" result)" = failed ]
+	wait
 }
 
 @test "an encrypted pack: no key and a wrong key exit 4, the right key works" {
@@ -1774,9 +1851,144 @@ json.dump(s, open(sys.argv[2], "w"))' state.before S/.cm/state.json
 	run cm-apply --root S commit.4
 	assert_failure
 	no_crash
-	assert_output --partial "no tree at"
+	# The next open forgets a version whose tree is gone (as a run killed
+	# in the middle of its cleanup leaves it): refused as for any other
+	# version this server lacks.
+	assert_output --partial "has no version 3"
+	live_is S 1
+	run cm-apply status --root S
+	assert_success
+	refute_output --partial "version 3"
 	live_is S 1
 	same_tree src S/live
+}
+
+@test "a rollback to a version ahead of live keeps live to go back to" {
+	base_site
+	mkchange src new
+	publish 3 3 1 src new
+	cm-apply --root S p.3
+	switch commit 4 3
+	cm-apply --root S commit.4
+	cp -a new newer
+	echo newer >newer/newer.txt
+	publish 5 5 3 new newer
+	cm-apply --root S p.5
+	switch commit 6 5
+	cm-apply --root S commit.6
+	switch rollback 7 0
+	cm-apply --root S rollback.7
+	live_is S 3
+	# Undo that rollback: 3 is what live was, and stays to return to.
+	switch rollback 8 5
+	run cm-apply --root S rollback.8
+	assert_success
+	live_is S 5
+	[ "$(versions S)" = "1 3 5" ]
+	switch rollback 9 0
+	run cm-apply --root S rollback.9
+	assert_success
+	live_is S 3
+	same_tree new S/live
+}
+
+@test "a version whose tree a killed cleanup moved aside is forgotten, not a rollback target" {
+	base_site
+	mkchange src new
+	publish 3 3 1 src new
+	cm-apply --root S p.3
+	switch commit 4 3
+	cm-apply --root S commit.4 --no-spare
+	# A run killed in its cleanup after it moved version 1 aside and before
+	# the state said so: the state still names version 1.
+	mv S/versions/1 S/versions/.trash-killed
+	switch rollback 5 0
+	run cm-apply --root S rollback.5
+	assert_failure 1
+	no_crash
+	assert_output --partial "no earlier version"
+	live_is S 3
+	same_tree new S/live
+	run cm-apply status --root S --json
+	assert_success
+	[ "$(jfield "$output" history)" = "[]" ]
+	no_temps S
+}
+
+@test "the symlink of a commit killed before its rename is removed by the next run" {
+	base_site
+	# What a commit killed between its symlink and its rename leaves.
+	ln -s versions/1 S/.live-killedrun0
+	run cm-apply --root S commit.2
+	assert_success
+	assert_output --partial "already-applied"
+	[ -z "$(find S -maxdepth 1 -name '.live-*')" ]
+	live_is S 1
+}
+
+@test "a full disk while the staging tree is cloned: nothing left, the space back" {
+	MNT=$T/disk
+	mkdir "$MNT"
+	mkdir -p dirs
+	for d in $(seq 1 60); do
+		mkdir "dirs/d$d"
+		echo "$d" >"dirs/d$d/f"
+	done
+	# Room for the files of two versions, but not for the directories of
+	# a third: the clone of a publish runs out of inodes.
+	mount -t tmpfs -o size=20m,nr_inodes=170 tmpfs "$MNT"
+	pk --type replicate --id 1 --from dirs -o r1
+	switch commit 2 1
+	cm-apply --root "$MNT" --no-spare r1
+	cm-apply --root "$MNT" --no-spare commit.2
+	cp -a dirs dirs2
+	echo changed >dirs2/d1/f
+	publish 3 3 1 dirs dirs2
+	used=$(df --output=iused "$MNT" | tail -n 1)
+	run cm-apply --root "$MNT" --no-spare p.3
+	assert_failure 1
+	no_crash
+	assert_output --partial "No space left on device"
+	live_is "$MNT" 1
+	same_tree dirs "$MNT/live"
+	no_temps "$MNT"
+	[ "$(df --output=iused "$MNT" | tail -n 1)" = "$used" ]
+	run cm-apply status --root "$MNT" --json
+	assert_success
+	[ "$(jfield "$output" staging)" = "null" ]
+}
+
+@test "an assignment older than every one the state remembers is refused as a replay" {
+	base_site
+	mkchange src new
+	publish 3 3 1 src new
+	cm-apply --root S p.3
+	switch commit 4 3
+	# (No spare: its background run would save the state over the edit.)
+	cm-apply --root S --no-spare commit.4
+	# What the state holds once a thousand newer assignments have pushed
+	# ids up to 4 out of its memory.
+	python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+s["applied"] = [a for a in s["applied"] if a["id"] > 4]
+s["forgotten"] = 4
+json.dump(s, open(sys.argv[1], "w"))' S/.cm/state.json
+	# An old commit to version 1 would switch live back: refused.
+	run cm-apply --root S commit.2
+	assert_failure 1
+	no_crash
+	assert_output --partial "refused as a replay"
+	live_is S 3
+	# An old publish whose version is still here: already applied.
+	run cm-apply --root S p.3
+	assert_success
+	assert_output --partial "already-applied"
+	# A new one goes on.
+	switch rollback 5 0
+	run cm-apply --root S --no-spare rollback.5
+	assert_success
+	live_is S 1
 }
 
 @test "the leftovers of a killed run (a half-deleted version) are removed by the next run" {
