@@ -308,6 +308,11 @@ Status snapshot(const std::string& from, const std::string& to) {
 }
 
 Status Server::on_send(net::TlsStream& s, const Message& m) {
+  // A job makes every leader fetch and deliver what it names: only the
+  // manager (a peer showing serve's own certificate name) may start one,
+  // not a leader whose certificate the same CA signed.
+  if (s.peer() != opt_.tls->name())
+    return send(s, error_msg("only '" + opt_.tls->name() + "' may send a job, not '" + s.peer() + "'"));
   CM_ASSIGN(std::string path, m.str("path"));
   uint64_t chunk = m.body.value("chunk_size", uint64_t{kDefaultChunk});
   if (chunk < kMinChunk || chunk > kMaxChunk)

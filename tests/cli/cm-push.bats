@@ -443,6 +443,18 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	assert_output --partial "--agent-port must be between 1 and 65535"
 }
 
+@test "only the manager may send a job: a leader's certificate is refused" {
+	three
+	run cm-push send --tls "$T/tls" --name l1 --manager "$M" --leaders "$T/leaders" "$T/site.pack"
+	assert_failure 1
+	assert_output --partial "only 'manager' may send a job, not 'l1'"
+	for n in 1 2 3; do [ ! -e "$T/a$n/1" ]; done
+	# The manager's own certificate: the job goes out.
+	run cm-push send --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/site.pack"
+	assert_success
+	assert_output --partial "3 of 3 leaders ok"
+}
+
 @test "serve --keep: finished jobs beyond the newest N are forgotten, their copies removed" {
 	keys
 	CM_TEST_PRUNE_GRACE_MS=0 serve --keep 2
