@@ -228,6 +228,12 @@ Result<Source> open_source(const SendOptions& opt, uint32_t mtu) {
 
 Result<SendResult> run_send(const SendOptions& opt) {
   auto start = steady_ns();
+  // Read first, whatever is sent (a cluster of one too): a bad quorum is
+  // a usage error before anything is opened or waited for.
+  std::optional<Quorum> quorum;
+  if (opt.quorum) {
+    CM_ASSIGN(quorum, parse_quorum(*opt.quorum));
+  }
   if (opt.expected.empty() && opt.expect_count == 0 && !opt.self_exec.empty()) {
     // A cluster of one: nothing to multicast.
     SendResult r;
@@ -279,8 +285,8 @@ Result<SendResult> run_send(const SendOptions& opt) {
       cfg.assignment = pack.header().id;
   }
   size_t expected = cfg.expected.empty() ? cfg.expect_count : cfg.expected.size();
-  if (!opt.quorum.empty()) {
-    CM_ASSIGN(Quorum q, parse_quorum(opt.quorum));
+  if (quorum) {
+    const Quorum& q = *quorum;
     if (!q.percent && cfg.expected.empty()) {
       // --expect N: members that were not expected count too when they
       // join (Sender::succeeded), so a count stands as given.

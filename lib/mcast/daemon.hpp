@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,7 @@ struct SendOptions {
   uint32_t fec_block = kDefaultFecBlock;  // frames in a block of repairs (0: none)
   std::vector<Expected> expected;
   size_t expect_count = 0;
-  std::string quorum;  // "N" or "P%"; empty: all
+  std::optional<std::string> quorum;  // "N" or "P%"; none: all
   int max_idle_passes = 5;
   double report_timeout = 60;
   std::function<void(const std::string&)> progress;  // a status line, often

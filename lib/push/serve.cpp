@@ -353,7 +353,9 @@ Status Server::on_send(net::TlsStream& s, const Message& m) {
   }
   if (leaders.empty())
     return send(s, error_msg("no leaders to send to (no cluster report has arrived for that group)"));
-  auto q = parse_quorum(m.body.value("quorum", std::string()));
+  // No quorum in the request: all of them.
+  auto q = m.body.contains("quorum") ? parse_quorum(m.body.value("quorum", std::string()))
+                                     : Result<Quorum>(Quorum{});
   Status qs = q.ok() ? q->check_count(leaders.size(), "leader(s)") : Status(q.error());
   if (!qs.ok())
     return send(s, error_msg(qs.error().message));

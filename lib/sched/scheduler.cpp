@@ -453,10 +453,12 @@ Status Scheduler::execute(Job j) {
   }
   CM_TRY(write_file_atomic(dir + "/servers", list.str()));
   if (j.type != "checkpoint") {
-    std::string q = pol_str(j, "quorum");
-    // Checked when the policy was set; a database edited by hand is
-    // refused by name rather than read as some other quorum.
-    auto parsed = parse_quorum(q);
+    // None in the policy: all. Checked when the policy was set; a
+    // database edited by hand (or an empty quorum an earlier cm-sched
+    // took) is refused by name rather than read as some other quorum.
+    auto it = j.policy.find("quorum");
+    auto parsed = it == j.policy.end() ? Result<Quorum>(Quorum{})
+                                       : parse_quorum(it->is_string() ? it->get<std::string>() : it->dump());
     if (!parsed.ok()) {
       r.status = "refused";
       r.message =

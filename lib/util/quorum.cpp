@@ -21,13 +21,13 @@ Status Quorum::check_count(size_t n, std::string_view what) const {
 }
 
 Result<Quorum> parse_quorum(std::string_view text) {
-  if (text.empty())
-    return Quorum{};
-  auto bad = [&] {
-    return Error("bad quorum '" + std::string(text) +
-                     "': a count of 1 or more, or a percentage above 0 up to 100% (3, 75%, 66.7%)",
+  constexpr const char* kWant = "a count of 1 or more, or a percentage above 0 up to 100% (3, 75%, 66.7%)";
+  // Given but empty (--quorum "", a variable that was not set): not read
+  // as all, which only leaving the quorum out means.
+  if (text.find_first_not_of(" \t\n") == std::string_view::npos)
+    return Error("bad quorum '" + std::string(text) + "': empty; give " + kWant + ", or leave it out for all",
                  kExitUsage);
-  };
+  auto bad = [&] { return Error("bad quorum '" + std::string(text) + "': " + kWant, kExitUsage); };
   Quorum q;
   q.percent = text.back() == '%';
   std::string_view num = q.percent ? text.substr(0, text.size() - 1) : text;

@@ -23,8 +23,10 @@ struct Quorum {
   Status check_count(size_t n, std::string_view what) const;
 };
 
-// Empty text: all (100%). Anything else that is not a count or a
-// percentage (0, 0%, 150%, 1e3, " 5", 5x): a usage error that says which.
+// Anything that is not a count or a percentage (0, 0%, 150%, 1e3, " 5",
+// 5x, and "" or blanks too): a usage error that says which. A quorum that
+// is not given at all means all (Quorum{}, 100%); each caller tells that
+// apart from an empty one.
 Result<Quorum> parse_quorum(std::string_view text);
 
 }  // namespace cm

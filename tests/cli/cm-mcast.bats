@@ -33,6 +33,10 @@ load helper
 	run send --quorum 1e1
 	assert_failure 2
 	assert_output --partial "bad quorum '1e1'"
+	# Given but empty (an unset variable): a usage error, not all.
+	run send --quorum ''
+	assert_failure 2
+	assert_output --partial "bad quorum '': empty"
 	printf '{"members":[{"id":"a","address":"127.0.0.1"}]}' >members.json
 	run cm-mcast send --interface 127.0.0.1 --members members.json --quorum 2 f
 	assert_failure 2

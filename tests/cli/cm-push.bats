@@ -436,6 +436,9 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	leaders_file 1
 	run -2 cm-push send --quorum 0 --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
 	assert_output --partial "bad quorum '0'"
+	# Given but empty (an unset variable): a usage error, not all.
+	run -2 cm-push send --quorum '' --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
+	assert_output --partial "bad quorum '': empty"
 	run -2 cm-push send --quorum 5 --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
 	assert_output --partial "a quorum of 5 is more than the 1 leader(s)"
 	run -2 cm-push send --quorum 150% --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"

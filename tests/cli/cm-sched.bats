@@ -135,6 +135,12 @@ assert p["filters"] == [["exclude", "*.tmp"], ["include", "keep.tmp"]], p["filte
 	assert_output --partial "--segments must be segment names separated by commas"
 	run -2 cm-sched job add q0 $DB --type publish --site www --group east --quorum 0
 	assert_output --partial "bad quorum '0'"
+	# Given but empty (an unset variable): a usage error, not all.
+	run -2 cm-sched job add q0 $DB --type publish --site www --group east --quorum ''
+	assert_output --partial "bad quorum '': empty"
+	run -2 cm-sched job add q0 $DB --type publish --site www --group east --quorum ' '
+	run -2 cm-sched quorum --expect 1 --quorum '' "$T/nonesuch"
+	assert_output --partial "bad quorum '': empty"
 	run -2 cm-sched config $DB work_dir relative/runs
 	assert_output --partial "work_dir must be an absolute path"
 	run -2 cm-sched config $DB reachable_seconds 0
@@ -311,6 +317,15 @@ assert "gave up after 3 attempts" in j["message"], j["message"]'
 	sqlite3 "$T/cm.db" "UPDATE jobs SET policy = json_set(policy, '$.quorum', 'most') WHERE name = 'pub'"
 	run -6 cm-sched run pub $DB --now 2026-11-25T10:02
 	assert_output --partial "job 'pub': bad quorum 'most'"
+	# So is an empty one (an earlier cm-sched took --quorum ''): not all.
+	sqlite3 "$T/cm.db" "UPDATE jobs SET policy = json_set(policy, '$.quorum', '') WHERE name = 'pub'"
+	run -6 cm-sched run pub $DB --now 2026-11-25T10:03
+	assert_output --partial "job 'pub': bad quorum '': empty"
+	[ "$(calls)" = 1 ]
+	# No quorum in the policy: all 3.
+	sqlite3 "$T/cm.db" "UPDATE jobs SET policy = json_remove(policy, '$.quorum') WHERE name = 'pub'"
+	run -6 cm-sched run pub $DB --now 2026-11-25T10:04
+	assert_output --partial "of 3 servers of group 'north' seen in the last 300 s, 3 needed"
 	[ "$(calls)" = 1 ]
 }
 

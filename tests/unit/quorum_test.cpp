@@ -13,7 +13,7 @@ size_t of(const char* text, size_t n) {
 }
 
 TEST(Quorum, CountsAndPercentages) {
-  EXPECT_EQ(of("", 8), 8u);  // all
+  EXPECT_EQ(Quorum{}.of(8), 8u);  // none given: all
   EXPECT_EQ(of("100%", 8), 8u);
   EXPECT_EQ(of("75%", 8), 6u);
   EXPECT_EQ(of("70%", 8), 6u);  // 5.6, rounded up
@@ -36,6 +36,18 @@ TEST(Quorum, RefusesWhatIsNotACountOrAPercentage) {
     EXPECT_EQ(q.error().code, kExitUsage);
     EXPECT_NE(q.error().message.find(std::string("bad quorum '") + bad + "'"), std::string::npos)
         << q.error().message;
+  }
+}
+
+// --quorum "" (or an unset variable in a script): not silently all.
+TEST(Quorum, AnEmptyQuorumIsAnError) {
+  for (const char* empty : {"", " ", "\t", "  \n"}) {
+    auto q = parse_quorum(empty);
+    ASSERT_FALSE(q.ok()) << "'" << empty << "'";
+    EXPECT_EQ(q.error().code, kExitUsage);
+    EXPECT_EQ(q.error().message, std::string("bad quorum '") + empty +
+                                     "': empty; give a count of 1 or more, or a percentage above 0 up to "
+                                     "100% (3, 75%, 66.7%), or leave it out for all");
   }
 }
 
