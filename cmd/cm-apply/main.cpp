@@ -90,6 +90,14 @@ Status run_apply(cli::Context& ctx) {
   apply::SiteOptions so;
   so.keep = ctx.vm["keep"].as<unsigned>();
   so.wait_seconds = ctx.vm["wait"].as<double>();
+  // Negative was read as 0 (no wait at all): refused like --keep -1.
+  if (!(so.wait_seconds >= 0)) {
+    std::string given;
+    for (const po::option& o : ctx.ordered)
+      if (o.string_key == "wait" && !o.value.empty())
+        given = o.value[0];
+    return Error("--wait must not be negative (got '" + given + "')", kExitUsage);
+  }
   if (ctx.vm.count("reload"))
     so.reload = ctx.vm["reload"].as<std::string>();
   so.spare = !ctx.vm.count("no-spare");

@@ -2002,3 +2002,14 @@ json.dump(s, open(sys.argv[1], "w"))' S/.cm/state.json
 	assert_output --partial "already-applied"
 	no_temps S
 }
+
+@test "a negative --wait is a usage error, not read as no wait" {
+	run cm-apply --root S --wait -1 x
+	assert_failure 2
+	assert_output --partial "--wait must not be negative (got '-1')"
+	run cm-apply --root S --wait -0.5 x
+	assert_failure 2
+	assert_output --partial "--wait must not be negative (got '-0.5')"
+	# Nothing was created by a refused command line.
+	[ ! -e S ]
+}
