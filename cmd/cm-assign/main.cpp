@@ -136,6 +136,15 @@ Status run_build(cli::Context& ctx) {
   h.job = ctx.vm["job"].as<uint64_t>();
   h.sequence = opt<uint64_t>(ctx, "seq").value_or(*id);
   h.base = opt<uint64_t>(ctx, "base").value_or(*type == Type::Publish && h.sequence > 0 ? h.sequence - 1 : 0);
+  // A version's sequence is greater than its base's: cm-apply would
+  // otherwise stage a version that does not advance the site.
+  if (h.base != 0 && h.base >= h.sequence)
+    return Error("--base " + std::to_string(h.base) + " must be less than " +
+                     (ctx.vm.count("seq")
+                          ? "--seq " + std::to_string(h.sequence)
+                          : "the sequence " + std::to_string(h.sequence) + " (--id, as no --seq is given)") +
+                     ": a version's sequence is greater than its base's",
+                 kExitUsage);
   h.site = *site;
   h.group = ctx.vm["group"].as<std::string>();
   // What every reader refuses is not written either.

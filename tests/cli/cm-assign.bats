@@ -478,6 +478,31 @@ put new.txt data.zst"
 	assert_output --partial "sequence 12 on 9"
 }
 
+@test "a base at or above the sequence is a usage error" {
+	mkupdate
+	# A version's sequence is greater than its base's: cm-apply would
+	# stage a version that does not advance.
+	run pack --type publish --id 8 --seq 2 --base 2 t -o P
+	assert_failure 2
+	assert_output --partial "--base 2 must be less than --seq 2: a version's sequence is greater than its base's"
+	run pack --type publish --id 8 --seq 1 --base 2 t -o P
+	assert_failure 2
+	assert_output --partial "--base 2 must be less than --seq 1"
+	# Without --seq the sequence is the id.
+	run pack --type publish --id 8 --base 8 t -o P
+	assert_failure 2
+	assert_output --partial "--base 8 must be less than the sequence 8 (--id, as no --seq is given)"
+	run pack --type synchronize --id 4 --base 9 t -o P
+	assert_failure 2
+	[ ! -e P ]
+	# Just below, or 0 (a full tree): taken.
+	pack --type publish --id 8 --base 7 t -o P
+	pack --type synchronize --id 4 --seq 3 --base 2 t -o S
+	pack --type publish --id 8 --seq 2 --base 0 t -o Z
+	run fields "$(header Z)" sequence base
+	assert_output "2 0"
+}
+
 @test "replicate --from DIR is a full tree" {
 	mktree site
 	mkdir site/empty
