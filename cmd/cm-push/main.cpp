@@ -2,6 +2,7 @@
 // leader (cm-push(1)). Options and wiring only.
 #include <unistd.h>
 
+#include <charconv>
 #include <climits>
 #include <cstdlib>
 #include <iostream>
@@ -243,15 +244,19 @@ void client_options(po::options_description& d) {
 }
 
 Status run_status(cli::Context& ctx) {
-  CM_ASSIGN(auto tls, tls_of(ctx, "manager"));
-  CM_ASSIGN(net::Endpoint manager, endpoint(ctx, "manager", kManagerPort));
+  // Digits only: strtoull took "-1" as 2^64 - 1 (and " 1", "+1"), so a
+  // typo asked the manager for a job that cannot exist.
   std::optional<uint64_t> job;
   if (!ctx.args.empty()) {
-    char* end = nullptr;
-    job = std::strtoull(ctx.args[0].c_str(), &end, 10);
-    if (end == ctx.args[0].c_str() || *end != '\0')
-      return Error("'" + ctx.args[0] + "' is not a job number", kExitUsage);
+    const std::string& a = ctx.args[0];
+    uint64_t n = 0;
+    auto [end, ec] = std::from_chars(a.data(), a.data() + a.size(), n);
+    if (a.empty() || ec != std::errc() || end != a.data() + a.size())
+      return Error("'" + a + "' is not a job number", kExitUsage);
+    job = n;
   }
+  CM_ASSIGN(auto tls, tls_of(ctx, "manager"));
+  CM_ASSIGN(net::Endpoint manager, endpoint(ctx, "manager", kManagerPort));
   CM_ASSIGN(nlohmann::json r, push::query(tls, manager, job));
   if (ctx.json) {
     std::cout << json_text(r) << "\n";

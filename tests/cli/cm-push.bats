@@ -149,6 +149,13 @@ assert r["servers"] == {"reported": 3, "ok": 3}'
 	assert_output --partial "job 1 site.pack succeeded"
 	run -1 cm-push status --tls "$T/tls" --manager "$M" 99
 	assert_output --partial "no job 99"
+	# Not a job number: a usage error, not read as 2^64 - 1 and asked for.
+	run -2 cm-push status --tls "$T/tls" --manager "$M" -- -1
+	assert_output --partial "'-1' is not a job number"
+	for j in abc +1 ' 1' 1x '' 18446744073709551616; do
+		run -2 cm-push status --tls "$T/tls" --manager "$M" -- "$j"
+		assert_output --partial "'$j' is not a job number"
+	done
 }
 
 @test "send: a small job goes to every leader from the manager at once (--star); --star 0 keeps the tree" {
