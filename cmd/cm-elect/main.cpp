@@ -187,6 +187,8 @@ Status run(cli::Context& ctx) {
   if (ctx.vm.count("on-change"))
     o.on_change = ctx.vm["on-change"].as<std::string>();
   o.log = [&](const std::string& m) { ctx.diag.verbose(m); };
+  o.warn = [&](const std::string& m) { ctx.diag.warning(m); };
+  o.info = [&](const std::string& m) { ctx.diag.info(m); };
   return elect::run_daemon(std::move(o));
 }
 

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <deque>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "elect/priority.hpp"
 #include "util/clock.hpp"
@@ -35,6 +36,8 @@ class HookRunner {
     std::string command;
     std::vector<std::string> env;
     std::string stdin_text;
+    // Told how it ended ("" when it exited 0), unless stopped by finish().
+    std::function<void(const std::string&)> done;
   };
 
   HookRunner() = default;
@@ -76,6 +79,7 @@ class HookRunner {
     int status;
     ::waitpid(pid_, &status, 0);
     pidfd_.reset();
+    done_ = nullptr;
     queue_.clear();
   }
 
@@ -86,11 +90,15 @@ class HookRunner {
       pid_t r = ::waitpid(pid_, &status, WNOHANG);
       if (r == 0)
         return;  // still running
-      if (r == pid_ && !(WIFEXITED(status) && WEXITSTATUS(status) == 0) && log)
-        log("hook exited with status " +
-            std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)) + ": " +
-            current_);
+      std::string failure;
+      if (r == pid_ && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        failure = "'" + current_ + "' exited with status " +
+                  std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+      if (!failure.empty() && log)
+        log("hook " + failure);
       pidfd_.reset();
+      if (auto done = std::exchange(done_, nullptr); done && r == pid_)
+        done(failure);
     }
     while (!queue_.empty() && !pidfd_.valid()) {
       Job j = std::move(queue_.front());
@@ -126,6 +134,8 @@ class HookRunner {
     if (!child.ok()) {
       if (log)
         log("cannot run hook: " + child.error().message);
+      if (j.done)
+        j.done("cannot run '" + j.command + "': " + child.error().message);
       return;
     }
     pid_ = child->pid;
@@ -134,15 +144,40 @@ class HookRunner {
     if (!pidfd_.valid()) {  // no pidfd: wait for it here
       int status;
       ::waitpid(pid_, &status, 0);
+      if (j.done)
+        j.done(WIFEXITED(status) && WEXITSTATUS(status) == 0
+                   ? ""
+                   : "'" + j.command + "' exited with status " +
+                         std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)));
+      return;
     }
+    done_ = j.done;
   }
   std::deque<Job> queue_;
   Fd pidfd_;
   pid_t pid_ = -1;
   std::string current_;
+  std::function<void(const std::string&)> done_;
 };
 
 }  // namespace
+
+std::string ReportTrouble::succeeded() {
+  if (!failing_)
+    return {};
+  failing_ = false;
+  why_.clear();
+  return "the cluster report reaches the manager again (" + what_ + ")";
+}
+
+std::string ReportTrouble::failed(const std::string& why) {
+  if (failing_ && why == why_)
+    return {};
+  failing_ = true;
+  why_ = why;
+  return "the cluster report does not reach the manager (" + what_ + "): " + why +
+         "; trying again every report interval";
+}
 
 nlohmann::json cluster_report(const Elector& e, const DaemonOptions& opt, uint64_t seq, int64_t wall,
                               const nlohmann::json& counters) {
@@ -186,6 +221,20 @@ Status run_daemon(DaemonOptions opt) {
     if (opt.log)
       opt.log(m);
   };
+  // The manager's copy of the report: failures are heard at normal
+  // verbosity (the manager would silently never get reports), once each.
+  ReportTrouble to_trouble("--report-to " + opt.report_to), cmd_trouble("--report-cmd");
+  auto outcome = [&](ReportTrouble& t, const std::string& failure) {
+    std::string line = failure.empty() ? t.succeeded() : t.failed(failure);
+    if (line.empty())
+      return;
+    const auto& say = failure.empty() ? opt.info : opt.warn;
+    if (say)
+      say(line);
+    else
+      log(line);
+  };
+  size_t report_cmds_queued = 0;
   // Signals arrive through a descriptor, in the poll loop.
   sigset_t mask;
   sigemptyset(&mask);
@@ -228,14 +277,21 @@ Status run_daemon(DaemonOptions opt) {
     std::string text = json_text(j, 1) + "\n";
     if (!opt.state_file.empty())
       CM_TRY(write_file_atomic(opt.state_file, text, 0644));
-    if (e.state() == State::Me && changed) {
-      if (!opt.report_to.empty()) {
+    // On every change; while a way fails, on every report interval too,
+    // so that the manager gets the report once it works again.
+    if (e.state() == State::Me) {
+      if (!opt.report_to.empty() && (changed || to_trouble.failing())) {
         Status s = write_file_atomic(opt.report_to, text, 0644);
-        if (!s.ok())
-          log(s.error().message);
+        outcome(to_trouble, s.ok() ? std::string() : s.error().message);
       }
-      if (!opt.report_cmd.empty())
-        hooks.push(HookRunner::Job{opt.report_cmd, {"CM_EVENT=report"}, text});
+      if (!opt.report_cmd.empty() && (changed || (cmd_trouble.failing() && report_cmds_queued == 0))) {
+        report_cmds_queued++;
+        hooks.push(
+            HookRunner::Job{opt.report_cmd, {"CM_EVENT=report"}, text, [&](const std::string& failure) {
+                              report_cmds_queued--;
+                              outcome(cmd_trouble, failure);
+                            }});
+      }
     }
     return {};
   };
@@ -268,7 +324,8 @@ Status run_daemon(DaemonOptions opt) {
                             {"CM_EVENT=" + std::string(type), "CM_DETAIL=" + ev.detail,
                              "CM_STATE=" + std::string(state_name(e.state())), "CM_LEADER=" + e.leader(),
                              "CM_ID=" + opt.cfg.id, "CM_SEQ=" + std::to_string(++hook_seq)},
-                            ""});
+                            "",
+                            nullptr});
     }
     if (changed || now >= next_refresh) {
       CM_TRY(write_report(changed));

@@ -27,11 +27,30 @@ struct DaemonOptions {
   double weight = 0.5;
   std::string data_dir = "/";
   std::string segment, location;
-  std::string state_file;  // the cluster report, for cm-mcast send --members
-  std::string report_to;   // a copy for the manager (a file)
-  std::string report_cmd;  // ... or a command reading it on stdin
-  std::string on_change;   // run (sh -c) on every transition, in order
-  std::function<void(const std::string&)> log;
+  std::string state_file;                        // the cluster report, for cm-mcast send --members
+  std::string report_to;                         // a copy for the manager (a file)
+  std::string report_cmd;                        // ... or a command reading it on stdin
+  std::string on_change;                         // run (sh -c) on every transition, in order
+  std::function<void(const std::string&)> log;   // what it does (-v)
+  std::function<void(const std::string&)> warn;  // what the administrator must hear of
+  std::function<void(const std::string&)> info;  // ... and that it is over
+};
+
+// One way the leader hands the cluster report on (--report-to, or
+// --report-cmd): a failure is said when it starts and when its reason
+// changes, not on every report, and once more when it works again.
+class ReportTrouble {
+ public:
+  explicit ReportTrouble(std::string what) : what_(std::move(what)) {}
+  // The warning to give for this failure, or "" when it was given.
+  std::string failed(const std::string& why);
+  // After failures, the line that says it works again; else "".
+  std::string succeeded();
+  bool failing() const { return failing_; }
+
+ private:
+  std::string what_, why_;
+  bool failing_ = false;
 };
 
 // Runs until SIGTERM or SIGINT (then resigns cleanly if leading).

@@ -3,6 +3,7 @@
 # tests/lab/elect.bats.
 
 load helper
+bats_require_minimum_version 1.5.0
 
 @test "out-of-range options are usage errors before the daemon starts" {
 	elect() { timeout 10 cm-elect run --interface 127.0.0.1 --id e1 --state-file st.json "$@"; }
@@ -42,4 +43,38 @@ load helper
 	wait "$pid"
 	run ! pgrep -f 'sleep 31.5'
 	[ "$(python3 -c 'import json; print(json.load(open("st.json"))["state"])')" = stopped ]
+}
+
+@test "a report the manager does not get is a warning, once, and so is its return; the daemon goes on" {
+	port=$((20000 + RANDOM % 20000))
+	# No -v: the warnings come at normal verbosity. Every report interval
+	# retries while a way fails, without saying it again.
+	cm-elect run --interface 127.0.0.1 --channel "239.192.98.$((RANDOM % 200 + 1)):$port" --id e1 \
+		--interval 0.05 --report-interval 0.1 --state-file st.json \
+		--report-to "$PWD/later/r.json" --report-cmd 'test -e ok' 2>e1.log &
+	pid=$!
+	for _ in $(seq 1 100); do
+		[ "$(grep -c 'warning: the cluster report does not reach the manager' e1.log)" = 2 ] && break
+		sleep 0.05
+	done
+	sleep 1 # about 10 report intervals
+	run cat e1.log
+	assert_line "cm-elect: warning: the cluster report does not reach the manager (--report-to $PWD/later/r.json): cannot create a temporary file for '$PWD/later/r.json': No such file or directory; trying again every report interval"
+	assert_line "cm-elect: warning: the cluster report does not reach the manager (--report-cmd): 'test -e ok' exited with status 1; trying again every report interval"
+	[ "${#lines[@]}" = 2 ]
+	kill -0 "$pid"
+	mkdir later
+	touch ok
+	for _ in $(seq 1 100); do
+		[ "$(grep -c 'reaches the manager again' e1.log)" = 2 ] && break
+		sleep 0.05
+	done
+	sleep 0.5
+	run cat e1.log
+	assert_line "cm-elect: the cluster report reaches the manager again (--report-to $PWD/later/r.json)"
+	assert_line "cm-elect: the cluster report reaches the manager again (--report-cmd)"
+	[ "${#lines[@]}" = 4 ]
+	[ "$(python3 -c 'import json; print(json.load(open("later/r.json"))["state"])')" = leader ]
+	kill -TERM "$pid"
+	wait "$pid"
 }

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "crypto/keys.hpp"
+#include "elect/daemon.hpp"
 #include "elect/elector.hpp"
 
 using namespace cm;
@@ -324,4 +325,27 @@ TEST(ElectMessage, RoundTripAuthAndReplay) {
   reboot.boot = 43;
   reboot.counter = 1;
   EXPECT_TRUE(g.accept(reboot, 1000002));
+}
+
+// The leader's copy of the report for the manager (--report-to,
+// --report-cmd): a failure is said when it starts and when its reason
+// changes, not on every report interval; once more when it works again.
+TEST(ReportTrouble, SaysAFailureOnceAndItsEndOnce) {
+  ReportTrouble t("--report-to /nodir/r.json");
+  EXPECT_FALSE(t.failing());
+  EXPECT_EQ(t.succeeded(), "");  // working all along: nothing to say
+  EXPECT_EQ(t.failed("cannot create '/nodir/r.json'"),
+            "the cluster report does not reach the manager (--report-to /nodir/r.json): cannot create "
+            "'/nodir/r.json'; trying again every report interval");
+  EXPECT_TRUE(t.failing());
+  for (int tick = 0; tick < 5; tick++)
+    EXPECT_EQ(t.failed("cannot create '/nodir/r.json'"), "");
+  // Another reason is news.
+  EXPECT_NE(t.failed("disk full"), "");
+  EXPECT_EQ(t.failed("disk full"), "");
+  EXPECT_EQ(t.succeeded(), "the cluster report reaches the manager again (--report-to /nodir/r.json)");
+  EXPECT_FALSE(t.failing());
+  EXPECT_EQ(t.succeeded(), "");
+  // Failing again after that is said again, even for the same reason.
+  EXPECT_NE(t.failed("disk full"), "");
 }
