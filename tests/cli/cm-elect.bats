@@ -78,3 +78,14 @@ bats_require_minimum_version 1.5.0
 	kill -TERM "$pid"
 	wait "$pid"
 }
+
+@test "a --key that is no cm key is exit 4, before the daemon starts" {
+	head -c 100 /dev/urandom >rand.bin
+	run timeout 10 cm-elect run --interface 127.0.0.1 --id e1 --state-file st.json --key rand.bin
+	assert_failure 4
+	assert_output --partial "'rand.bin' is not a cm key"
+	: >empty.bin
+	run timeout 10 cm-elect run --interface 127.0.0.1 --id e1 --state-file st.json --key empty.bin
+	assert_failure 4
+	[ ! -e st.json ]
+}

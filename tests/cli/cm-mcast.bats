@@ -83,3 +83,15 @@ teardown() {
 	assert_failure 1
 	assert_output --partial "on --interface 192.0.2.77: no interface of this host has that address"
 }
+
+@test "a --key that is no cm key is exit 4, for send and recv" {
+	echo data >f
+	head -c 100 /dev/urandom >rand.bin
+	run cm-mcast send --interface 127.0.0.1 --expect 1 --key rand.bin f
+	assert_failure 4
+	assert_output --partial "'rand.bin' is not a cm key"
+	run timeout 10 cm-mcast recv --interface 127.0.0.1 --dir in --key rand.bin
+	assert_failure 4
+	assert_output --partial "'rand.bin' is not a cm key"
+	[ ! -e in ]
+}
