@@ -195,6 +195,9 @@ Result<Job> apply_edit(Store& store, Job j, const JobEdit& e, int64_t now, bool 
   CM_TRY(check_policy(j.policy, j.type));
   CM_ASSIGN(Schedule sched, Schedule::parse(j.schedule));
   if (fresh || e.schedule) {
+    if (!sched.can_match())
+      return Error("bad schedule '" + j.schedule + "': it never matches (no month it names has those days)",
+                   kExitUsage);
     j.next_run = sched.next(now);
     if (sched.once() && !j.next_run)
       return Error("the schedule '" + j.schedule + "' is in the past", kExitUsage);

@@ -42,7 +42,10 @@ Result<std::bitset<N>> field(const std::string& text, const std::string& f, int 
       if (dash == std::string::npos && step > 1)
         b = hi;  // "5/15": from 5, every 15
     }
-    if (a < lo || b > hi || a > b)
+    if (a > b && a >= lo && b <= hi)
+      return bad(text, "'" + part + "' is a reversed range in the " + name + " field (write " +
+                           std::to_string(b) + "-" + std::to_string(a) + ")");
+    if (a < lo || b > hi)
       return bad(text, std::string("'") + part + "' is outside " + std::to_string(lo) + "-" +
                            std::to_string(hi) + " in the " + name + " field");
     for (int v = a; v <= b; v += step)
@@ -127,6 +130,20 @@ Result<Schedule> Schedule::parse(const std::string& text) {
   s.mday_star_ = f[2] == "*";
   s.wday_star_ = f[4] == "*";
   return s;
+}
+
+bool Schedule::can_match() const {
+  // Days of the month only (any weekday): one of them must exist in one of
+  // the months ("0 0 31 2 *" and "0 0 30 2 *" never come). With a weekday
+  // too, either day field may match, and every weekday comes.
+  if (kind_ != Kind::Cron || mday_star_ || !wday_star_)
+    return true;
+  static constexpr int kMaxDays[13] = {0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  for (int m = 1; m <= 12; m++)
+    for (int d = 1; d <= kMaxDays[m]; d++)
+      if (month_.test(static_cast<size_t>(m)) && mday_.test(static_cast<size_t>(d)))
+        return true;
+  return false;
 }
 
 std::optional<int64_t> Schedule::next(int64_t after) const {

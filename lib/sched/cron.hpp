@@ -21,6 +21,9 @@ class Schedule {
   const std::string& text() const { return text_; }
   bool manual() const { return kind_ == Kind::Manual; }
   bool once() const { return kind_ == Kind::Once; }
+  // False for a cron expression no date can match ("0 0 31 2 *"): refused
+  // when a job is given one, but read from an older database as it is.
+  bool can_match() const;
 
  private:
   enum class Kind { Manual, Once, Cron } kind_ = Kind::Manual;

@@ -105,6 +105,13 @@ assert p["filters"] == [["exclude", "*.tmp"], ["include", "keep.tmp"]], p["filte
 	assert_output --partial "expected 5 fields"
 	run -2 cm-sched job add x $DB --type publish --site www --group east --schedule 'at 2020-01-01T00:00'
 	assert_output --partial "in the past"
+	# A schedule no date matches would look like "manual" and never run.
+	run -2 cm-sched job add x $DB --type publish --site www --group east --schedule '0 0 31 2 *'
+	assert_output --partial "never matches"
+	run -2 cm-sched job set pub $DB --schedule '0 0 30 2 *'
+	assert_output --partial "never matches"
+	run -2 cm-sched job add x $DB --type publish --site www --group east --schedule '5-1 * * * *'
+	assert_output --partial "reversed range in the minute field (write 1-5)"
 	run -1 cm-sched job add x $DB --type publish --site nowhere --group east
 	assert_output --partial "no site 'nowhere'"
 	run -1 cm-sched job add x $DB --type publish --site www --group nobody
