@@ -126,6 +126,12 @@ Status run_build(cli::Context& ctx) {
             std::string(assign::type_name(*type)) + " carries no data: no table, --from or --archive",
             kExitUsage);
   }
+  // Options that would do nothing for this type: a usage error, not a
+  // silent no-op (an --exclude meant to keep secrets out must not be lost).
+  if (ctx.vm.count("exclude") && !from)
+    return Error("--exclude applies to --from DIR only (a delta table is filtered by cm-delta)", kExitUsage);
+  if (!ctx.vm["target"].defaulted() && *type != Type::Commit && *type != Type::Rollback)
+    return Error("--target applies to commit and rollback only", kExitUsage);
   if (*out_path == "-" && ::isatty(1))
     return Error("refusing to write a binary assignment to a terminal; use -o FILE or a pipe", kExitUsage);
 

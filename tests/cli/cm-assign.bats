@@ -336,6 +336,26 @@ mkupdate() {
 	no_output_left A
 }
 
+@test "an option that would do nothing for the type is a usage error, not ignored" {
+	mkupdate
+	# A table is filtered by cm-delta: an --exclude here would be lost.
+	run pack --type publish --id 1 --exclude '*.txt' t -o A
+	assert_failure 2
+	assert_output --partial "--exclude applies to --from DIR only"
+	run pack --type publish --id 1 --target 7 t -o A
+	assert_failure 2
+	assert_output --partial "--target applies to commit and rollback only"
+	run pack --type remove --id 1 --target 7 -o A
+	assert_failure 2
+	assert_output --partial "--target applies to commit and rollback only"
+	no_output_left A
+	# Where they apply, they still work.
+	run pack --type replicate --id 1 --from b --exclude '*.txt' -o A
+	assert_success
+	run pack --type rollback --id 2 --target 1 -o B
+	assert_success
+}
+
 @test "-o to a device is written in place, and a pack in parts needs a file" {
 	mknod -m 666 nul c 1 3
 	run pack --type commit --id 1 -o nul
