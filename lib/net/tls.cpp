@@ -75,6 +75,13 @@ Result<std::shared_ptr<TlsContext>> TlsContext::load(const TlsFiles& f) {
     return Error("TLS: " + ssl_error());
   SSL_CTX_set_min_proto_version(ctx->ctx_, TLS1_3_VERSION);
   SSL_CTX_set_max_proto_version(ctx->ctx_, TLS1_3_VERSION);
+  // A file that is not there or not readable is a file error (exit 1),
+  // said as such; OpenSSL's own message for it is a raw error code. What
+  // OpenSSL refuses in a file it could read is a security error (exit 4).
+  for (const auto& [path, what] : {std::pair{&f.ca, "the CA certificate"},
+                                   std::pair{&f.cert, "the certificate"}, std::pair{&f.key, "the key"}})
+    if (::access(path->c_str(), R_OK) != 0)
+      return sys_error(std::string("cannot read ") + what, *path, errno);
   if (SSL_CTX_load_verify_locations(ctx->ctx_, f.ca.c_str(), nullptr) != 1)
     return Error("cannot load the CA certificate '" + f.ca + "': " + ssl_error(), kExitSecurity);
   if (SSL_CTX_use_certificate_chain_file(ctx->ctx_, f.cert.c_str()) != 1)

@@ -428,8 +428,15 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	run -2 cm-push send --tls "$T/tls" --manager nowhere "$T/f"
 	run -2 cm-push serve --tls "$T/tls" --listen "0.0.0.0:$((PORT + 3))" --state "$T/s2"
 	assert_output --partial "--advertise"
-	run -4 cm-push status --tls "$T/none" --manager "$M"
-	assert_output --partial "$T/none/ca.crt"
+	# A TLS file that is not there is a file error, named; one OpenSSL
+	# cannot use is an authentication error.
+	run -1 cm-push status --tls "$T/none" --manager "$M"
+	assert_output --partial "cannot read the CA certificate '$T/none/ca.crt': No such file or directory"
+	run -1 cm-push status --tls "$T/tls" --cert "$T/nope.crt" --manager "$M"
+	assert_output --partial "cannot read the certificate '$T/nope.crt'"
+	echo garbage >"$T/bad.crt"
+	run -4 cm-push status --tls "$T/tls" --cert "$T/bad.crt" --manager "$M"
+	assert_output --partial "cannot load the certificate '$T/bad.crt'"
 	run -2 cm-push serve --tls "$T/tls" --fanout 0 --state "$T/s3"
 	run -2 cm-push serve --tls "$T/tls" --star 1Q --state "$T/s3"
 	assert_output --partial "bad size unit in '1Q' for --star"
