@@ -127,6 +127,14 @@ Status run(cli::Context& ctx) {
                  kExitUsage);
   c.never_lead = ctx.vm.count("never-lead") > 0;
   c.preempt = ctx.vm.count("no-preempt") == 0;
+  // One way to set the priority: measured (weighed by --weight), given,
+  // or by rank in --leaders. Two at once would leave one silently unused.
+  if (ctx.vm.count("priority") + ctx.vm.count("leaders") > 1)
+    return Error("--priority and --leaders are two ways to set the priority: give one", kExitUsage);
+  if (!ctx.vm["weight"].defaulted() && (ctx.vm.count("priority") || ctx.vm.count("leaders")))
+    return Error(std::string("--weight is for the measured priority, not with ") +
+                     (ctx.vm.count("priority") ? "--priority" : "--leaders"),
+                 kExitUsage);
   o.measured = !ctx.vm.count("priority");
   if (ctx.vm.count("priority")) {
     c.priority = ctx.vm["priority"].as<uint32_t>();
@@ -144,6 +152,8 @@ Status run(cli::Context& ctx) {
     while (pos <= list.size()) {
       size_t comma = list.find(',', pos);
       std::string name = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      if (name.empty())
+        return Error("--leaders '" + list + "' has an empty name: give ids separated by commas", kExitUsage);
       if (name == c.id) {
         listed = true;
         c.priority = static_cast<uint32_t>(1000 - 10 * std::min<size_t>(rank, 99));
@@ -164,8 +174,8 @@ Status run(cli::Context& ctx) {
   if (c.port > 65535)
     return Error("--port must be between 0 and 65535", kExitUsage);
   c.caps = ctx.vm["caps"].as<std::string>();
-  if (nlohmann::json::parse(c.caps, nullptr, false).is_discarded() || c.caps.size() > elect::kMaxCaps)
-    return Error("--caps must be JSON of at most 1024 bytes", kExitUsage);
+  if (!nlohmann::json::parse(c.caps, nullptr, false).is_object() || c.caps.size() > elect::kMaxCaps)
+    return Error("--caps must be a JSON object of at most 1024 bytes", kExitUsage);
   c.seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
            static_cast<uint64_t>(::getpid());
   std::optional<crypto::SymmetricKey> key;

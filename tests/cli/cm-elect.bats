@@ -24,6 +24,21 @@ bats_require_minimum_version 1.5.0
 	run elect --report-delay -5
 	assert_failure 2
 	assert_output --partial "--report-delay must be between 0 and 3600 seconds"
+	# Two ways of setting the priority at once: one would be silently unused.
+	run elect --priority 5 --weight 0.5
+	assert_failure 2
+	assert_output --partial "--weight is for the measured priority, not with --priority"
+	run elect --priority 5 --leaders e1,e2
+	assert_failure 2
+	assert_output --partial "--priority and --leaders are two ways"
+	for bad in '' ',,' 'e1,,e2' 'e1,'; do
+		run elect --leaders "$bad"
+		assert_failure 2
+		assert_output --partial "has an empty name"
+	done
+	run elect --caps '[1]'
+	assert_failure 2
+	assert_output --partial "--caps must be a JSON object"
 	[ ! -e st.json ]
 }
 
