@@ -2,6 +2,7 @@
 // leader (cm-push(1)). Options and wiring only.
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <climits>
 #include <cstdlib>
@@ -294,8 +295,14 @@ void ca_options(po::options_description& d) {
 
 Status run_ca(cli::Context& ctx) {
   const std::string& verb = ctx.args[0];
-  if (verb == "init" && ctx.args.size() == 2)
-    return net::make_ca(ctx.args[1], ctx.vm["site"].as<std::string>());
+  if (verb == "init" && ctx.args.size() == 2) {
+    const std::string& site = ctx.vm["site"].as<std::string>();
+    // The CA's name is what every certificate shows as its issuer.
+    if (site.empty() || site.size() > 64 ||
+        std::any_of(site.begin(), site.end(), [](unsigned char ch) { return ch < 0x20 || ch == 0x7f; }))
+      return Error("--site must be 1 to 64 characters without control characters", kExitUsage);
+    return net::make_ca(ctx.args[1], site);
+  }
   if (verb == "issue" && ctx.args.size() >= 3) {
     for (size_t i = 2; i < ctx.args.size(); i++) {
       const std::string& name = ctx.args[i];

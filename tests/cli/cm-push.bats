@@ -96,6 +96,9 @@ three() {
 	assert_output --partial "exists"
 	run -1 cm-push ca init "$T/tls"
 	run -2 cm-push ca issue "$T/tls" ../evil
+	run -2 cm-push ca init --site '' "$T/tls-empty"
+	assert_output --partial "--site must be 1 to 64 characters"
+	[ ! -e "$T/tls-empty" ]
 	run -1 cm-push ca issue "$T/nowhere" x
 	assert_output --partial "$T/nowhere/ca.key"
 	# A CA certificate that is not the CA key's (a leader's copied over
