@@ -209,8 +209,14 @@ Result<SymmetricKey> SymmetricKey::parse(std::string_view text, const std::strin
 
 Result<SymmetricKey> SymmetricKey::load(const std::string& path) {
   CM_ASSIGN(auto in, open_input(path));
-  CM_ASSIGN(std::string text, read_all(*in, 4096));
-  return parse(text, path);
+  auto text = read_all(*in, 4096);
+  // A key is one short line: a larger file is not a key either (exit 4,
+  // as for any other file that is not one), not malformed input.
+  if (!text.ok() && text.error().code == kExitBadInput)
+    return Error("'" + path + "' is not a cm key (larger than 4096 bytes)", kExitSecurity);
+  if (!text.ok())
+    return std::move(text).error();
+  return parse(*text, path);
 }
 
 Status SymmetricKey::save(const std::string& path) const {

@@ -102,5 +102,10 @@ bats_require_minimum_version 1.5.0
 	: >empty.bin
 	run timeout 10 cm-elect run --interface 127.0.0.1 --id e1 --state-file st.json --key empty.bin
 	assert_failure 4
+	# Larger than any key: not a key either (was exit 3, "malformed").
+	head -c 5000 /dev/urandom >big.bin
+	run timeout 10 cm-elect run --interface 127.0.0.1 --id e1 --state-file st.json --key big.bin
+	assert_failure 4
+	assert_output --partial "'big.bin' is not a cm key (larger than 4096 bytes)"
 	[ ! -e st.json ]
 }
