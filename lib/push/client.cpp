@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <set>
 #include <sstream>
 
 #include "push/proto.hpp"
@@ -154,6 +155,12 @@ Result<nlohmann::json> parse_leaders(const std::string& text, const std::string&
   }
   if (out.empty())
     return Error("'" + name + "' lists no leaders", kExitBadInput);
+  // Said here, as malformed input (exit 3), not later as the manager's
+  // refusal of the job.
+  std::set<std::string> seen;
+  for (const auto& l : out)
+    if (!seen.insert(l["id"].get<std::string>()).second)
+      return Error("'" + name + "' lists leader '" + l["id"].get<std::string>() + "' twice", kExitBadInput);
   return out;
 }
 

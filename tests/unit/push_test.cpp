@@ -356,6 +356,14 @@ TEST(PushLeaders, TextAndJson) {
   EXPECT_FALSE(parse_leaders("l1 nowhere\n", "f", 1).ok());
   EXPECT_FALSE(parse_leaders("# nothing\n", "f", 1).ok());
   EXPECT_FALSE(parse_leaders("[{\"id\":1}]", "f", 1).ok());
+  // A leader listed twice, in either form: malformed input, named.
+  for (const char* twice : {"l1 10.0.0.1\nl2 10.0.0.2\nl1 10.0.0.3\n",
+                            R"([{"id":"a","address":"10.1.1.1"},{"id":"a","address":"10.1.1.2"}])"}) {
+    auto d = parse_leaders(twice, "f", 1);
+    ASSERT_FALSE(d.ok()) << twice;
+    EXPECT_EQ(d.error().code, cm::kExitBadInput);
+    EXPECT_NE(d.error().message.find("twice"), std::string::npos) << d.error().message;
+  }
 }
 
 TEST(PushPlan, CutThroughBuildsAChainAtOnce) {
