@@ -61,8 +61,9 @@
 # ("4 8 16"), SITES (3), RATE (200mbit), PKG, OLD, NEW, PAD_MB (90; 0 for the
 # package alone), TIMEOUT (1200 s per transfer), E2E_REPORT_TIMEOUT (900 s: how
 # long a leader waits for its members to apply and report), SETTLE (65 s, see
-# below), KEEP=1 to keep the run directory (bench/work/e2e.*; also kept when a
-# run failed).
+# below), DROP_CACHES (0; 1: drop the clean page cache once before the first
+# farm, see below), KEEP=1 to keep the run directory (bench/work/e2e.*; also
+# kept when a run failed).
 #
 # This machine's ext4 has no journal: creating a file skips every free inode
 # of its group deleted in the last 60 s (6 minutes while the inode's table
@@ -70,6 +71,15 @@
 # publish right after the previous run's farm was deleted took twice as long,
 # all of it in the kernel. So before the first farm: sync, then SETTLE
 # seconds; nothing is deleted later in a run.
+#
+# This machine is a VM, and memory the page cache has not used for a while
+# costs more to fill again: with 10 GB of other files cached, 12 cm-apply
+# runs of the first publish at once took 3-5 s and 5-7 cpu-s, against
+# 1.8-2.1 s and 2.6-2.8 cpu-s right after `echo 1 >/proc/sys/vm/drop_caches`
+# (copy_folio_from_iter_atomic, the copy into the page cache, was 44 % of
+# the CPU in the slow runs). DROP_CACHES=1 drops the clean page cache once,
+# before the first farm (the corpus is read again afterwards, so every tool
+# starts warm); the default leaves the machine as it is. Results say which.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -92,6 +102,7 @@ PAD_MB=${PAD_MB:-90}
 TIMEOUT=${TIMEOUT:-1200}
 KEEP=${KEEP:-0}
 SETTLE=${SETTLE:-65}
+DROP_CACHES=${DROP_CACHES:-0}
 
 for p in cm-delta cm-assign cm-push cm-elect cm-mcast cm-apply cm-sched cm-job; do
 	[ -x "$CM_BIN/$p" ] || die "$CM_BIN/$p not found (build with make, or point CM_BIN at the build dir)"
@@ -402,7 +413,7 @@ verified() {
 # ---------------------------------------------------------------- the runs
 
 load0=$(cut -d' ' -f1 /proc/loadavg)
-say "== bench/e2e.sh: cm $cmv, rsync $rsv; $(nproc) cores, load $load0 at start; one run per measurement"
+say "== bench/e2e.sh: cm $cmv, rsync $rsv; $(nproc) cores, load $load0 at start; one run per measurement; page cache $([ "$DROP_CACHES" = 1 ] && echo "dropped before the first farm" || echo "as found")"
 say "farm: $SITES sites, the manager's uplink (FARM_MANAGER_RATE) and each site's WAN link (FARM_WAN_RATE) capped at $RATE; rsync daemon on every server, clients in the manager's namespace"
 say "site A: $PKG $OLD (npm pack) + $(group "$pad_files") media files, $(group "$files_a") files, $(group "$bytes_a") B; M/B = $mb_secs s at $RATE"
 say "  media/: $(group "$pad_bytes") B of deterministic pseudo-random .jpg/.webp/.woff2 files (16-256 KiB; incompressible, stored as is by cm-assign), the same in A and B"
@@ -418,6 +429,10 @@ FARM_SITES=$SITES
 FARM_REPORT_TIMEOUT=${E2E_REPORT_TIMEOUT:-900}
 note "sync, then $SETTLE s for inodes deleted before the run to age (see the top)"
 sync
+if [ "$DROP_CACHES" = 1 ]; then
+	note "dropping the clean page cache (DROP_CACHES=1, see the top)"
+	echo 1 >/proc/sys/vm/drop_caches
+fi
 sleep "$SETTLE"
 for P in $SIZES; do
 	N=$((SITES * P))
