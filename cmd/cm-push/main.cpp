@@ -298,7 +298,10 @@ Status run_ca(cli::Context& ctx) {
   if (verb == "init" && ctx.args.size() == 2) {
     const std::string& site = ctx.vm["site"].as<std::string>();
     // The CA's name is what every certificate shows as its issuer.
-    if (site.empty() || site.size() > 64 ||
+    // Characters as X.509 counts them (UTF-8 code points), not bytes.
+    size_t chars = static_cast<size_t>(
+        std::count_if(site.begin(), site.end(), [](unsigned char ch) { return (ch & 0xc0) != 0x80; }));
+    if (chars == 0 || chars > 64 ||
         std::any_of(site.begin(), site.end(), [](unsigned char ch) { return ch < 0x20 || ch == 0x7f; }))
       return Error("--site must be 1 to 64 characters without control characters", kExitUsage);
     return net::make_ca(ctx.args[1], site);

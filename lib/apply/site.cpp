@@ -520,7 +520,10 @@ struct Site::Impl {
   void record(Applied a) {
     state.applied.push_back(std::move(a));
     while (state.applied.size() > kAppliedKept) {
-      state.forgotten = std::max(state.forgotten, state.applied.front().id);
+      // Not the staging in progress (an assignment of more parts than are
+      // kept): if it fails, its parts must be able to come again.
+      if (!(state.staging && state.staging->id == state.applied.front().id))
+        state.forgotten = std::max(state.forgotten, state.applied.front().id);
       state.applied.pop_front();
     }
   }

@@ -34,9 +34,13 @@ Result<std::unique_ptr<net::TlsStream>> open(const std::shared_ptr<net::TlsConte
 }
 
 Error refused(const Message& m, const net::Endpoint& to) {
+  // A refusal of who we are (our certificate's name) is an authentication
+  // failure (exit 4, as cm-push(1) says); any other, a failure (exit 1).
+  auto d = m.body.find("denied");
+  bool denied = d != m.body.end() && d->is_boolean() && d->get<bool>();
   return Error(
       "the manager " + to.str() + " refused: " + m.body.value("error", std::string(msg_name(m.type))),
-      kExitFailure);
+      denied ? kExitSecurity : kExitFailure);
 }
 
 std::string mib(uint64_t b) {

@@ -311,8 +311,11 @@ Status Server::on_send(net::TlsStream& s, const Message& m) {
   // A job makes every leader fetch and deliver what it names: only the
   // manager (a peer showing serve's own certificate name) may start one,
   // not a leader whose certificate the same CA signed.
-  if (s.peer() != opt_.tls->name())
-    return send(s, error_msg("only '" + opt_.tls->name() + "' may send a job, not '" + s.peer() + "'"));
+  if (s.peer() != opt_.tls->name()) {
+    Message denied = error_msg("only '" + opt_.tls->name() + "' may send a job, not '" + s.peer() + "'");
+    denied.body["denied"] = true;
+    return send(s, denied);
+  }
   CM_ASSIGN(std::string path, m.str("path"));
   uint64_t chunk = m.body.value("chunk_size", uint64_t{kDefaultChunk});
   if (chunk < kMinChunk || chunk > kMaxChunk)

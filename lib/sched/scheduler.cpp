@@ -454,11 +454,16 @@ Status Scheduler::execute(Job j) {
   CM_TRY(write_file_atomic(dir + "/servers", list.str()));
   if (j.type != "checkpoint") {
     // None in the policy: all. Checked when the policy was set; a
-    // database edited by hand (or an empty quorum an earlier cm-sched
-    // took) is refused by name rather than read as some other quorum.
+    // database edited by hand is refused by name rather than read as some
+    // other quorum.
+    // An empty or blank one an earlier cm-sched stored ran as "all", and
+    // still does (new input refuses it: check_policy()).
     auto it = j.policy.find("quorum");
-    auto parsed = it == j.policy.end() ? Result<Quorum>(Quorum{})
-                                       : parse_quorum(it->is_string() ? it->get<std::string>() : it->dump());
+    bool blank = it != j.policy.end() && it->is_string() &&
+                 it->get<std::string>().find_first_not_of(" \t\r\n\f\v") == std::string::npos;
+    auto parsed = it == j.policy.end() || blank
+                      ? Result<Quorum>(Quorum{})
+                      : parse_quorum(it->is_string() ? it->get<std::string>() : it->dump());
     if (!parsed.ok()) {
       r.status = "refused";
       r.message =

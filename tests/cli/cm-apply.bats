@@ -1118,6 +1118,33 @@ mkparts() {
 	no_temps S
 }
 
+@test "an assignment of more parts than the state keeps records of can still start over" {
+	mkparts
+	cm-apply --root S r.001
+	# As if 999 other assignments had been recorded after part 1: the next
+	# part pushes part 1's record out of the 1000 the state keeps.
+	python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+s["applied"] += [{"id": 5000 + i, "part": 1, "type": "commit", "sequence": 0, "at_ns": 0} for i in range(999)]
+json.dump(s, open(sys.argv[1], "w"))' S/.cm/state.json
+	cm-apply --root S r.002
+	head -c -20 r.003 >bad.003
+	run cm-apply --root S bad.003
+	assert_failure 3
+	# Its own parts leaving the record do not make it "older than what the
+	# server remembers": all its parts again complete it. (Its commit, id
+	# 2, is older than the 999 made-up records: not sent here.)
+	run cm-apply --root S r.001
+	assert_success
+	assert_output --partial "part 1: applied"
+	run sh -c 'tail -n +2 parts | xargs cat | cm-apply --root S -'
+	assert_success
+	assert_output --partial "staged"
+	[ "$(versions S)" = 1 ]
+	same_tree big S/versions/1
+}
+
 @test "another assignment staged between two parts: the first one starts over, whole" {
 	mkparts
 	mksrc src

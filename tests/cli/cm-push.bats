@@ -99,6 +99,11 @@ three() {
 	run -2 cm-push ca init --site '' "$T/tls-empty"
 	assert_output --partial "--site must be 1 to 64 characters"
 	[ ! -e "$T/tls-empty" ]
+	# 64 characters of two bytes each: characters, not bytes, are counted.
+	run cm-push ca init --site "$(printf 'é%.0s' $(seq 1 64))" "$T/tls-wide"
+	assert_success
+	run -2 cm-push ca init --site "$(printf 'é%.0s' $(seq 1 65))" "$T/tls-wider"
+	assert_output --partial "--site must be 1 to 64 characters"
 	run -1 cm-push ca issue "$T/nowhere" x
 	assert_output --partial "$T/nowhere/ca.key"
 	# A CA certificate that is not the CA key's (a leader's copied over
@@ -466,7 +471,7 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 @test "only the manager may send a job: a leader's certificate is refused" {
 	three
 	run cm-push send --tls "$T/tls" --name l1 --manager "$M" --leaders "$T/leaders" "$T/site.pack"
-	assert_failure 1
+	assert_failure 4
 	assert_output --partial "only 'manager' may send a job, not 'l1'"
 	for n in 1 2 3; do [ ! -e "$T/a$n/1" ]; done
 	# The manager's own certificate: the job goes out.

@@ -324,11 +324,16 @@ assert "gave up after 3 attempts" in j["message"], j["message"]'
 	sqlite3 "$T/cm.db" "UPDATE jobs SET policy = json_set(policy, '$.quorum', 'most') WHERE name = 'pub'"
 	run -6 cm-sched run pub $DB --now 2026-11-25T10:02
 	assert_output --partial "job 'pub': bad quorum 'most'"
-	# So is an empty one (an earlier cm-sched took --quorum ''): not all.
+	# An empty one, as an earlier cm-sched stored --quorum '' (and ran as
+	# all): still all after the upgrade, not a job that stops running; and
+	# editing something else drops it rather than refusing the edit.
 	sqlite3 "$T/cm.db" "UPDATE jobs SET policy = json_set(policy, '$.quorum', '') WHERE name = 'pub'"
 	run -6 cm-sched run pub $DB --now 2026-11-25T10:03
-	assert_output --partial "job 'pub': bad quorum '': empty"
+	assert_output --partial "of 3 servers of group 'north' seen in the last 300 s, 3 needed"
 	[ "$(calls)" = 1 ]
+	run cm-sched job set pub $DB --retries 1
+	assert_success
+	[ "$(sqlite3 "$T/cm.db" "SELECT json_type(policy, '$.quorum') FROM jobs WHERE name = 'pub'")" = "" ]
 	# No quorum in the policy: all 3.
 	sqlite3 "$T/cm.db" "UPDATE jobs SET policy = json_remove(policy, '$.quorum') WHERE name = 'pub'"
 	run -6 cm-sched run pub $DB --now 2026-11-25T10:04
