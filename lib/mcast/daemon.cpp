@@ -594,7 +594,9 @@ Status run_recv(const RecvOptions& opt) {
       log(m);
   };
   struct stat st;
-  if (::stat(opt.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+  if (::stat(opt.dir.c_str(), &st) != 0)
+    return sys_error("cannot use the receive directory", opt.dir, errno);
+  if (!S_ISDIR(st.st_mode))
     return Error("'" + opt.dir + "' is not a directory", kExitFailure);
   // One receiver a directory: two would write the same session's part
   // file. Creating the lock also says at once that DIR is not writable.

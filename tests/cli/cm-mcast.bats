@@ -75,6 +75,14 @@ teardown() {
 	run timeout 10 cm-mcast recv --interface 127.0.0.1 --channel 239.192.77.99:7799 --dir "$MNT"
 	assert_failure 1
 	assert_output --partial "cannot create '$MNT/.cm-mcast.lock': Read-only file system"
+	# One that is not there, or is a file: said as what it is.
+	run timeout 10 cm-mcast recv --interface 127.0.0.1 --channel 239.192.77.99:7799 --dir "$T/nonesuch"
+	assert_failure 1
+	assert_output --partial "cannot use the receive directory '$T/nonesuch': No such file or directory"
+	: >"$T/afile"
+	run timeout 10 cm-mcast recv --interface 127.0.0.1 --channel 239.192.77.99:7799 --dir "$T/afile"
+	assert_failure 1
+	assert_output --partial "'$T/afile' is not a directory"
 }
 
 @test "an --interface address this host does not have is named as the problem" {
