@@ -446,19 +446,15 @@ struct Site::Impl {
     Fd d(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!d.valid())
       return;
-    DIR* dir = ::fdopendir(::dup(d.get()));
-    if (dir == nullptr)
+    auto names = fs::list_names(d.get(), root);
+    if (!names.ok())
       return;
-    std::vector<std::string> names;
-    while (struct dirent* de = ::readdir(dir)) {
+    for (const std::string& n : *names) {
       struct stat ls;
-      if (std::strncmp(de->d_name, ".live-", 6) == 0 &&
-          ::fstatat(d.get(), de->d_name, &ls, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(ls.st_mode))
-        names.emplace_back(de->d_name);
+      if (n.rfind(".live-", 0) == 0 && ::fstatat(d.get(), n.c_str(), &ls, AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISLNK(ls.st_mode))
+        (void)::unlinkat(d.get(), n.c_str(), 0);
     }
-    ::closedir(dir);
-    for (const std::string& n : names)
-      (void)::unlinkat(d.get(), n.c_str(), 0);
   }
 
   // Moves a directory out of the way, then deletes it: deleting first

@@ -90,10 +90,7 @@ class HookRunner {
       pid_t r = ::waitpid(pid_, &status, WNOHANG);
       if (r == 0)
         return;  // still running
-      std::string failure;
-      if (r == pid_ && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-        failure = "'" + current_ + "' exited with status " +
-                  std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+      std::string failure = r == pid_ ? failure_of(current_, status) : std::string();
       if (!failure.empty() && log)
         log("hook " + failure);
       pidfd_.reset();
@@ -145,14 +142,19 @@ class HookRunner {
       int status;
       ::waitpid(pid_, &status, 0);
       if (j.done)
-        j.done(WIFEXITED(status) && WEXITSTATUS(status) == 0
-                   ? ""
-                   : "'" + j.command + "' exited with status " +
-                         std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)));
+        j.done(failure_of(j.command, status));
       return;
     }
     done_ = j.done;
   }
+  // How a hook that ended with wait status `status` failed; "" for exit 0.
+  static std::string failure_of(const std::string& command, int status) {
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      return {};
+    return "'" + command + "' exited with status " +
+           std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+  }
+
   std::deque<Job> queue_;
   Fd pidfd_;
   pid_t pid_ = -1;

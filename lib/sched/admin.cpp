@@ -158,18 +158,10 @@ Status remove_group(Store& store, const std::string& name) {
 
 namespace {
 
-// A stored quorum that is empty or blank: what an older cm-sched took
-// (and ran as "all"). New input refuses it; a stored one still means all.
-bool blank_quorum(const nlohmann::json& policy) {
-  auto it = policy.find("quorum");
-  return it != policy.end() && it->is_string() &&
-         it->get<std::string>().find_first_not_of(" \t\r\n\f\v") == std::string::npos;
-}
-
 Result<Job> apply_edit(Store& store, Job j, const JobEdit& e, int64_t now, bool fresh) {
   // Stored by an older cm-sched, not given now: dropped (the same "all"),
   // so that editing something else is not refused for it.
-  if (blank_quorum(j.policy) && !e.policy.contains("quorum"))
+  if (stored_quorum_blank(j.policy) && !e.policy.contains("quorum"))
     j.policy.erase("quorum");
   if (e.type)
     j.type = *e.type;

@@ -453,15 +453,11 @@ Status Scheduler::execute(Job j) {
   }
   CM_TRY(write_file_atomic(dir + "/servers", list.str()));
   if (j.type != "checkpoint") {
-    // None in the policy: all. Checked when the policy was set; a
-    // database edited by hand is refused by name rather than read as some
-    // other quorum.
-    // An empty or blank one an earlier cm-sched stored ran as "all", and
-    // still does (new input refuses it: check_policy()).
+    // None in the policy, or a blank one an older cm-sched stored: all.
+    // Checked when the policy was set; a database edited by hand is
+    // refused by name rather than read as some other quorum.
     auto it = j.policy.find("quorum");
-    bool blank = it != j.policy.end() && it->is_string() &&
-                 it->get<std::string>().find_first_not_of(" \t\r\n\f\v") == std::string::npos;
-    auto parsed = it == j.policy.end() || blank
+    auto parsed = it == j.policy.end() || stored_quorum_blank(j.policy)
                       ? Result<Quorum>(Quorum{})
                       : parse_quorum(it->is_string() ? it->get<std::string>() : it->dump());
     if (!parsed.ok()) {
@@ -754,6 +750,11 @@ Result<int> ShellRunner::run(const RunSpec& spec, const std::function<void(pid_t
   if (timed_out)
     return 124;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+bool stored_quorum_blank(const nlohmann::json& policy) {
+  auto it = policy.find("quorum");
+  return it != policy.end() && it->is_string() && quorum_blank(it->get<std::string>());
 }
 
 Result<std::optional<int64_t>> next_due(const std::string& schedule, int64_t after) {

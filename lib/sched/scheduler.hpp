@@ -75,6 +75,11 @@ Result<std::vector<Event>> run_now(Store& store, const std::string& job, const S
 // interrupted and retried as a failure.
 Result<std::vector<Event>> recover(Store& store, const SchedOptions& opt);
 
+// Whether a job's policy holds an empty or blank quorum: what an older
+// cm-sched stored for --quorum '' and ran as all, which it still means
+// (new input refuses it).
+bool stored_quorum_blank(const nlohmann::json& policy);
+
 // The next time a job is due after `after` by its schedule (nullopt: none).
 Result<std::optional<int64_t>> next_due(const std::string& schedule, int64_t after);
 

@@ -24,7 +24,7 @@ Result<Quorum> parse_quorum(std::string_view text) {
   constexpr const char* kWant = "a count of 1 or more, or a percentage above 0 up to 100% (3, 75%, 66.7%)";
   // Given but empty (--quorum "", a variable that was not set): not read
   // as all, which only leaving the quorum out means.
-  if (text.find_first_not_of(" \t\n") == std::string_view::npos)
+  if (quorum_blank(text))
     return Error("bad quorum '" + std::string(text) + "': empty; give " + kWant + ", or leave it out for all",
                  kExitUsage);
   auto bad = [&] { return Error("bad quorum '" + std::string(text) + "': " + kWant, kExitUsage); };
@@ -44,6 +44,10 @@ Result<Quorum> parse_quorum(std::string_view text) {
   if (!(q.value > 0) || (q.percent && q.value > 100))
     return bad();
   return q;
+}
+
+bool quorum_blank(std::string_view text) {
+  return text.find_first_not_of(" \t\n\r\f\v") == std::string_view::npos;
 }
 
 }  // namespace cm

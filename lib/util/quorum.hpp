@@ -28,5 +28,7 @@ struct Quorum {
 // is not given at all means all (Quorum{}, 100%); each caller tells that
 // apart from an empty one.
 Result<Quorum> parse_quorum(std::string_view text);
+// Empty, or blanks only: a quorum given without one in it.
+bool quorum_blank(std::string_view text);
 
 }  // namespace cm

@@ -1036,6 +1036,16 @@ mkparts() {
 	mkdir S
 }
 
+# parts_complete: every part of mkparts' assignment on one standard input,
+# then its commit: live is exactly big/, and nothing is left over.
+parts_complete() {
+	xargs cat <parts | cm-apply --root S -
+	cm-apply --root S commit.2
+	live_is S 1
+	same_tree big S/live
+	no_temps S
+}
+
 @test "a multi-part assignment applied part by part, in order" {
 	mkparts
 	n=$(wc -l <parts)
@@ -1067,11 +1077,7 @@ mkparts() {
 	assert_success
 	refute_output --partial '"staging":{'
 	# Nothing half-applied stands in the way: all parts again, then live.
-	xargs cat <parts | cm-apply --root S -
-	cm-apply --root S commit.2
-	live_is S 1
-	same_tree big S/live
-	no_temps S
+	parts_complete
 }
 
 @test "a part before the one it follows is refused" {
@@ -1111,11 +1117,7 @@ mkparts() {
 	run cm-apply --root S r.001
 	assert_success
 	assert_output --partial "part 1: applied"
-	xargs cat <parts | cm-apply --root S -
-	cm-apply --root S commit.2
-	live_is S 1
-	same_tree big S/live
-	no_temps S
+	parts_complete
 }
 
 @test "an assignment of more parts than the state keeps records of can still start over" {
@@ -1156,19 +1158,12 @@ json.dump(s, open(sys.argv[1], "w"))' S/.cm/state.json
 	run cm-apply --root S r.002
 	assert_failure 1
 	assert_output --partial "part 1 has not been applied"
-	xargs cat <parts | cm-apply --root S -
-	cm-apply --root S commit.2
-	live_is S 1
-	same_tree big S/live
+	parts_complete
 }
 
 @test "all parts concatenated on stdin" {
 	mkparts
-	xargs cat <parts | cm-apply --root S -
-	cm-apply --root S commit.2
-	live_is S 1
-	same_tree big S/live
-	no_temps S
+	parts_complete
 }
 
 # ---- keys
