@@ -295,7 +295,15 @@ void ca_options(po::options_description& d) {
 
 Status run_ca(cli::Context& ctx) {
   const std::string& verb = ctx.args[0];
-  if (verb == "init" && ctx.args.size() == 2) {
+  if (verb != "init" && verb != "issue")
+    return Error("unknown ca verb '" + verb +
+                     "' (init or issue); usage: cm-push ca init DIR | cm-push ca issue DIR NAME...",
+                 kExitUsage);
+  if (verb == "init" && ctx.args.size() != 2)
+    return Error("usage: cm-push ca init [--site NAME] DIR", kExitUsage);
+  if (verb == "issue" && ctx.args.size() < 3)
+    return Error("usage: cm-push ca issue DIR NAME...", kExitUsage);
+  if (verb == "init") {
     const std::string& site = ctx.vm["site"].as<std::string>();
     // The CA's name is what every certificate shows as its issuer.
     // Characters as X.509 counts them (UTF-8 code points), not bytes.
@@ -306,16 +314,13 @@ Status run_ca(cli::Context& ctx) {
       return Error("--site must be 1 to 64 characters without control characters", kExitUsage);
     return net::make_ca(ctx.args[1], site);
   }
-  if (verb == "issue" && ctx.args.size() >= 3) {
-    for (size_t i = 2; i < ctx.args.size(); i++) {
-      const std::string& name = ctx.args[i];
-      if (name.empty() || name.find('/') != std::string::npos || name[0] == '.')
-        return Error("'" + name + "' is not a usable certificate name", kExitUsage);
-      CM_TRY(net::issue_cert(ctx.args[1], name, ctx.args[1] + "/" + name));
-    }
-    return {};
+  for (size_t i = 2; i < ctx.args.size(); i++) {
+    const std::string& name = ctx.args[i];
+    if (name.empty() || name.find('/') != std::string::npos || name[0] == '.')
+      return Error("'" + name + "' is not a usable certificate name", kExitUsage);
+    CM_TRY(net::issue_cert(ctx.args[1], name, ctx.args[1] + "/" + name));
   }
-  return Error("usage: cm-push ca init DIR | cm-push ca issue DIR NAME...", kExitUsage);
+  return {};
 }
 
 }  // namespace
@@ -341,7 +346,7 @@ int main(int argc, char** argv) {
                    "Hand a cm-elect cluster report (default: standard input) to the manager.", 0, 1,
                    client_options, run_report, false});
   p.commands.push_back(cli::Command{"ca", "init DIR | issue DIR NAME...",
-                                    "Make a site's CA, and certificates it signs.", 2, SIZE_MAX, ca_options,
+                                    "Make a site's CA, and certificates it signs.", 1, SIZE_MAX, ca_options,
                                     run_ca, false});
   return cli::run(p, argc, argv);
 }

@@ -1,6 +1,5 @@
 #include "apply/site.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/file.h>
@@ -480,24 +479,19 @@ struct Site::Impl {
     Fd d(::open(versions_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!d.valid())
       return {};
-    DIR* dir = ::fdopendir(::dup(d.get()));
-    if (dir == nullptr)
+    auto names = fs::list_names(d.get(), versions_dir());
+    if (!names.ok())
       return {};
-    std::vector<std::string> names;
     // A spare or staging tree the state does not name is left by a killed
     // run (so is a .scratch-N of earlier releases).
     const std::string spare = state.spare != 0 ? ".spare-" + std::to_string(state.spare) : std::string();
     const std::string staging =
         state.staging ? ".staging-" + std::to_string(state.staging->id) : std::string();
-    while (struct dirent* de = ::readdir(dir))
-      if (std::strncmp(de->d_name, ".trash-", 7) == 0 || std::strncmp(de->d_name, ".scratch-", 9) == 0 ||
-          (std::strncmp(de->d_name, ".spare-", 7) == 0 && de->d_name != spare) ||
-          (std::strncmp(de->d_name, ".staging-", 9) == 0 && de->d_name != staging &&
-           !names_version(de->d_name + 9)))
-        names.emplace_back(de->d_name);
-    ::closedir(dir);
-    for (const std::string& n : names)
-      CM_TRY(fs::remove_tree_at(d.get(), n, versions_dir() + "/" + n));
+    for (const std::string& n : *names)
+      if (n.starts_with(".trash-") || n.starts_with(".scratch-") ||
+          (n.starts_with(".spare-") && n != spare) ||
+          (n.starts_with(".staging-") && n != staging && !names_version(n.c_str() + 9)))
+        CM_TRY(fs::remove_tree_at(d.get(), n, versions_dir() + "/" + n));
     return {};
   }
 
@@ -752,18 +746,21 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
   std::string base_path =
       state.staging->base_id != 0 ? version_dir(state.staging->base_id) : cm_dir() + "/empty";
   if (state.staging->base_id == 0) {
-    CM_TRY(make_dir(base_path, 0755));
+    CM_TRY_STAGE(make_dir(base_path, 0755));
   }
   Fd base(::open(base_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   Fd target(::open(sdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!base.valid() || !target.valid())
-    return sys_error("cannot open", !base.valid() ? base_path : sdir, errno);
+    return fail(sys_error("cannot open", !base.valid() ? base_path : sdir, errno));
   // Files are written in a scratch directory and renamed into the staging
   // tree when complete: what a killed run was writing stays out of it.
   // One directory for the site, kept from run to run and emptied first
   // (creating a directory costs more than a file on ext4).
   std::string xdir = scratch_dir();
-  CM_ASSIGN(Fd scratch, open_scratch(xdir));
+  auto scratch_r = open_scratch(xdir);
+  if (!scratch_r.ok())
+    return fail(std::move(scratch_r).error());
+  Fd scratch = std::move(scratch_r).value();
   touched.clear();
   // Synced file by file at the end (see below), or all at once.
   bool targeted = h.part == 1 && h.last_part && rep.staged_from == "spare" && !changed.bulk &&

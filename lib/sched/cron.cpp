@@ -42,12 +42,14 @@ Result<std::bitset<N>> field(const std::string& text, const std::string& f, int 
       if (dash == std::string::npos && step > 1)
         b = hi;  // "5/15": from 5, every 15
     }
-    if (a > b && a >= lo && b <= hi)
-      return bad(text, "'" + part + "' is a reversed range in the " + name + " field (write " +
-                           std::to_string(b) + "-" + std::to_string(a) + ")");
-    if (a < lo || b > hi)
+    // Both ends in the field's range first: "70-5" is out of range, not a
+    // range to write the other way round.
+    if (a < lo || a > hi || b < lo || b > hi)
       return bad(text, std::string("'") + part + "' is outside " + std::to_string(lo) + "-" +
                            std::to_string(hi) + " in the " + name + " field");
+    if (a > b)
+      return bad(text, "'" + part + "' is a reversed range in the " + name + " field (write " +
+                           std::to_string(b) + "-" + std::to_string(a) + ")");
     for (int v = a; v <= b; v += step)
       bits.set(static_cast<size_t>(v == 7 && N == 8 ? 0 : v));
   }

@@ -1980,6 +1980,33 @@ json.dump(s, open(sys.argv[2], "w"))' state.before S/.cm/state.json
 	[ "$(jfield "$output" staging)" = "null" ]
 }
 
+@test "a scratch directory that cannot be opened: the staging tree goes, the assignment can come again" {
+	base_site
+	mkchange src new
+	publish 3 3 1 src new
+	# A file where the site's scratch directory goes: the run fails after
+	# the staging tree was made from the spare (or a clone).
+	rm -rf S/versions/.scratch
+	echo in the way >S/versions/.scratch
+	run cm-apply --root S p.3
+	assert_failure 1
+	no_crash
+	assert_output --partial "S/versions/.scratch"
+	live_is S 1
+	same_tree src S/live
+	no_temps S
+	run cm-apply status --root S --json
+	assert_success
+	[ "$(jfield "$output" staging)" = "null" ]
+	rm S/versions/.scratch
+	run cm-apply --root S p.3
+	assert_success
+	switch commit 4 3
+	cm-apply --root S --no-spare commit.4
+	live_is S 3
+	same_tree new S/live
+}
+
 @test "an assignment older than every one the state remembers is refused as a replay" {
 	base_site
 	mkchange src new

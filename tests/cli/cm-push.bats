@@ -96,6 +96,16 @@ three() {
 	assert_output --partial "exists"
 	run -1 cm-push ca init "$T/tls"
 	run -2 cm-push ca issue "$T/tls" ../evil
+	# An unknown verb is named, whatever follows it; a known one with the
+	# wrong operands shows its own usage.
+	run -2 cm-push ca bogus
+	assert_output --partial "unknown ca verb 'bogus'"
+	run -2 cm-push ca bogus "$T/tls"
+	assert_output --partial "unknown ca verb 'bogus'"
+	run -2 cm-push ca init
+	assert_output --partial "usage: cm-push ca init"
+	run -2 cm-push ca issue "$T/tls"
+	assert_output --partial "usage: cm-push ca issue DIR NAME"
 	run -2 cm-push ca init --site '' "$T/tls-empty"
 	assert_output --partial "--site must be 1 to 64 characters"
 	[ ! -e "$T/tls-empty" ]

@@ -100,6 +100,14 @@ TEST(Schedule, ReversedRangesAndDaysThatNeverComeAreNamed) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("reversed range in the minute field (write 1-5)"), std::string::npos)
       << r.error().message;
+  // An end outside the field is named as such, not turned round into a
+  // suggestion that is itself out of range.
+  for (const char* out : {"70-5 * * * *", "5-70 * * * *", "0 0 0-3 * *", "0 0 * 13-2 *"}) {
+    auto o = Schedule::parse(out);
+    ASSERT_FALSE(o.ok()) << out;
+    EXPECT_NE(o.error().message.find("is outside"), std::string::npos) << o.error().message;
+    EXPECT_EQ(o.error().message.find("write"), std::string::npos) << o.error().message;
+  }
   // A day of the month no month it names has: the job would never run.
   // (Parsed, so that a job an older cm-sched stored still loads; a job is
   // refused one when it is added or set: see the cm-sched bats test.)
