@@ -2,7 +2,9 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <fcntl.h>
 
+#include <cerrno>
 #include <map>
 #include <memory>
 #include <set>
@@ -63,11 +65,29 @@ std::string normalize(std::string p) {
 
 Status feed_archive(const std::string& path, Builder& out,
                     const std::function<void(const std::string&)>& warning) {
+  // A file that cannot be opened is a file error (exit 1); one that opens
+  // but is no archive of these formats, or whose compression is damaged,
+  // is bad input (exit 3).
+  if (Fd probe(::open(path.c_str(), O_RDONLY | O_CLOEXEC)); !probe.valid())
+    return sys_error("cannot open archive", path, errno);
   std::unique_ptr<struct archive, ArchiveFree> a(archive_read_new());
   archive_read_support_filter_all(a.get());
-  archive_read_support_format_all(a.get());
-  if (archive_read_open_filename(a.get(), path.c_str(), 256 * 1024) != ARCHIVE_OK)
-    return Error("cannot read archive '" + path + "': " + archive_error_string(a.get()), kExitFailure);
+  // The formats cm-assign(1) names, not "all": libarchive's mtree and raw
+  // readers would take any text file for an archive of empty files.
+  archive_read_support_format_tar(a.get());
+  archive_read_support_format_cpio(a.get());
+  archive_read_support_format_zip(a.get());
+  if (archive_read_open_filename(a.get(), path.c_str(), 256 * 1024) != ARCHIVE_OK) {
+    int err = archive_errno(a.get());
+    const char* e = archive_error_string(a.get());
+    // libarchive's own codes for "not this format" (EILSEQ on Linux) and
+    // damaged data (-1) are not public; any other errno is the file's.
+    bool bad = err == EILSEQ || err == -1 || err == 0;
+    return Error("'" + path +
+                     "' is not an archive cm-assign reads (tar, pax, cpio or zip, compressed or not)" +
+                     (e != nullptr ? std::string(": ") + e : ""),
+                 bad ? kExitBadInput : kExitFailure);
+  }
   auto fail = [&](const std::string& what) {
     const char* e = archive_error_string(a.get());
     return Error("'" + path + "': " + what + (e != nullptr ? std::string(": ") + e : ""), kExitBadInput);

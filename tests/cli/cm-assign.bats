@@ -624,8 +624,35 @@ EOF
 	head -c 5000 /dev/urandom >junk.tar
 	run pack --type restore --id 6 --archive junk.tar -o R
 	no_crash
-	assert_failure
+	assert_failure 3
+	assert_output --partial "is not an archive cm-assign reads"
 	no_output_left R
+	# A text file is no archive (libarchive's mtree reader would take it
+	# for a list of empty files); a cut gzip stream is damaged input.
+	echo garbage >text.tar
+	run pack --type restore --id 6 --archive text.tar -o R
+	assert_failure 3
+	assert_output --partial "is not an archive cm-assign reads"
+	no_output_left R
+	mktree site
+	tar -czf ck.tgz -C site .
+	head -c 200 ck.tgz >cut.tgz
+	run pack --type restore --id 6 --archive cut.tgz -o R
+	no_crash
+	assert_failure 3
+	no_output_left R
+	run pack --type restore --id 6 --archive site -o R
+	assert_failure 1
+	no_output_left R
+	# cpio and zip are read too.
+	for f in cpio zip; do
+		bsdtar --format "$f" -cf "ck.$f" -C site .
+		run pack --type restore --id 6 --archive "ck.$f" -o "R.$f"
+		assert_success
+		run sources "R.$f"
+		assert_output --partial "put index.html data.zst"
+		cm-assign verify "R.$f"
+	done
 }
 
 @test "remove, commit and rollback carry no data" {
