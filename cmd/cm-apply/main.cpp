@@ -113,6 +113,18 @@ Status run_apply(cli::Context& ctx) {
       apply::Report rep;
       rep.result = "failed";
       rep.message = e.message;
+      // Stopped before the site was opened (a key, the input): what is
+      // live is read without waiting, as cm-apply status does.
+      std::unique_ptr<apply::Site> peek;
+      if (site == nullptr) {
+        apply::SiteOptions ro;
+        ro.read_only = true;
+        ro.wait_seconds = 0;
+        if (auto p = apply::Site::open(root, ro); p.ok()) {
+          peek = std::move(p).value();
+          site = peek.get();
+        }
+      }
       if (site != nullptr) {
         nlohmann::json st = site->status();
         rep.live = st.value("live", uint64_t{0});

@@ -39,8 +39,9 @@ void run_options(po::options_description& d) {
       ("preempt-margin", po::value<uint32_t>()->value_name("N"),
        "preempt only when better by more than N (default 0 with --priority, 50 when measured)")  //
       ("leaders", po::value<std::string>()->value_name("ID,ID..."),
-       "no election: only these may lead, the first alive one does")                                       //
-      ("interval", po::value<double>()->default_value(0.2)->value_name("SECONDS"), "Leader Alive period")  //
+       "no election: only these may lead, the first alive one does")  //
+      ("interval", po::value<double>()->default_value(0.2, "0.2")->value_name("SECONDS"),
+       "Leader Alive period")  //
       ("dead-factor", po::value<int>()->default_value(3)->value_name("N"),
        "missed LAs before the leader is dead")  //
       ("vote-window", po::value<double>()->value_name("SECONDS"),
@@ -49,7 +50,7 @@ void run_options(po::options_description& d) {
        "a member's registration keepalive")  //
       ("member-timeout", po::value<double>()->default_value(5.0)->value_name("SECONDS"),
        "silent members are dropped after this")  //
-      ("report-delay", po::value<double>()->default_value(0.3)->value_name("SECONDS"),
+      ("report-delay", po::value<double>()->default_value(0.3, "0.3")->value_name("SECONDS"),
        "the registration report follows the last new registration by this")  //
       ("report-interval", po::value<double>()->default_value(5.0)->value_name("SECONDS"),
        "and is repeated this often (so is the cluster report)")  //

@@ -336,10 +336,16 @@ Status run_config(cli::Context& ctx) {
   static const char* keys[] = {"push_options",   "work_dir",          "keep_runs",
                                "checkpoint_dir", "reachable_seconds", "job_command"};
   if (ctx.args.empty()) {
+    nlohmann::json all = nlohmann::json::object();
     for (const char* k : keys) {
       CM_ASSIGN(std::string v, store->config(k, ""));
-      std::cout << k << "=" << v << "\n";
+      if (ctx.json)
+        all[k] = v;
+      else
+        std::cout << k << "=" << v << "\n";
     }
+    if (ctx.json)
+      std::cout << json_text(all) << "\n";
     return {};
   }
   bool known = false;
@@ -349,7 +355,7 @@ Status run_config(cli::Context& ctx) {
     return Error("unknown setting '" + ctx.args[0] + "'", kExitUsage);
   if (ctx.args.size() == 1) {
     CM_ASSIGN(std::string v, store->config(ctx.args[0], ""));
-    std::cout << v << "\n";
+    std::cout << (ctx.json ? json_text(nlohmann::json{{ctx.args[0], v}}) : v) << "\n";
     return {};
   }
   const std::string& v = ctx.args[1];
@@ -566,7 +572,7 @@ int main(int argc, char** argv) {
       server_options, run_server, true);
   cmd("config", "[KEY [VALUE]]",
       "Show or set push_options, work_dir, keep_runs, checkpoint_dir, reachable_seconds, job_command.", 0, 2,
-      init_options, run_config, false);
+      init_options, run_config, true);
   cmd("tick", "[--now TIME]", "Run what is due (what cron runs every minute).", 0, 0, tick_options, run_tick,
       true);
   cmd("run", "JOB [--now TIME]", "Run one job now.", 1, 1, tick_options, run_run, true);

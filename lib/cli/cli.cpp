@@ -82,7 +82,18 @@ void print_help(const Program& p, const Command* c, const po::options_descriptio
     out << "usage: " << p.name << (c->name.empty() ? "" : " " + c->name) << " " << c->synopsis << "\n\n"
         << c->summary << "\n\n"
         << own << "\n"
-        << common_options(*c) << "\nSee " << p.name << "(1) and cm(7).\n";
+        << common_options(*c);
+    // The default command's help is the program's: the others are named
+    // too (cm-apply status, cm-delta show).
+    if (c->name.empty() && p.commands.size() > 1) {
+      out << "\nOther commands:\n";
+      for (const Command& cmd : p.commands)
+        if (!cmd.name.empty())
+          out << "  " << p.name << " " << cmd.name << " " << cmd.synopsis << "\n      " << cmd.summary
+              << "\n";
+      out << "Run '" << p.name << " COMMAND --help' for a command's options.\n";
+    }
+    out << "\nSee " << p.name << "(1) and cm(7).\n";
   }
   std::cout << out.str();
 }

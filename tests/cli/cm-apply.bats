@@ -410,6 +410,8 @@ teardown() {
 	assert_output --partial "--pubkey"
 	assert_output --partial "--keep"
 	assert_output --partial "--reload"
+	# The program's help names its other command.
+	assert_output --partial "cm-apply status --root DIR [--json]"
 	run cm-apply --version
 	assert_success
 	assert_output --regexp '^cm-apply \(cm\) [0-9]+\.[0-9]+\.[0-9]+$'
@@ -1213,6 +1215,15 @@ json.dump(s, open(sys.argv[1], "w"))' S/.cm/state.json
 	assert_failure 1
 	[ "$(jfield "$output" result)" = failed ]
 	[[ "$(jfield "$output" message)" == *no-such-pack* ]]
+	[ "$(jfield "$output" live)" = 1 ]
+	[ "$(jfield "$output" site)" = www ]
+	# Stopped before the site is opened (a key that does not load): the
+	# site's live version all the same.
+	run --separate-stderr cm-apply --root S --json --key no-such-key commit.2
+	assert_failure 1
+	[ "$(jfield "$output" result)" = failed ]
+	[ "$(jfield "$output" live)" = 1 ]
+	[ "$(jfield "$output" live_sequence)" = 1 ]
 	cp S/.cm/state.json state.saved
 	echo garbage >S/.cm/state.json
 	run --separate-stderr cm-apply --root S --json commit.2

@@ -68,6 +68,17 @@ dump() { sqlite3 "$T/cm.db" .dump; }
 	for o in --schedule --retries --backoff --on-conflict --quorum --include --hook-before --sign-key; do
 		assert_output --partial -- "$o"
 	done
+	# cm-job, the script cm-sched runs, answers --help and --version too
+	# (and, run by hand without a job, says who runs it).
+	run cm-job --help
+	assert_success
+	assert_output --partial "usage: cm-job"
+	run cm-job --version
+	assert_success
+	assert_output "cm-job (cm) $(cm-sched --version | sed 's/.* //')"
+	run env -u CM_TYPE cm-job
+	assert_failure
+	assert_output --partial "cm-job is run by cm-sched"
 }
 
 @test "sites, groups and jobs: add, list, set, show, remove" {
@@ -148,6 +159,11 @@ assert p["filters"] == [["exclude", "*.tmp"], ["include", "keep.tmp"]], p["filte
 	run -2 cm-sched job add q0 $DB --type publish --site www --group east --quorum ' '
 	run -2 cm-sched quorum --expect 1 --quorum '' "$T/nonesuch"
 	assert_output --partial "bad quorum '': empty"
+	run cm-sched config $DB --json
+	assert_success
+	[ "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["job_command"])' "$output")" = "$T/job" ]
+	run cm-sched config $DB --json reachable_seconds
+	assert_output '{"reachable_seconds":""}'
 	run -2 cm-sched config $DB work_dir relative/runs
 	assert_output --partial "work_dir must be an absolute path"
 	run -2 cm-sched config $DB reachable_seconds 0
