@@ -157,6 +157,16 @@ Status run_apply(cli::Context& ctx) {
   if (!input.ok())
     return failed(std::move(input).error(), nullptr);
   auto in = std::move(input).value();
+  // On a terminal: commands done of the part's, bytes written, the sync.
+  cli::Progress progress(ctx.progress);
+  if (ctx.progress)
+    so.progress = [&](const apply::ApplyProgress& p) {
+      progress.update([&] {
+        return ctx.diag.program() + ": " + p.phase + ", " + with_commas(p.commands) + "/" +
+               with_commas(p.total) + " commands, " + human_bytes(p.bytes) + " written";
+      });
+    };
+
   auto opened_site = apply::Site::open(root, so);
   if (!opened_site.ok())
     return failed(std::move(opened_site).error(), nullptr);
@@ -169,6 +179,7 @@ Status run_apply(cli::Context& ctx) {
       return failed(std::move(opened).error(), site.get());
     apply::Report rep;
     Status s = site->apply(pack, rep);
+    progress.done();
     if (ctx.json)
       std::cout << json_text(rep.json()) << "\n";
     else if (ctx.diag.verbosity() != cli::Verbosity::Quiet || !s.ok())

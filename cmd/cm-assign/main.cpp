@@ -193,7 +193,24 @@ Status run_build(cli::Context& ctx) {
     sink = files.sink();
   }
   assign::Builder builder(std::move(bo), sink);
-  builder.warning = [&](const std::string& m) { ctx.diag.warning(m); };
+  // On a terminal: what has been read, then which part is being written
+  // (a large part's compression is most of a build's time).
+  cli::Progress progress(ctx.progress);
+  auto warn = [&](const std::string& m) {
+    progress.done();
+    ctx.diag.warning(m);
+  };
+  builder.warning = warn;
+  if (ctx.progress)
+    builder.progress = [&](const assign::BuildProgress& p) {
+      progress.update([&] {
+        std::string s = ctx.diag.program() + ": " + with_commas(p.entries) + " entries, " +
+                        human_bytes(p.bytes) + " of data";
+        if (p.writing_part != 0)
+          s += "; writing part " + std::to_string(p.writing_part);
+        return s;
+      });
+    };
 
   if (has_table) {
     CM_ASSIGN(auto in, open_input(ctx.args[0]));
@@ -204,14 +221,15 @@ Status run_build(cli::Context& ctx) {
       for (const std::string& p : *ex)
         filter.add(false, p);
     delta::Callbacks cb;
-    cb.warning = [&](const std::string& m) { ctx.diag.warning(m); };
+    cb.warning = warn;
     CM_TRY(assign::feed_tree(*from, filter.empty() ? nullptr : &filter, builder, cb));
   } else if (archive) {
-    CM_TRY(assign::feed_archive(*archive, builder, [&](const std::string& m) { ctx.diag.warning(m); }));
+    CM_TRY(assign::feed_archive(*archive, builder, warn));
   } else {
     CM_TRY(builder.begin());
     CM_TRY(builder.finish());
   }
+  progress.done();
   if (*out_path != "-")
     CM_TRY(files.commit());
 

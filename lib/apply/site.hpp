@@ -39,6 +39,14 @@ struct VersionInfo {
   int64_t created_ns = 0;
 };
 
+// Where a staging run is, for a progress line.
+struct ApplyProgress {
+  const char* phase = "";  // "applying", then "syncing"
+  uint64_t commands = 0;   // done so far, of
+  uint64_t total = 0;      // the part's
+  uint64_t bytes = 0;      // written so far
+};
+
 struct SiteOptions {
   unsigned keep = 2;         // previous live versions kept for rollback
   double wait_seconds = 30;  // for the lock
@@ -48,6 +56,9 @@ struct SiteOptions {
   // (so a run or a spare in progress is waited for), what a stopped run
   // left put right in memory only.
   bool read_only = false;
+  // Called after each command and before the sync (cheap, or
+  // rate-limited by the caller).
+  std::function<void(const ApplyProgress&)> progress;
 };
 
 struct Failure {

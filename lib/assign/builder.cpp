@@ -156,6 +156,12 @@ struct Builder::Impl {
   PartSink sink;
   BuildStats* stats = nullptr;
   std::function<void(const std::string&)>* warning = nullptr;
+  std::function<void(const BuildProgress&)>* progress = nullptr;
+  BuildProgress where;
+  void tell() {
+    if (progress != nullptr && *progress)
+      (*progress)(where);
+  }
 
   // Spools of the current part.
   TempFile zdata, rdata, structural, datacmds, copynew;
@@ -275,6 +281,8 @@ struct Builder::Impl {
       cur_hash.update(p, n);
     cur_left -= n;
     part_plain += n;
+    where.bytes += n;
+    tell();
     if (cur_left == 0)
       return end_entry();
     return {};
@@ -318,6 +326,9 @@ struct Builder::Impl {
   Status write_part(bool last) {
     if (receiving)
       return Error("assignment builder: part ends in the middle of an entry's data");
+    where.writing_part = part;
+    tell();
+    where.writing_part = 0;
     Header h = opt.header;
     h.part = part;
     h.last_part = last;
@@ -482,13 +493,17 @@ Status Builder::begin() {
   opt_pending_.reset();
   impl_->stats = &stats_;
   impl_->warning = &warning;
+  impl_->progress = &progress;
   return {};
 }
 
 Status Builder::add(const delta::Entry& e, bool hash_known) {
   if (impl_ == nullptr)
     return Error("assignment builder: add before begin");
-  return impl_->add(e, hash_known);
+  CM_TRY(impl_->add(e, hash_known));
+  impl_->where.entries++;
+  impl_->tell();
+  return {};
 }
 
 Status Builder::data(const void* p, size_t n) {

@@ -41,6 +41,14 @@ struct PartSink {
   std::function<Status(uint64_t part, bool last)> close;
 };
 
+// Where a build is, for a progress line: entries and data bytes read so
+// far, and the part being written (0 while reading).
+struct BuildProgress {
+  uint64_t entries = 0;
+  uint64_t bytes = 0;
+  uint64_t writing_part = 0;
+};
+
 struct BuildStats {
   uint64_t parts = 0;
   uint64_t commands = 0;
@@ -65,6 +73,9 @@ class Builder : public delta::Sink {
 
   const BuildStats& stats() const { return stats_; }
   std::function<void(const std::string&)> warning;
+  // Called often (after each entry and data block, and as a part starts
+  // to be written): cheap, or rate-limited by the caller.
+  std::function<void(const BuildProgress&)> progress;
 
  private:
   struct Impl;

@@ -403,6 +403,21 @@ teardown() {
 
 # ---- the command line
 
+@test "progress on a terminal only, erased before the report" {
+	mksrc src
+	mkdir S T2
+	pk --type replicate --id 1 --from src -o r1
+	run script -qec "cm-apply --root S r1" /dev/null
+	assert_success
+	assert_output --regexp 'cm-apply: applying, [0-9,]+/[0-9,]+ commands, [0-9.]+ [KMG]?i?B written'
+	# The report comes after the line is erased, on a line of its own.
+	assert_output --regexp $'\r\e\\[Kassignment 1 \\(replicate\\): staged'
+	run cm-apply --root T2 r1
+	assert_success
+	refute_output --partial "applying,"
+	assert_output --regexp '^assignment 1 \(replicate\): staged'
+}
+
 @test "--help and --version" {
 	run cm-apply --help
 	assert_success

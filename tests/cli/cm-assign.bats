@@ -445,6 +445,19 @@ mkupdate() {
 	assert_success
 }
 
+@test "progress on a terminal only, cleared before anything else is printed" {
+	mktree site
+	run script -qec "cm-assign build --type replicate --id 1 --site www --from site -o R" /dev/null
+	assert_success
+	assert_output --regexp 'cm-assign: [0-9]+ entries, [0-9.]+ [KMG]?i?B of data'
+	# The line is erased at the end: nothing follows the last erase.
+	[[ "$output" == *$'\r\e[K' ]]
+	cm-assign verify R
+	run pack --type replicate --id 1 --from site -o R2
+	assert_success
+	refute_output --partial "entries,"
+}
+
 @test "a binary assignment is not written to a terminal" {
 	mkupdate
 	run script -qec "cm-assign build --type publish --id 1 --site www t -o -" /dev/null
