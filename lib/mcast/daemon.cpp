@@ -428,7 +428,8 @@ nlohmann::json to_json(const SendResult& r) {
                      {"exit_code", m.exit_code},
                      {"seconds", m.millis / 1000.0},
                      {"pass", m.passes},
-                     {"succeeded", m.succeeded()}};
+                     {"succeeded", m.succeeded()},
+                     {"expected", m.expected}};
     if (m.address)
       j["address"] = m.address->str();
     auto out = nlohmann::json::parse(m.output, nullptr, false);
@@ -452,16 +453,18 @@ nlohmann::json to_json(const SendResult& r) {
 }
 
 std::string to_text(const SendResult& r) {
-  size_t ok = 0;
-  for (const MemberOutcome& m : r.members)
-    ok += m.succeeded();
+  size_t ok = 0, counted = 0;
+  for (const MemberOutcome& m : r.members) {
+    ok += m.expected && m.succeeded();
+    counted += m.expected;
+  }
   char head[256];
   std::snprintf(head, sizeof head,
                 "%s in %.2f s, %u pass(es), %s frames sent again (%s as repairs); %zu of %zu members OK "
                 "(quorum %zu): %s\n",
                 human_bytes(r.size).c_str(), r.seconds, r.stats.passes,
                 with_commas(r.stats.retransmitted).c_str(), with_commas(r.stats.repairs).c_str(), ok,
-                r.members.size() + r.unheard, r.quorum, r.succeeded ? "succeeded" : "FAILED");
+                counted + r.unheard, r.quorum, r.succeeded ? "succeeded" : "FAILED");
   std::string t = head;
   for (const MemberOutcome& m : r.members) {
     std::string state = m.had_it ? "had it" : m.received ? "received" : m.joined ? "incomplete" : "missing";
@@ -470,6 +473,8 @@ std::string to_text(const SendResult& r) {
       t += ", command exit " + std::to_string(m.exit_code);
     else if (m.received && !m.reported)
       t += ", no report";
+    if (!m.expected)
+      t += " (not in --members: not counted)";
     t += "\n";
   }
   if (r.unheard > 0)

@@ -44,6 +44,7 @@ Sender::Sender(SenderConfig cfg, FrameSource source)
   for (const Expected& e : cfg_.expected) {
     Member& m = member(e.id);
     m.out.address = e.address;
+    m.out.expected = true;
   }
 }
 
@@ -52,6 +53,7 @@ Sender::Member& Sender::member(const std::string& id) {
   if (inserted) {
     it->second.out.id = id;
     it->second.hash = member_hash(id);
+    it->second.out.expected = cfg_.expected.empty();  // with a list: listed ones only (above)
   }
   return it->second;
 }
@@ -218,13 +220,15 @@ bool Sender::all_reported() const {
 size_t Sender::complete_members() const {
   size_t n = 0;
   for (const auto& [id, m] : members_)
-    n += m.out.received || m.out.had_it;
+    n += m.out.expected && (m.out.received || m.out.had_it);
   return n;
 }
 
 bool Sender::all_received() const {
   size_t joined = 0;
   for (const auto& [id, m] : members_) {
+    if (!m.out.expected)
+      continue;  // not listed: served while the session lasts, not waited for
     if (m.out.joined || m.out.received || m.out.had_it)
       joined++;
     if (needed(m) && m.out.joined)
@@ -454,8 +458,8 @@ Status Sender::tick(Nanos now) {
       size_t joined = 0;
       bool anyone_needs = false;
       for (const auto& [id, m] : members_) {
-        joined += m.out.joined;
-        anyone_needs |= m.out.joined && !m.out.had_it;
+        joined += m.out.expected && m.out.joined;
+        anyone_needs |= m.out.expected && m.out.joined && !m.out.had_it;
       }
       if (joined >= expected && expected > 0 && !anyone_needs) {
         enter_reports(now);  // everyone has it already
@@ -579,7 +583,7 @@ std::vector<Outgoing> Sender::take_outgoing() {
 bool Sender::succeeded() const {
   size_t ok = 0;
   for (const auto& [id, m] : members_)
-    ok += m.out.succeeded();
+    ok += m.out.expected && m.out.succeeded();
   return ok >= quorum();
 }
 

@@ -98,6 +98,10 @@ struct MemberOutcome {
   std::string output;
   uint32_t millis = 0;
   uint32_t passes = 0;  // pass in which it completed
+  // Counted: in the --members list, or any member with --expect. One not
+  // listed is served as it comes but neither counts toward the quorum nor
+  // holds the session open.
+  bool expected = true;
   bool succeeded() const {
     return (received || had_it) && (exit_code == -1 || exit_code == 0) && (reported || had_it);
   }

@@ -46,6 +46,7 @@ struct Rx {
   bool up = true;
   bool has_file_already = false;
   Nanos join_at = 0;
+  bool listed = true;  // in the sender's --members list
   std::unique_ptr<ReceiverSession> session;
   MemSink* sink = nullptr;
   bool reported = false;
@@ -85,7 +86,8 @@ void simulate(McRun& r, uint64_t seed = 1) {
   cfg.quorum = r.quorum;
   cfg.fec_block = r.fec;
   for (const Rx& x : r.rx)
-    cfg.expected.push_back(Expected{x.id, std::nullopt});
+    if (x.listed)
+      cfg.expected.push_back(Expected{x.id, std::nullopt});
   Sender s(cfg, [&](uint64_t f) -> Result<std::string> {
     size_t off = f * r.frame;
     return r.file.substr(off, std::min<size_t>(r.frame, r.file.size() - std::min(off, r.file.size())));
@@ -616,6 +618,28 @@ TEST(Mcast, AReceiverKilledMidTransferFailsTheQuorumOrNot) {
       EXPECT_EQ(m.received, m.id != "m0") << m.id;
     for (size_t i = 1; i < r.rx.size(); i++)
       EXPECT_EQ(r.rx[i].sink->data_, r.file);
+  }
+}
+
+// A host not in --members that joins is served, but is no stand-in for a
+// listed member that is down: it does not make the quorum.
+TEST(Mcast, AMemberNotListedDoesNotCountTowardTheQuorum) {
+  for (size_t quorum : {size_t{0}, size_t{1}}) {
+    McRun r = basic(200000, 3, 0.0);
+    r.rx[0].up = false;      // listed, down
+    r.rx[2].listed = false;  // not listed, up
+    r.quorum = quorum;
+    simulate(r);
+    EXPECT_EQ(r.succeeded, quorum == 1) << quorum;
+    bool saw_unlisted = false;
+    for (const MemberOutcome& m : r.outcome) {
+      EXPECT_EQ(m.expected, m.id != "m2") << m.id;
+      if (m.id == "m2") {
+        saw_unlisted = true;
+        EXPECT_TRUE(m.received);
+      }
+    }
+    EXPECT_TRUE(saw_unlisted);
   }
 }
 
