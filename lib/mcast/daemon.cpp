@@ -88,7 +88,10 @@ Result<std::vector<Expected>> members_from_report(const std::string& path, uint1
     *self_out = self;
   std::vector<Expected> out;
   for (const auto& m : j["members"]) {
-    if (!m.is_object() || !m.contains("id") || !m["id"].is_string())
+    // An empty id never joins (the wire refuses it): malformed, not a
+    // member to wait passes for.
+    if (!m.is_object() || !m.contains("id") || !m["id"].is_string() ||
+        m["id"].get_ref<const std::string&>().empty())
       return Error("'" + path + "': a member without an id", kExitBadInput);
     std::string id = m["id"].get<std::string>();
     if (id == self)
@@ -850,12 +853,16 @@ Status run_recv(const RecvOptions& opt) {
     now = steady_ns();
     if (fds[1].revents & POLLIN)
       stop = true;
-    if (running && (fds[3].revents & POLLIN)) {
+    if (running && (fds[3].revents & (POLLIN | POLLHUP | POLLERR))) {
       char buf[4096];
       ssize_t n;
       while ((n = ::read(running->out.get(), buf, sizeof buf)) > 0)
         if (running->output.size() < kMaxOutput)
           running->output.append(buf, static_cast<size_t>(n));
+      // The command closed its output (it may run on, writing elsewhere):
+      // no more polling the pipe, which would wake poll() at once forever.
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+        running->out.reset();
     }
     if (running && ((fds[2].revents & POLLIN) || !running->pidfd.valid()))
       finish_command(now);

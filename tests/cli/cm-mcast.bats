@@ -41,6 +41,11 @@ load helper
 	run cm-mcast send --interface 127.0.0.1 --members members.json --quorum 2 f
 	assert_failure 2
 	assert_output --partial "a quorum of 2 is more than the 1 members in --members"
+	# A member whose id is empty could never join: malformed input.
+	printf '{"members":[{"id":"a"},{"id":""}]}' >empty-id.json
+	run timeout 10 cm-mcast send --interface 127.0.0.1 --members empty-id.json f
+	assert_failure 3
+	assert_output --partial "a member without an id"
 }
 
 # recv_bg DIR: a receiver on loopback, in the background (its pid in RECV).

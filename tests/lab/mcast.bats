@@ -147,6 +147,23 @@ for m in j["members"]:
 	echo "$output" | python3 -c 'import json, sys; m = json.load(sys.stdin)["members"][0]; assert m["output"] == "caf\ufffd", m'
 }
 
+@test "a command that closes its output and runs on does not keep the receiver busy" {
+	lab_up mc 2
+	receivers 1 --exec 'exec >/dev/null; sleep 3; echo done >&2'
+	head -c 100000 /dev/urandom >f.bin
+	run send f.bin --expect 1 --report-timeout 20
+	assert_success
+	# The receiver waited 3 s for the command: CPU time, not wall time, is
+	# what is bounded (a receiver polling the closed pipe spent all 3 s).
+	local pid ticks
+	pid=$(cat "$T/r2.pid")
+	ticks=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+	[ "$ticks" -lt "$(getconf CLK_TCK)" ] || {
+		echo "the receiver used $ticks ticks of CPU"
+		return 1
+	}
+}
+
 @test "the leader's own command (--self-exec) runs beside the session, not after it" {
 	lab_up mc 4
 	# Each member's command waits (at most 20 s) for the leader's to have
