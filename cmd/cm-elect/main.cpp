@@ -5,6 +5,7 @@
 #include <chrono>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "cli/cli.hpp"
 #include "elect/daemon.hpp"
@@ -210,31 +211,39 @@ Status status(cli::Context& ctx) {
   auto j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("state"))
     return Error("'" + path + "' is not a cm-elect state file", kExitBadInput);
-  int64_t now = wall_ms();
-  double age = static_cast<double>(now - j.value("updated_ms", int64_t{0})) / 1000.0;
-  j["age_seconds"] = age;
-  if (ctx.json) {
-    std::cout << json_text(j) << "\n";
-    return {};
+  // A field of the wrong type (hand-edited, or another program's file)
+  // is a malformed file, said before anything is printed.
+  std::ostringstream out;
+  try {
+    int64_t now = wall_ms();
+    double age = static_cast<double>(now - j.value("updated_ms", int64_t{0})) / 1000.0;
+    j["age_seconds"] = age;
+    if (ctx.json) {
+      std::cout << json_text(j) << "\n";
+      return {};
+    }
+    out << j.value("id", std::string()) << ": " << j.value("state", std::string()) << ", priority "
+        << j.value("priority", 0) << "\n";
+    if (j["leader"].is_object())
+      out << "leader: " << j["leader"].value("id", std::string()) << " (priority "
+          << j["leader"].value("priority", 0) << ")\n";
+    else
+      out << "leader: none known\n";
+    if (j["members"].is_array() && !j["members"].empty()) {
+      out << "members (" << j["members"].size() << "):\n";
+      for (const auto& m : j["members"])
+        out << "  " << m.value("id", std::string()) << "  " << m.value("address", std::string()) << "  "
+            << m.value("name", std::string()) << "\n";
+    } else {
+      out << "registered with the leader: " << (j.value("registered", false) ? "yes" : "no") << "\n";
+    }
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.1f", age);
+    out << "updated " << buf << " s ago" << (age > 15 ? " (is cm-elect running?)" : "") << "\n";
+  } catch (const nlohmann::json::exception& e) {
+    return Error("'" + path + "' is not a cm-elect state file (" + e.what() + ")", kExitBadInput);
   }
-  std::cout << j.value("id", std::string()) << ": " << j.value("state", std::string()) << ", priority "
-            << j.value("priority", 0) << "\n";
-  if (j["leader"].is_object())
-    std::cout << "leader: " << j["leader"].value("id", std::string()) << " (priority "
-              << j["leader"].value("priority", 0) << ")\n";
-  else
-    std::cout << "leader: none known\n";
-  if (!j["members"].empty()) {
-    std::cout << "members (" << j["members"].size() << "):\n";
-    for (const auto& m : j["members"])
-      std::cout << "  " << m.value("id", std::string()) << "  " << m.value("address", std::string()) << "  "
-                << m.value("name", std::string()) << "\n";
-  } else {
-    std::cout << "registered with the leader: " << (j.value("registered", false) ? "yes" : "no") << "\n";
-  }
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.1f", age);
-  std::cout << "updated " << buf << " s ago" << (age > 15 ? " (is cm-elect running?)" : "") << "\n";
+  std::cout << out.str();
   return {};
 }
 

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -297,14 +298,32 @@ Status run_daemon(DaemonOptions opt) {
     }
     return {};
   };
+  // A send that fails (a route or link down, an unusable --peer) is
+  // packet loss to the election, not the end of the daemon: a leader that
+  // exited would leave its state file naming it leader, and one bad peer
+  // would silence the others. Said once when a destination starts failing
+  // and once when it works again.
+  std::map<std::string, bool> send_failing;
+  auto send_one = [&](const net::Endpoint& to, const std::string& wire) {
+    Status s = sock.send_to(to, wire);
+    bool& failing = send_failing[to.str()];
+    std::string line = !s.ok() && !failing ? s.error().message + "; counted as lost, sending on"
+                       : s.ok() && failing ? "sending to '" + to.str() + "' works again"
+                                           : std::string();
+    if (!line.empty() && opt.warn)
+      opt.warn(line);
+    else if (!line.empty())
+      log(line);
+    failing = !s.ok();
+  };
   auto flush = [&](Nanos now) -> Status {
     for (const Message& m : e.take_outgoing()) {
       std::string wire = encode(m, opt.key);
       if (opt.peers.empty()) {
-        CM_TRY(sock.send_to(opt.channel, wire));
+        send_one(opt.channel, wire);
       } else {
         for (const net::Endpoint& p : opt.peers)
-          CM_TRY(sock.send_to(p, wire));
+          send_one(p, wire);
       }
       sent++;
     }

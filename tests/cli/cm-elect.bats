@@ -109,3 +109,37 @@ bats_require_minimum_version 1.5.0
 	assert_output --partial "'big.bin' is not a cm key (larger than 4096 bytes)"
 	[ ! -e st.json ]
 }
+
+@test "status: a state file that is not one, or has a field of the wrong type, is malformed (exit 3)" {
+	echo '{"state":"leader","id":"a","priority":120,"updated_ms":0,"leader":{"id":"a","priority":120},"members":[]}' >ok.json
+	run cm-elect status --state-file ok.json
+	assert_success
+	assert_line "a: leader, priority 120"
+	echo garbage >bad.json
+	run cm-elect status --state-file bad.json
+	assert_failure 3
+	assert_output --partial "is not a cm-elect state file"
+	# Nothing printed before the error, no internal error.
+	echo '{"state":"leader","priority":"high"}' >typed.json
+	run --separate-stderr cm-elect status --state-file typed.json
+	assert_failure 3
+	[ -z "$output" ]
+	# shellcheck disable=SC2154 # set by run --separate-stderr
+	[[ "$stderr" == *"is not a cm-elect state file"* ]]
+	[[ "$stderr" != *"internal error"* ]]
+	echo '{"state":"leader","leader":{"id":7}}' >leader.json
+	run cm-elect status --state-file leader.json
+	assert_failure 3
+}
+
+@test "a peer it cannot send to is a warning, once; the daemon runs on and stops cleanly" {
+	# 192.0.2.1 (TEST-NET-1) cannot be reached from a socket bound to
+	# loopback: every send to it fails.
+	run timeout -s TERM 2 cm-elect run --interface 127.0.0.1 --channel 239.192.77.99:7798 --id solo \
+		--peer 127.0.0.1:7798 --peer 192.0.2.1:7798 --state-file "$BATS_TEST_TMPDIR/st.json"
+	# Killed by timeout's SIGTERM (124): it did not exit on its own.
+	assert_failure 124
+	[ "$(grep -c "cannot send to '192.0.2.1:7798'" <<<"$output")" = 1 ]
+	assert_output --partial "counted as lost, sending on"
+	[ "$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["state"])' "$BATS_TEST_TMPDIR/st.json")" = stopped ]
+}
