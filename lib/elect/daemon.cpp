@@ -327,6 +327,12 @@ Status run_daemon(DaemonOptions opt) {
       }
       sent++;
     }
+    for (const std::string& w : e.take_warnings()) {
+      if (opt.warn)
+        opt.warn(w);
+      else
+        log(w);
+    }
     bool changed = false;
     for (const Event& ev : e.take_events()) {
       changed = true;

@@ -153,8 +153,16 @@ void Elector::concede(const Message& m, Nanos now) {
 }
 
 void Elector::recv(const Message& m, Nanos now, int64_t wall_ms) {
-  if (m.sender == cfg_.id)
-    return;  // our own, looped back
+  if (m.sender == cfg_.id) {
+    // Our own, looped back; from another boot, another process uses our
+    // id: each takes the other's messages for its own and ignores them,
+    // so both may lead. Said once per such process.
+    if (m.boot != boot_ && clashing_boots_.size() < 16 && clashing_boots_.insert(m.boot).second)
+      warnings_.push_back(
+          "another cm-elect on the segment uses this server's id '" + cfg_.id +
+          "': each ignores the other's messages, so both may lead; give each server its own --id");
+    return;
+  }
   if (m.kind != Kind::LeaderResign)
     heard(m, now);
   switch (m.kind) {
@@ -422,6 +430,12 @@ std::vector<Message> Elector::take_outgoing() {
   std::vector<Message> out;
   out.swap(out_);
   return out;
+}
+
+std::vector<std::string> Elector::take_warnings() {
+  std::vector<std::string> w;
+  w.swap(warnings_);
+  return w;
 }
 
 std::vector<Event> Elector::take_events() {

@@ -27,6 +27,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -90,6 +91,9 @@ class Elector {
   // Messages to send (in order), and what happened since the last call.
   std::vector<Message> take_outgoing();
   std::vector<Event> take_events();
+  // What the administrator must hear of that changes nothing here: another
+  // process sending under this server's id (two hosts with one name).
+  std::vector<std::string> take_warnings();
 
   State state() const { return state_; }
   const std::string& leader() const { return leader_; }
@@ -163,6 +167,8 @@ class Elector {
 
   std::vector<Message> out_;
   std::vector<Event> events_;
+  std::vector<std::string> warnings_;
+  std::set<uint64_t> clashing_boots_;  // of other processes using our id
 };
 
 }  // namespace cm::elect
