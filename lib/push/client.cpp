@@ -35,12 +35,18 @@ Result<std::unique_ptr<net::TlsStream>> open(const std::shared_ptr<net::TlsConte
 
 Error refused(const Message& m, const net::Endpoint& to) {
   // A refusal of who we are (our certificate's name) is an authentication
-  // failure (exit 4, as cm-push(1) says); any other, a failure (exit 1).
-  auto d = m.body.find("denied");
-  bool denied = d != m.body.end() && d->is_boolean() && d->get<bool>();
+  // failure (exit 4, as cm-push(1) says), one of our options (a quorum
+  // over the leaders the manager knows) a usage error; any other, a
+  // failure (exit 1).
+  auto flag = [&](const char* key) {
+    auto it = m.body.find(key);
+    return it != m.body.end() && it->is_boolean() && it->get<bool>();
+  };
   return Error(
       "the manager " + to.str() + " refused: " + m.body.value("error", std::string(msg_name(m.type))),
-      denied ? kExitSecurity : kExitFailure);
+      flag("denied")  ? kExitSecurity
+      : flag("usage") ? kExitUsage
+                      : kExitFailure);
 }
 
 std::string mib(uint64_t b) {

@@ -17,7 +17,7 @@ inline constexpr uint32_t kDefaultChunk = 256u << 10;
 // chunk) in one NOTIFY: both within a message's kMaxMessage bytes.
 inline constexpr uint32_t kMinChunk = 4u << 10;
 inline constexpr uint32_t kMaxChunk = 4u << 20;
-inline constexpr uint64_t kMaxChunks = (kMaxMessage - (64u << 10)) / 32;
+inline constexpr uint64_t kMaxChunks = ((8u << 20) - (64u << 10)) / 32;  // an 8 MiB table
 static_assert(kMaxChunk + (64u << 10) <= kMaxMessage, "a chunk and its head fit one message");
 // A file this small travels inside its NOTIFY from the manager, after the
 // chunk table: the leader has it without a fetch (a commit is 193 bytes;

@@ -46,8 +46,10 @@ Result<uint64_t> Message::num(const char* key) const {
 namespace {
 
 // The length, the type and the JSON body: everything but the blob.
-std::string encode_head(Msg type, const nlohmann::json& body, size_t blob_size) {
+std::string encode_head(Msg type, const nlohmann::json& body, size_t blob_size, size_t* json_size = nullptr) {
   std::string json = json_text(body);
+  if (json_size != nullptr)
+    *json_size = json.size();
   std::string out(4, '\0');
   ByteWriter w(out);
   w.u8(static_cast<uint8_t>(type));
@@ -96,7 +98,15 @@ Message error_msg(const std::string& why) {
 }
 
 Status send(Writer& w, Msg type, const nlohmann::json& body, std::string_view blob) {
-  std::string head = encode_head(type, body, blob.size());
+  size_t json_size = 0;
+  std::string head = encode_head(type, body, blob.size(), &json_size);
+  // What the peer would refuse (receive() below) is not sent: the error
+  // stays with the sender, which can say what was too large.
+  if (json_size > kMaxJson || head.size() - 4 + blob.size() > kMaxMessage)
+    return Error(std::string("cannot send a ") + msg_name(type) + " of " +
+                     human_bytes(head.size() + blob.size()) + ": larger than a message may be (" +
+                     human_bytes(kMaxJson) + " of JSON)",
+                 kExitFailure);
   if (blob.size() < kJoinBelow) {
     head.append(blob);
     return w.write(head);

@@ -41,8 +41,13 @@ enum class Msg : uint8_t {
 inline constexpr uint8_t kMaxMsgType = 18;
 const char* msg_name(Msg m);
 
-inline constexpr size_t kMaxMessage = 8u << 20;
-inline constexpr size_t kMaxJson = 1u << 20;
+// A body carries group reports: a leader's DELIVERED its deliver command's
+// output (up to 4 MiB captured), a RESULT, PROGRESS or QUERY answer every
+// leader's. 1 MiB was too little: a 130-member cm-mcast report failed its
+// leader. A body larger than this is refused by send() as well as by
+// receive(), so the sender knows.
+inline constexpr size_t kMaxJson = 64u << 20;
+inline constexpr size_t kMaxMessage = kMaxJson + (8u << 20);
 
 struct Message {
   Msg type = Msg::Ok;

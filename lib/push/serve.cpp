@@ -66,7 +66,7 @@ class Server {
   Message on_next(const Message& m, const std::string& peer);
   Message on_status(const Message& m, const std::string& peer);
   Message on_delivered(const Message& m, const std::string& peer);
-  Message on_cluster(const Message& m);
+  Message on_cluster(const Message& m, const std::string& peer);
   Message on_hello(const std::string& peer);
 
   // A group job follows its segments' elections: a failed leader's
@@ -256,7 +256,7 @@ Message Server::on_hello(const std::string& peer) {
 }
 
 // A cm-elect cluster report: the registry keeps the leader of each segment.
-Message Server::on_cluster(const Message& m) {
+Message Server::on_cluster(const Message& m, const std::string& peer) {
   auto report = m.body.find("report");
   if (report == m.body.end() || !report->is_object())
     return error_msg("CLUSTER without a report");
@@ -269,6 +269,16 @@ Message Server::on_cluster(const Message& m) {
   auto addr = net::parse_address(lj.value("address", std::string()));
   if (l.id.empty() || !addr.ok())
     return error_msg("the report names no leader address");
+  // A leader registers itself (its certificate's name is its cm-elect id,
+  // as the agent's is): another leader's certificate could otherwise evict
+  // a segment's leader and send its jobs anywhere. The manager's own may
+  // relay any.
+  if (peer != l.id && peer != opt_.tls->name()) {
+    Message denied =
+        error_msg("a report for leader '" + l.id + "' must come with its certificate, not '" + peer + "'");
+    denied.body["denied"] = true;
+    return denied;
+  }
   l.agent = net::Endpoint{*addr, opt_.agent_port};
   l.location = r.value("location", std::string());
   l.segment = r.value("segment", std::string());
@@ -360,8 +370,13 @@ Status Server::on_send(net::TlsStream& s, const Message& m) {
   auto q = m.body.contains("quorum") ? parse_quorum(m.body.value("quorum", std::string()))
                                      : Result<Quorum>(Quorum{});
   Status qs = q.ok() ? q->check_count(leaders.size(), "leader(s)") : Status(q.error());
-  if (!qs.ok())
-    return send(s, error_msg(qs.error().message));
+  if (!qs.ok()) {
+    // The sender's option is wrong (the leaders are known only here, with
+    // --group or none): a usage error there, as with --leaders.
+    Message e = error_msg(qs.error().message);
+    e.body["usage"] = true;
+    return send(s, e);
+  }
   uint64_t id;
   {
     std::lock_guard<std::mutex> g(mu_);
@@ -524,7 +539,7 @@ Status Server::dispatch(net::TlsStream& s, const Message& m) {
     case Msg::Next: return send(s, on_next(m, peer));
     case Msg::Status: return send(s, on_status(m, peer));
     case Msg::Delivered: return send(s, on_delivered(m, peer));
-    case Msg::Cluster: return send(s, on_cluster(m));
+    case Msg::Cluster: return send(s, on_cluster(m, peer));
     case Msg::Hello: return send(s, on_hello(peer));
     default: return send(s, error_msg(std::string("cm-push serve does not take ") + msg_name(m.type)));
   }

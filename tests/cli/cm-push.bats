@@ -233,6 +233,11 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 			"$n" "$n" "$n" "$((100 * n))" "$((10 + n))" >"$T/report$n.json"
 		cm-push report --tls "$T/tls" --name "l$n" --manager "$M" "$T/report$n.json"
 	done
+	# One leader's certificate cannot report another leader: refused (exit
+	# 4), the registry unchanged.
+	printf '{"state":"leader","segment":"seg1","leader":{"id":"l1","address":"127.0.0.99"},"members":[]}' >"$T/forged.json"
+	run -4 cm-push report --tls "$T/tls" --name l2 --manager "$M" "$T/forged.json"
+	assert_output --partial "a report for leader 'l1' must come with its certificate, not 'l2'"
 	# A member's report (not a leader) is accepted and ignored.
 	echo '{"id":"s9","state":"member","leader":{"id":"l1"}}' | cm-push report --tls "$T/tls" --name l1 --manager "$M"
 	run cm-push status --tls "$T/tls" --manager "$M"
@@ -247,6 +252,10 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	run cm-push send --json --tls "$T/tls" --manager "$M" "$T/f"
 	assert_success
 	echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert [l["id"] for l in r["leaders"]] == ["l2","l1"], r'
+	# A quorum over the leaders only the manager knows: a usage error, as
+	# with --leaders.
+	run -2 cm-push send --group seg2 --quorum 5 --tls "$T/tls" --manager "$M" "$T/f"
+	assert_output --partial "a quorum of 5 is more than the 1 leader(s)"
 	run -3 cm-push report --tls "$T/tls" --name l1 --manager "$M" <<<'not json'
 }
 
@@ -304,10 +313,10 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	leaders_file 1
 	# A cluster report with a number where a name goes, and a null.
 	run -1 cm-push report --tls "$T/tls" --name l1 --manager "$M" \
-		<<<'{"state":"leader","leader":{"id":"x","address":"127.0.0.50"},"segment":5}'
+		<<<'{"state":"leader","leader":{"id":"l1","address":"127.0.0.50"},"segment":5}'
 	assert_output --regexp "refused: malformed CLUSTER from l1 \(127.0.0.1:[0-9]+\): .*type must be string, but is number"
 	run -1 cm-push report --tls "$T/tls" --name l1 --manager "$M" \
-		<<<'{"state":"leader","location":null,"leader":{"id":"x","address":"127.0.0.50"}}'
+		<<<'{"state":"leader","location":null,"leader":{"id":"l1","address":"127.0.0.50"}}'
 	kill -0 "$SERVE_PID"
 	grep -q "malformed CLUSTER from l1 (127.0.0.1:[0-9]*)" "$T/serve.log"
 	echo data >"$T/f"
@@ -324,6 +333,22 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	run cm-push send --json --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
 	assert_success
 	echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert "caf\ufffd" in json.dumps(r["leaders"][0], ensure_ascii=False), r'
+}
+
+@test "a group report over a megabyte (a large segment's) is carried to the manager and back" {
+	keys
+	serve
+	# 3 MB of report: 3000 members with a 1000-byte output each, as a
+	# cm-mcast report of a large segment; 1 MiB was the limit before.
+	DELIVER='python3 -c "import json; print(json.dumps({\"members\": [{\"id\": \"s%d\" % i, \"succeeded\": True, \"output\": \"x\" * 1000} for i in range(3000)]}))"' agent 1
+	leaders_file 1
+	echo data >"$T/f"
+	run --separate-stderr cm-push send --json --tls "$T/tls" --manager "$M" --leaders "$T/leaders" "$T/f"
+	assert_success
+	echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["succeeded"] and r["servers"] == {"reported": 3000, "ok": 3000}, r["servers"]'
+	run cm-push status --json --tls "$T/tls" --manager "$M" 1
+	assert_success
+	echo "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["servers"]["ok"] == 3000'
 }
 
 @test "a leader whose disk is full says so to the manager, which fails it at once" {
