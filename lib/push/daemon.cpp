@@ -2,7 +2,9 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <memory>
+#include <system_error>
 #include <thread>
 
 namespace cm::push {
@@ -18,6 +20,18 @@ void block_stop_signals() {
 
 void accept_until_stopped(net::Listener& l, std::atomic<bool>& stop, const std::function<void(Fd)>& handle,
                           const std::function<void(const std::string&)>& log) {
+  // Connections being handled: beyond kMaxConnections a new one is closed
+  // at once (a flood of connects, each holding a thread in its TLS
+  // handshake, must not exhaust the process's threads or descriptors).
+  auto active = std::make_shared<std::atomic<size_t>>(0);
+  auto last_said = std::chrono::steady_clock::time_point{};
+  auto say_once_a_second = [&](const std::string& m) {
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_said >= std::chrono::seconds(1)) {
+      last_said = now;
+      log(m);
+    }
+  };
   while (!stop) {
     sigset_t pending;
     sigpending(&pending);
@@ -27,13 +41,31 @@ void accept_until_stopped(net::Listener& l, std::atomic<bool>& stop, const std::
     }
     auto fd = l.accept(200);
     if (!fd.ok()) {
-      log(fd.error().message);
+      // Out of descriptors (EMFILE) the connection stays queued and the
+      // listener readable: a pause, not a loop that logs as fast as it can.
+      say_once_a_second(fd.error().message);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
       continue;
     }
-    if (*fd) {
-      auto f = std::make_shared<Fd>(std::move(**fd));
-      detached([handle, f] { handle(std::move(*f)); }, log);
+    if (!*fd)
+      continue;
+    if (*active >= kMaxConnections) {
+      say_once_a_second("more than " + std::to_string(kMaxConnections) +
+                        " connections at once: new ones are closed until some end");
+      continue;  // the Fd closes here
     }
+    auto f = std::make_shared<Fd>(std::move(**fd));
+    ++*active;
+    detached(
+        [handle, f, active] {
+          // Counted down however the handler ends (detached() catches).
+          struct Done {
+            std::atomic<size_t>& n;
+            ~Done() { --n; }
+          } done{*active};
+          handle(std::move(*f));
+        },
+        log, [active] { --*active; });
   }
 }
 
@@ -49,14 +81,23 @@ Status dispatch_guarded(net::TlsStream& s, const Message& m, const std::function
   }
 }
 
-void detached(std::function<void()> f, std::function<void(const std::string&)> log) {
-  std::thread([f = std::move(f), log = std::move(log)] {
-    try {
-      f();
-    } catch (const std::exception& e) {
-      log(std::string("internal error, one connection dropped: ") + e.what());
-    }
-  }).detach();
+void detached(std::function<void()> f, std::function<void(const std::string&)> log,
+              std::function<void()> not_started) {
+  try {
+    std::thread([f = std::move(f), log] {
+      try {
+        f();
+      } catch (const std::exception& e) {
+        log(std::string("internal error, one connection dropped: ") + e.what());
+      }
+    }).detach();
+  } catch (const std::system_error& e) {
+    // No thread to be had (a task limit, memory): this piece of work is
+    // lost, the daemon is not.
+    log(std::string("cannot start a thread, one connection dropped: ") + e.what());
+    if (not_started)
+      not_started();
+  }
 }
 
 }  // namespace cm::push

@@ -16,9 +16,12 @@ namespace cm::push {
 // goes away is an error on the write instead).
 void block_stop_signals();
 
+inline constexpr size_t kMaxConnections = 1000;
+
 // Accepts connections on `l` until `stop` is set or SIGTERM or SIGINT is
 // pending (then sets `stop`), looking every 200 ms. Each connection goes to
-// `handle` on a detached thread; an accept error goes to `log`.
+// `handle` on a detached thread, at most kMaxConnections at once (more are
+// closed at once); an accept error goes to `log`, at most once a second.
 void accept_until_stopped(net::Listener& l, std::atomic<bool>& stop, const std::function<void(Fd)>& handle,
                           const std::function<void(const std::string&)>& log);
 
@@ -30,7 +33,9 @@ Status dispatch_guarded(net::TlsStream& s, const Message& m, const std::function
 
 // Runs f on a detached thread. An exception from it (a field of the wrong
 // type in a peer's message, a bug) is logged and ends that thread only:
-// one connection never takes the daemon down.
-void detached(std::function<void()> f, std::function<void(const std::string&)> log);
+// one connection never takes the daemon down. When no thread can be
+// started, that is logged and `not_started` (if any) runs instead.
+void detached(std::function<void()> f, std::function<void(const std::string&)> log,
+              std::function<void()> not_started = nullptr);
 
 }  // namespace cm::push

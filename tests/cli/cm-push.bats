@@ -306,6 +306,41 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	assert_success
 }
 
+@test "a flood of idle connections beyond the descriptors: the manager pauses, lives, and serves after" {
+	keys
+	# Few descriptors: the flood runs it out of them (accept fails EMFILE
+	# while the connections stay queued).
+	prlimit --nofile=40:40 cm-push serve --tls "$T/tls" --listen "$M" --state "$T/state" \
+		--agent-port "$APORT" 2>>"$T/serve.log" &
+	PIDS+=($!)
+	SERVE_PID=$!
+	wait_port 127.0.0.1 "$PORT"
+	local fds=() i fd t0 t1
+	for i in $(seq 1 80); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+		fds+=("$fd")
+	done
+	t0=$(awk '{ print $14 + $15 }' "/proc/$SERVE_PID/stat")
+	sleep 2
+	t1=$(awk '{ print $14 + $15 }' "/proc/$SERVE_PID/stat")
+	kill -0 "$SERVE_PID"
+	# CPU, not wall time, is bounded: a loop retrying accept at once burns
+	# the whole 2 s; the daemon pauses between tries.
+	[ $((t1 - t0)) -lt "$(getconf CLK_TCK)" ] || {
+		echo "serve used $((t1 - t0)) ticks in 2 s"
+		return 1
+	}
+	[ "$(grep -c "Too many open files" "$T/serve.log")" -le 4 ]
+	for fd in "${fds[@]}"; do exec {fd}>&-; done
+	# Served again once the flood has gone (the handshakes time out).
+	for i in $(seq 1 60); do
+		cm-push status --tls "$T/tls" --manager "$M" >/dev/null 2>&1 && break
+		sleep 0.5
+	done
+	run cm-push status --tls "$T/tls" --manager "$M"
+	assert_success
+}
+
 @test "a field of the wrong type is refused with a clear error; the manager lives" {
 	keys
 	serve
