@@ -722,6 +722,18 @@ Status run_recv(const RecvOptions& opt) {
     auto it = sessions.find(a.session);
     if (it != sessions.end()) {
       it->second.last_heard = now;
+      // "I have it" is said once, and nothing else of this member's would
+      // reach the sender: said again at each announce, so that a lost
+      // JOIN does not leave the member "missing" (the sender takes it as
+      // often as it comes).
+      if (it->second.had_it) {
+        Packet j;
+        j.type = Type::Join;
+        j.session = a.session;
+        j.member = opt.id;
+        j.status = 1;
+        send_to(it->second.sender, j);
+      }
       return;
     }
     if (finished.count(a.session))

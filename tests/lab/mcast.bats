@@ -282,6 +282,33 @@ m = {x["id"]: x for x in j["members"]}
 assert m["r3"]["had_it"] and m["r4"]["received"], m'
 }
 
+@test "a member that has the file and whose 'I have it' is lost is still counted" {
+	lab_up mc 3
+	receivers 2
+	head -c 300000 /dev/urandom >f.bin
+	cp f.bin "$T/r3/f.bin"
+	# The first unicast packet r3 sends the sender (its JOIN, 'I have
+	# it', under 100 bytes) is dropped; later ones pass (the quota is used
+	# up once a packet would go over it).
+	ip netns exec "$(_lab_ns 3)" nft -f - <<EOF
+table inet lab {
+	chain out {
+		type filter hook output priority 0;
+		meta l4proto udp ip daddr $(lab_ip 1) quota until 100 bytes counter drop
+	}
+}
+EOF
+	run send f.bin --expect 2 --json
+	assert_success
+	echo "$output" | python3 -c '
+import json, sys
+m = {x["id"]: x for x in json.load(sys.stdin)["members"]}
+assert m["r3"]["had_it"] and m["r2"]["received"], m'
+	# The rule did drop a packet: the test is of the lost JOIN.
+	run ip netns exec "$(_lab_ns 3)" nft list table inet lab
+	assert_output --regexp "counter packets [1-9] "
+}
+
 @test "a wrong key: nothing is delivered, the packets are counted and dropped" {
 	lab_up mc 3
 	cm-assign keygen --encrypt -o good >/dev/null
