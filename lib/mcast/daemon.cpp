@@ -774,8 +774,19 @@ Status run_recv(const RecvOptions& opt) {
         finished[a.session] = now;
         return;
       }
-      if (a.size > 0 && ::ftruncate(fd, static_cast<off_t>(a.size)) != 0) {
-        fail("cannot make room for " + a.name + " in '" + s.temp + "': " + std::strerror(errno));
+      // The space is taken now (fallocate), not as frames come: two
+      // sessions at once that fit the free space one by one but not
+      // together would both pass the check above and both fail late.
+      // Where fallocate is not supported, a sparse file as before.
+      int fa = a.size > 0 ? ::fallocate(fd, 0, 0, static_cast<off_t>(a.size)) : 0;
+      if (fa != 0 && (errno == EOPNOTSUPP || errno == ENOSYS))
+        fa = ::ftruncate(fd, static_cast<off_t>(a.size));
+      if (fa != 0) {
+        int err = errno;
+        fail(err == ENOSPC
+                 ? "no room for " + a.name + " (" + human_bytes(a.size) + ") in " + opt.dir +
+                       " beside the files being received; not taking it"
+                 : "cannot make room for " + a.name + " in '" + s.temp + "': " + std::strerror(err));
         ::close(fd);
         ::unlink(s.temp.c_str());
         finished[a.session] = now;

@@ -368,6 +368,31 @@ PY
 	kill -0 "$(cat "$T/r2.pid")"
 }
 
+@test "two files at once that fit one by one but not together: one is taken, one refused at its start" {
+	lab_up mc 2
+	mkdir -p "$T/r2"
+	mount -t tmpfs -o size=1m tmpfs "$T/r2"
+	receivers 1
+	head -c 700000 /dev/urandom >f1.bin
+	head -c 700000 /dev/urandom >f2.bin
+	# Slow enough that both sessions are announced before either ends.
+	SEND_RATE=20m send f1.bin --expect 1 --max-idle-passes 1 --report-timeout 1 >s1.out 2>&1 &
+	local p1=$!
+	SEND_RATE=20m send f2.bin --expect 1 --max-idle-passes 1 --report-timeout 1 >s2.out 2>&1 &
+	local p2=$! r1=0 r2=0
+	wait "$p1" || r1=$?
+	wait "$p2" || r2=$?
+	# Exactly one succeeded, and its copy is whole.
+	[ $((r1 == 0 ? 1 : 0)) -ne $((r2 == 0 ? 1 : 0)) ] || {
+		cat s1.out s2.out "$T/r2.log"
+		return 1
+	}
+	if [ "$r1" = 0 ]; then cmp f1.bin "$T/r2/f1.bin"; else cmp f2.bin "$T/r2/f2.bin"; fi
+	# The other was refused when announced, not failed half-way.
+	grep -q "no room for f[12].bin (.*) in $T/r2" "$T/r2.log"
+	! grep -q "partial copy is removed" "$T/r2.log"
+}
+
 @test "a file too large for one session is refused at once, before it is read" {
 	# 20 GiB in 64-byte frames is more than the 2^28 frames a receiver keeps.
 	truncate -s 20G huge.bin
