@@ -393,6 +393,19 @@ PY
 	! grep -q "partial copy is removed" "$T/r2.log"
 }
 
+@test "a file rewritten in place while it is sent: exit 5 (changed), not a quorum failure" {
+	lab_up mc 2
+	receivers 1
+	head -c 8000000 /dev/urandom >f.bin
+	# The same size, other bytes, while pass 1 goes out at 20 Mbit/s.
+	(sleep 1; head -c 8000000 /dev/urandom | dd of=f.bin conv=notrunc status=none) &
+	local w=$!
+	SEND_RATE=20m run send f.bin --expect 1
+	wait "$w"
+	assert_failure 5
+	assert_output --partial "changed while it was sent"
+}
+
 @test "a file too large for one session is refused at once, before it is read" {
 	# 20 GiB in 64-byte frames is more than the 2^28 frames a receiver keeps.
 	truncate -s 20G huge.bin
