@@ -116,6 +116,8 @@ std::string Plan::status(const std::string& id, const std::string& state, uint64
   if (l == nullptr)
     return "'" + id + "' is not a leader of job " + std::to_string(meta_.id);
   l->last_heard = now;
+  if (state == "complete" && replaced(*l))
+    return {};  // stays failed: serve tells it it was given up on
   if (state == "complete") {
     if (l->state == "failed")
       l->failure = "failed, then recovered: " + l->failure;
@@ -159,10 +161,19 @@ std::string Plan::delivered(const std::string& id, int exit, const nlohmann::jso
   LeaderState* l = get(id);
   if (l == nullptr)
     return "'" + id + "' is not a leader of job " + std::to_string(meta_.id);
+  if (replaced(*l))
+    return "'" + id + "' was replaced by its segment's new leader: its delivery is not counted";
   if (l->state == "failed")
     l->failure = "failed, then recovered: " + l->failure;
-  if (l->state != "complete" && l->state != "delivered" && l->state != "failed")
-    return "'" + id + "' delivered a copy it never reported complete";
+  // Its "complete" may have been lost (the manager unreachable for the
+  // agent's two minutes): a delivery says the copy was verified whole.
+  // Only a leader never told of the job cannot have delivered it.
+  if (l->state == "pending")
+    return "'" + id + "' delivered a copy of a job it was never told of";
+  if (active(*l))
+    release_source(*l);
+  if (l->completed_ms == 0)
+    l->completed_ms = wall;
   l->state = "delivered";
   l->bytes = meta_.size;
   l->deliver_exit = exit;
@@ -315,6 +326,15 @@ std::vector<Notice> Plan::resume(int64_t now) {
   return out;
 }
 
+bool Plan::replaced(const LeaderState& l) const {
+  if (l.state != "failed" || l.who.segment.empty())
+    return false;
+  for (const LeaderState& o : leaders_)
+    if (&o != &l && o.who.segment == l.who.segment && o.state != "failed")
+      return true;
+  return false;
+}
+
 bool Plan::rejoin(const std::string& id, int64_t now, int64_t wall, std::vector<Notice>& out) {
   LeaderState* l = get(id);
   if (done_ || l == nullptr || l->state == "pending" || l->state == "delivered")
@@ -327,9 +347,8 @@ bool Plan::rejoin(const std::string& id, int64_t now, int64_t wall, std::vector<
     return true;
   }
   if (l->state == "failed") {
-    for (const LeaderState& o : leaders_)
-      if (&o != l && !l->who.segment.empty() && o.who.segment == l->who.segment && o.state != "failed")
-        return false;  // replaced
+    if (replaced(*l))
+      return false;
     l->failure = "restarted after: " + l->failure;
   } else {
     // Complete: its copy may have gone with the restart (a tmpfs), and the

@@ -131,6 +131,9 @@ class Plan {
  private:
   LeaderState* get(const std::string& id);
   bool holder(const LeaderState& l) const;
+  // Failed, and its segment has a leader in the job that has not: what it
+  // says later (complete, delivered) is not counted, its segment's is.
+  bool replaced(const LeaderState& l) const;
   void fail(LeaderState& l, const std::string& why, int64_t now, int64_t wall, std::vector<Notice>& out);
   // A new source for l; `lost`: the source l just reported lost, not yet
   // given up on.

@@ -608,6 +608,50 @@ TEST(PushPlan, AFailedLeadersSuccessorJoinsTheJob) {
   EXPECT_TRUE(s.plan.succeeded());  // 4 of 5 leaders, quorum 4
 }
 
+// The replaced leader comes back (a paused VM) and says it is complete,
+// then that it delivered: neither counts, or its segment would count
+// twice toward the quorum.
+TEST(PushPlan, AReplacedLeaderThatRecoversIsNotCountedAgain) {
+  PlanOptions o;
+  o.stall_ms = 2000;
+  Sim s(Plan(meta_of(100000), segmented_leaders(4), 4, true, o));
+  elect_l9_in(s.plan, "seg3");
+  s.apply(s.plan.start(0, 0));
+  for (int i = 0; i < 6; i++)
+    s.step(50, true);
+  s.dead.insert("l3");
+  ASSERT_TRUE(s.run(true));
+  ASSERT_EQ(s.plan.find("l9")->state, "delivered");
+  size_t ok = s.plan.leaders_ok();
+  std::vector<Notice> out;
+  EXPECT_EQ(s.plan.status("l3", "complete", 100000, "", "", s.now, s.now, out), "");
+  EXPECT_EQ(s.plan.find("l3")->state, "failed");
+  EXPECT_NE(s.plan.delivered("l3", 0, nlohmann::json::object(), s.now, s.now), "");
+  EXPECT_EQ(s.plan.find("l3")->state, "failed");
+  EXPECT_EQ(s.plan.leaders_ok(), ok);
+}
+
+// Its "complete" lost (the manager unreachable longer than the agent
+// retries), a leader delivers all the same: that counts, and the source's
+// slot is given back. A leader never told of the job cannot deliver.
+TEST(PushPlan, ADeliveryWhoseCompleteWasLostCounts) {
+  Sim s(Plan(meta_of(100000), leaders(4), 4, true, PlanOptions{}));
+  s.copy_ms = 3000;
+  s.apply(s.plan.start(0, 0));
+  for (int i = 0; i < 6; i++)
+    s.step(50, true);
+  ASSERT_EQ(s.plan.find("l2")->state, "receiving");
+  std::string src = s.plan.find("l2")->source;
+  unsigned slots = src == kManager ? 0 : s.plan.find(src)->serving;
+  EXPECT_EQ(s.plan.delivered("l2", 0, nlohmann::json::object(), s.now, s.now), "");
+  EXPECT_EQ(s.plan.find("l2")->state, "delivered");
+  if (src != kManager) {
+    EXPECT_EQ(s.plan.find(src)->serving, slots - 1);
+  }
+  Sim fresh(Plan(meta_of(100000), leaders(2), 2, true, PlanOptions{}));
+  EXPECT_NE(fresh.plan.delivered("l1", 0, nlohmann::json::object(), 0, 0), "");
+}
+
 TEST(PushPlan, ARestartedLeaderIsNotifiedAgainFromTheSameSource) {
   Sim s(Plan(meta_of(100000), leaders(4), 4, true, PlanOptions{}));
   s.copy_ms = 3000;
