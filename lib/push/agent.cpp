@@ -49,7 +49,8 @@ struct Copy {
   std::string local_error;  // why this leader gave up on its own (its disk), for the manager
   std::string source;
   net::Endpoint source_addr;
-  uint64_t generation = 0;  // bumped by every NOTIFY: a new source
+  uint64_t generation = 0;                   // bumped by every NOTIFY: a new source
+  uint64_t notice_boot = 0, notice_seq = 0;  // of the newest NOTIFY taken
   net::TlsStream* stream = nullptr;
   unsigned serving = 0;
   int deliver_exit = -1;
@@ -189,12 +190,20 @@ Message Agent::on_notify(const Message& m, const std::string& peer) {
   std::string leader = m.body.value("leader", std::string());
   if (leader != opt_.tls->name())
     return error_msg("this is '" + opt_.tls->name() + "', not '" + leader + "'");
+  const uint64_t boot = m.body.value("boot", uint64_t{0}), seq = m.body.value("seq", uint64_t{0});
   std::lock_guard<std::mutex> g(mu_);
   auto it = copies_.find(meta->id);
   if (it != copies_.end()) {
     Copy& c = *it->second;
     if (c.meta.sha256 != meta->sha256 || c.meta.size != meta->size)
       return error_msg("job " + std::to_string(meta->id) + " here is another file");
+    if (notice_is_stale(c.notice_boot, c.notice_seq, boot, seq)) {
+      log("job " + std::to_string(c.meta.id) + ": an older NOTIFY (from " + *source +
+          ") came late; still from " + c.source);
+      return Message{Msg::Ok, {{"note", "older than the one taken"}}, ""};
+    }
+    c.notice_boot = boot;
+    c.notice_seq = seq;
     c.source = *source;
     c.source_addr = *ep;
     c.generation++;
@@ -236,6 +245,8 @@ Message Agent::on_notify(const Message& m, const std::string& peer) {
   c->meta = std::move(*meta);
   c->source = *source;
   c->source_addr = *ep;
+  c->notice_boot = boot;
+  c->notice_seq = seq;
   c->cut_through = m.body.value("cut_through", true);
   c->working = true;
   copies_[c->meta.id] = c;

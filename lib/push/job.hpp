@@ -12,6 +12,15 @@
 
 namespace cm::push {
 
+// NOTIFYs go out each on a thread of its own, so two to one leader (its
+// source failed, then the new source too) may arrive in either order.
+// Each carries serve's boot (its start time) and an increasing number:
+// a leader keeps the newest and drops one older than what it has. One of
+// another boot (serve restarted) or without them (an older serve) counts.
+inline bool notice_is_stale(uint64_t have_boot, uint64_t have_seq, uint64_t boot, uint64_t seq) {
+  return boot != 0 && boot == have_boot && seq <= have_seq;
+}
+
 inline constexpr uint32_t kDefaultChunk = 256u << 10;
 // A chunk travels in one CHUNK message, and the chunk table (32 bytes a
 // chunk) in one NOTIFY: both within a message's kMaxMessage bytes.

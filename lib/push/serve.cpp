@@ -105,6 +105,9 @@ class Server {
   std::map<std::string, Leader> registry_;
   std::map<std::string, nlohmann::json> clusters_;  // the last leader's report of each segment
   uint64_t next_id_ = 1;
+  // The order of NOTIFYs (notice_is_stale()): under mu_.
+  const uint64_t boot_ = static_cast<uint64_t>(wall_ns());
+  uint64_t notice_seq_ = 0;
   std::atomic<bool> stop_{false};
 };
 
@@ -125,6 +128,8 @@ void Server::carry_out(uint64_t id, Entry& e, const std::vector<Notice>& notices
     m.body["source"] = n.source;
     m.body["source_address"] = src != nullptr ? src->who.agent.str() : opt_.advertise.str();
     m.body["cut_through"] = e.plan.cut_through();
+    m.body["boot"] = boot_;
+    m.body["seq"] = ++notice_seq_;
     if (n.source == kManager && e.plan.meta().size <= kInlineBytes) {
       // Small: the file itself comes along (read once for all the notices
       // here; if that fails, the leader fetches it as usual).

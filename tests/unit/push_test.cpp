@@ -754,3 +754,15 @@ TEST(PushPlan, ACompleteLeaderThatRestartsIsServedAgainByALiveHolder) {
   EXPECT_EQ(p.find("l1")->state, "complete");
   EXPECT_FALSE(p.done());
 }
+
+// Two NOTIFYs to one leader can cross (each goes on its own thread): the
+// newer of one serve process wins; another process's, or an older serve's
+// without an order, always counts.
+TEST(PushNotice, AnOlderNoticeOfTheSameServeIsStale) {
+  EXPECT_FALSE(notice_is_stale(0, 0, 100, 1));    // the first one
+  EXPECT_FALSE(notice_is_stale(100, 1, 100, 2));  // newer
+  EXPECT_TRUE(notice_is_stale(100, 2, 100, 1));   // crossed: older
+  EXPECT_TRUE(notice_is_stale(100, 2, 100, 2));   // the same again
+  EXPECT_FALSE(notice_is_stale(100, 9, 200, 1));  // serve restarted
+  EXPECT_FALSE(notice_is_stale(100, 9, 0, 0));    // a serve without order
+}
