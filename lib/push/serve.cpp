@@ -42,6 +42,9 @@ struct Entry {
   std::string data;        // the manager's copy, in the state directory
   bool group_job = false;  // leaders from the registry (not a static list)
   int waiters = 0;         // `cm-push send` clients waiting for its result
+  // What was last written to disk (save()): the leaders' states, and when.
+  std::string saved_states{};
+  int64_t saved_ms = 0;
 };
 
 class Server {
@@ -83,7 +86,7 @@ class Server {
   }
   // With mu_ held: sends the notices (each from its own thread) and saves.
   void carry_out(uint64_t id, Entry& e, const std::vector<Notice>& notices);
-  void save(const Entry& e);
+  void save(Entry& e, bool force = false);
   void save_registry();
   Status load();
   void tick();
@@ -571,7 +574,19 @@ void Server::handle(Fd fd) {
   (*s)->shutdown();
 }
 
-void Server::save(const Entry& e) {
+void Server::save(Entry& e, bool force) {
+  // Every heartbeat passes here: the report is rewritten (and fsynced,
+  // under the lock) when a leader's state changed, and otherwise at most
+  // once a second: bytes received are all a heartbeat adds, and a restart
+  // learns them again from the leaders.
+  std::string states = e.plan.done() ? "done;" : "";
+  for (const LeaderState& l : e.plan.leaders())
+    states += l.who.id + "=" + l.state + ";";
+  int64_t now = steady_ms();
+  if (!force && states == e.saved_states && now - e.saved_ms < 1000)
+    return;
+  e.saved_states = std::move(states);
+  e.saved_ms = now;
   nlohmann::json j = e.plan.json();
   j["data"] = e.data;
   j["group_job"] = e.group_job;
@@ -779,7 +794,7 @@ Status Server::run() {
   ticker.join();
   std::lock_guard<std::mutex> g(mu_);
   for (auto& [id, e] : jobs_)
-    save(e);
+    save(e, true);
   log("stopped");
   return {};
 }
