@@ -877,6 +877,9 @@ Status run_recv(const RecvOptions& opt) {
   };
 
   Nanos last_gc = steady_ns();
+  // Sessions heard of without their announce, and when we last asked for
+  // it (forgotten after a minute: each unknown session id adds one).
+  std::map<uint64_t, Nanos> asked;
   while (!stop) {
     Nanos now = steady_ns();
     Nanos wake = now + 200 * kMs;
@@ -929,7 +932,6 @@ Status run_recv(const RecvOptions& opt) {
         // A session whose announce we missed: ask for it (now and then).
         if ((p.type == Type::Data || p.type == Type::Repair || p.type == Type::PassEnd) &&
             !finished.count(p.session)) {
-          static std::map<uint64_t, Nanos> asked;
           if (now - asked[p.session] > 50 * kMs) {
             asked[p.session] = now;
             Packet j;
@@ -1020,6 +1022,7 @@ Status run_recv(const RecvOptions& opt) {
       for (uint64_t id : old)
         drop(id);
       std::erase_if(finished, [&](const auto& kv) { return now - kv.second > 600000 * kMs; });
+      std::erase_if(asked, [&](const auto& kv) { return now - kv.second > 60000 * kMs; });
     }
     if (opt.once && done_once && !running && to_run.empty()) {
       // Let the last report go out, then stop.
