@@ -161,10 +161,12 @@ Status run_apply(cli::Context& ctx) {
   cli::Progress progress(ctx.progress);
   if (ctx.progress)
     so.progress = [&](const apply::ApplyProgress& p) {
-      progress.update([&] {
-        return ctx.diag.program() + ": " + p.phase + ", " + with_commas(p.commands) + "/" +
-               with_commas(p.total) + " commands, " + human_bytes(p.bytes) + " written";
-      });
+      progress.update(
+          [&] {
+            return ctx.diag.program() + ": " + p.phase + ", " + with_commas(p.commands) + "/" +
+                   with_commas(p.total) + " commands, " + human_bytes(p.bytes) + " written";
+          },
+          std::string_view(p.phase) == "syncing");
     };
 
   auto opened_site = apply::Site::open(root, so);

@@ -203,13 +203,15 @@ Status run_build(cli::Context& ctx) {
   builder.warning = warn;
   if (ctx.progress)
     builder.progress = [&](const assign::BuildProgress& p) {
-      progress.update([&] {
-        std::string s = ctx.diag.program() + ": " + with_commas(p.entries) + " entries, " +
-                        human_bytes(p.bytes) + " of data";
-        if (p.writing_part != 0)
-          s += "; writing part " + std::to_string(p.writing_part);
-        return s;
-      });
+      progress.update(
+          [&] {
+            std::string s = ctx.diag.program() + ": " + with_commas(p.entries) + " entries, " +
+                            human_bytes(p.bytes) + " of data";
+            if (p.writing_part != 0)
+              s += "; writing part " + std::to_string(p.writing_part);
+            return s;
+          },
+          p.writing_part != 0);
     };
 
   if (has_table) {

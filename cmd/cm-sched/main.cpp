@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.hpp"
+#include "push/proto.hpp"
 #include "sched/admin.hpp"
 #include "sched/cron.hpp"
 #include "sched/scheduler.hpp"
@@ -539,7 +540,7 @@ Status run_quorum(cli::Context& ctx) {
   for (const auto& l : r["leaders"])
     if (l.is_object() && l.contains("group") && l["group"].is_object())
       for (const auto& m : l["group"].value("members", nlohmann::json::array()))
-        ok += m.is_object() && m.value("succeeded", false);
+        ok += push::counted_member(m) && m.value("succeeded", false);
   size_t need = quorum.of(expect);
   std::string line = std::to_string(ok) + " of " + std::to_string(expect) + " servers succeeded (quorum " +
                      std::to_string(need) + ")";

@@ -68,7 +68,10 @@ Status feed_archive(const std::string& path, Builder& out,
   // A file that cannot be opened is a file error (exit 1); one that opens
   // but is no archive of these formats, or whose compression is damaged,
   // is bad input (exit 3).
-  if (Fd probe(::open(path.c_str(), O_RDONLY | O_CLOEXEC)); !probe.valid())
+  // Opened once, here, and read from that descriptor (a named pipe
+  // cannot be opened twice).
+  Fd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!file.valid())
     return sys_error("cannot open archive", path, errno);
   std::unique_ptr<struct archive, ArchiveFree> a(archive_read_new());
   archive_read_support_filter_all(a.get());
@@ -77,7 +80,7 @@ Status feed_archive(const std::string& path, Builder& out,
   archive_read_support_format_tar(a.get());
   archive_read_support_format_cpio(a.get());
   archive_read_support_format_zip(a.get());
-  if (archive_read_open_filename(a.get(), path.c_str(), 256 * 1024) != ARCHIVE_OK) {
+  if (archive_read_open_fd(a.get(), file.get(), 256 * 1024) != ARCHIVE_OK) {
     int err = archive_errno(a.get());
     const char* e = archive_error_string(a.get());
     // libarchive's own codes for "not this format" (EILSEQ on Linux) and

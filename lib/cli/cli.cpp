@@ -258,11 +258,11 @@ int run(const Program& p, int argc, char** argv) {
   return check_stdout(diag, run_program(p, diag, argc, argv));
 }
 
-void Progress::update(const std::function<std::string()>& make) {
+void Progress::update(const std::function<std::string()>& make, bool at_once) {
   if (!enabled_)
     return;
   auto now = std::chrono::steady_clock::now();
-  if (drawn_ && now - last_ < std::chrono::milliseconds(100))
+  if (!at_once && drawn_ && now - last_ < std::chrono::milliseconds(100))
     return;
   last_ = now;
   std::string s = "\r\033[K" + make();

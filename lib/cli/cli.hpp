@@ -82,8 +82,9 @@ class Progress {
  public:
   explicit Progress(bool enabled) : enabled_(enabled) {}
   ~Progress() { done(); }
-  // Calls make() only when it is time to redraw.
-  void update(const std::function<std::string()>& make);
+  // Calls make() only when it is time to redraw, or at once with `now`
+  // (a new phase, such as a part's compression, that may last).
+  void update(const std::function<std::string()>& make, bool now = false);
   void done();
 
  private:

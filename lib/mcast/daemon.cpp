@@ -217,6 +217,14 @@ Result<Source> open_source(const SendOptions& opt, uint32_t mtu) {
       return sys_error("cannot open", src.name, errno);
     src.size = opt.follow_size;
     src.sha256 = opt.follow_sha256;
+    if (!src.growing) {
+      // Renamed already: whole, and watched for changes like any file.
+      struct stat st;
+      if (::fstat(src.file.get(), &st) != 0)
+        return sys_error("cannot read", src.name, errno);
+      src.mtime = st.st_mtim;
+      src.ctime = st.st_ctim;
+    }
     CM_ASSIGN(src.frame, frame_for(opt, src.size, mtu));
     return src;
   }

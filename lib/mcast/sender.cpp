@@ -212,7 +212,7 @@ void Sender::start(Nanos now) {
 
 bool Sender::all_reported() const {
   for (const auto& [id, m] : members_)
-    if (m.out.received && !m.out.reported && !m.out.had_it)
+    if (m.out.expected && m.out.received && !m.out.reported && !m.out.had_it)
       return false;
   return true;
 }
@@ -517,6 +517,8 @@ Status Sender::tick(Nanos now) {
       bool all = true;
       size_t joined = 0;
       for (const auto& [id, m] : members_) {
+        if (!m.out.expected)
+          continue;  // not listed: its NACKs are served, its silence not waited for
         joined += m.out.joined;
         if (needed(m) && m.out.joined && !m.replied)
           all = false;

@@ -219,6 +219,8 @@ std::string report_text(const nlohmann::json& job) {
     if (l.contains("group") && l["group"].is_object() && l["group"].contains("members")) {
       size_t ok = 0, all = 0;
       for (const auto& m : l["group"]["members"]) {
+        if (!counted_member(m))
+          continue;
         all++;
         ok += m.is_object() && m.value("succeeded", false);
       }

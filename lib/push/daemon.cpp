@@ -1,9 +1,14 @@
 #include "push/daemon.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <system_error>
 #include <thread>
 
@@ -24,6 +29,13 @@ void accept_until_stopped(net::Listener& l, std::atomic<bool>& stop, const std::
   // at once (a flood of connects, each holding a thread in its TLS
   // handshake, must not exhaust the process's threads or descriptors).
   auto active = std::make_shared<std::atomic<size_t>>(0);
+  // And per peer address: one host (no certificate needed to connect)
+  // cannot take all of them.
+  struct PerPeer {
+    std::mutex mu;
+    std::map<std::string, size_t> n;
+  };
+  auto per_peer = std::make_shared<PerPeer>();
   auto last_said = std::chrono::steady_clock::time_point{};
   auto say_once_a_second = [&](const std::string& m) {
     auto now = std::chrono::steady_clock::now();
@@ -54,18 +66,42 @@ void accept_until_stopped(net::Listener& l, std::atomic<bool>& stop, const std::
                         " connections at once: new ones are closed until some end");
       continue;  // the Fd closes here
     }
+    std::string peer;
+    sockaddr_storage sa{};
+    socklen_t sl = sizeof sa;
+    if (::getpeername((*fd)->get(), reinterpret_cast<sockaddr*>(&sa), &sl) == 0 && sa.ss_family == AF_INET) {
+      char buf[INET_ADDRSTRLEN];
+      if (::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&sa)->sin_addr, buf, sizeof buf) != nullptr)
+        peer = buf;
+    }
+    {
+      std::lock_guard<std::mutex> g(per_peer->mu);
+      if (per_peer->n[peer] >= kMaxConnectionsPerPeer) {
+        say_once_a_second("more than " + std::to_string(kMaxConnectionsPerPeer) +
+                          " connections at once from " + (peer.empty() ? std::string("one peer") : peer) +
+                          ": its new ones are closed");
+        continue;  // the Fd closes here
+      }
+      per_peer->n[peer]++;
+    }
+    auto release = [active, per_peer, peer] {
+      --*active;
+      std::lock_guard<std::mutex> g(per_peer->mu);
+      if (--per_peer->n[peer] == 0)
+        per_peer->n.erase(peer);
+    };
     auto f = std::make_shared<Fd>(std::move(**fd));
     ++*active;
     detached(
-        [handle, f, active] {
+        [handle, f, release] {
           // Counted down however the handler ends (detached() catches).
           struct Done {
-            std::atomic<size_t>& n;
-            ~Done() { --n; }
-          } done{*active};
+            const decltype(release)& r;
+            ~Done() { r(); }
+          } done{release};
           handle(std::move(*f));
         },
-        log, [active] { --*active; });
+        log, release);
   }
 }
 

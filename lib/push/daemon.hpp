@@ -17,11 +17,13 @@ namespace cm::push {
 void block_stop_signals();
 
 inline constexpr size_t kMaxConnections = 1000;
+inline constexpr size_t kMaxConnectionsPerPeer = 200;
 
 // Accepts connections on `l` until `stop` is set or SIGTERM or SIGINT is
 // pending (then sets `stop`), looking every 200 ms. Each connection goes to
-// `handle` on a detached thread, at most kMaxConnections at once (more are
-// closed at once); an accept error goes to `log`, at most once a second.
+// `handle` on a detached thread, at most kMaxConnections at once and
+// kMaxConnectionsPerPeer from one address (more are closed at once); an
+// accept error goes to `log`, at most once a second.
 void accept_until_stopped(net::Listener& l, std::atomic<bool>& stop, const std::function<void(Fd)>& handle,
                           const std::function<void(const std::string&)>& log);
 

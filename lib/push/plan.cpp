@@ -416,6 +416,8 @@ nlohmann::json Plan::json() const {
       j["failure"] = l.failure;
     if (l.group.is_object() && l.group.contains("members") && l.group["members"].is_array())
       for (const auto& m : l.group["members"]) {
+        if (!counted_member(m))
+          continue;
         servers++;
         servers_ok += m.is_object() && m.contains("succeeded") && m["succeeded"].is_boolean() &&
                       m["succeeded"].get<bool>();

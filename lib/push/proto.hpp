@@ -49,6 +49,16 @@ const char* msg_name(Msg m);
 inline constexpr size_t kMaxJson = 64u << 20;
 inline constexpr size_t kMaxMessage = kMaxJson + (8u << 20);
 
+// A member of a group report (cm-mcast send --json) that counts: one the
+// sender expected. One it did not (not in --members) got the file but
+// counts toward no quorum, here as in cm-mcast.
+inline bool counted_member(const nlohmann::json& m) {
+  if (!m.is_object())
+    return false;
+  auto e = m.find("expected");
+  return e == m.end() || !e->is_boolean() || e->get<bool>();
+}
+
 struct Message {
   Msg type = Msg::Ok;
   nlohmann::json body = nlohmann::json::object();

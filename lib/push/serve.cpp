@@ -205,7 +205,11 @@ Message Server::on_status(const Message& m, const std::string& peer) {
                     m.body.value("error", std::string()), steady_ms(), wall_ms(), out);
   if (!err.empty())
     return error_msg(err);
-  if (*state == "complete")
+  const LeaderState* now_l = e.plan.find(peer);
+  if (*state == "complete" && now_l != nullptr && now_l->state == "failed")
+    log("job " + std::to_string(*id) + ": " + peer + " has a verified copy, not counted (" + now_l->failure +
+        ")");
+  else if (*state == "complete")
     log("job " + std::to_string(*id) + ": " + peer + " has a verified copy");
   else if (*state == "failed")
     log("job " + std::to_string(*id) + ": " + peer +

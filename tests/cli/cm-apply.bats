@@ -410,6 +410,8 @@ teardown() {
 	run script -qec "cm-apply --root S r1" /dev/null
 	assert_success
 	assert_output --regexp 'cm-apply: applying, [0-9,]+/[0-9,]+ commands, [0-9.]+ [KMG]?i?B written'
+	# A new phase is drawn at once, whatever the rate limit.
+	assert_output --partial "cm-apply: syncing, 22/22 commands"
 	# The report comes after the line is erased, on a line of its own.
 	assert_output --regexp $'\r\e\\[Kassignment 1 \\(replicate\\): staged'
 	run cm-apply --root T2 r1

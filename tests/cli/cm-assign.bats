@@ -450,6 +450,7 @@ mkupdate() {
 	run script -qec "cm-assign build --type replicate --id 1 --site www --from site -o R" /dev/null
 	assert_success
 	assert_output --regexp 'cm-assign: [0-9]+ entries, [0-9.]+ [KMG]?i?B of data'
+	assert_output --regexp 'entries, [0-9.]+ [KMG]?i?B of data; writing part 1'
 	# The line is erased at the end: nothing follows the last erase.
 	[[ "$output" == *$'\r\e[K' ]]
 	cm-assign verify R
@@ -657,6 +658,13 @@ EOF
 	run pack --type restore --id 6 --archive site -o R
 	assert_failure 1
 	no_output_left R
+	# From a named pipe (a stream, opened once).
+	mkfifo ck.fifo
+	tar -cf ck.fifo -C site . &
+	run pack --type restore --id 6 --archive ck.fifo -o R.fifo
+	wait
+	assert_success
+	cm-assign verify R.fifo
 	# cpio and zip are read too.
 	for f in cpio zip; do
 		bsdtar --format "$f" -cf "ck.$f" -C site .

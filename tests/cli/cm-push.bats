@@ -341,6 +341,29 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	assert_success
 }
 
+@test "one address cannot hold more than its share of the manager's connections" {
+	keys
+	serve
+	local fds=() i fd
+	for i in $(seq 1 230); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+		fds+=("$fd")
+	done
+	for i in $(seq 1 50); do
+		grep -q "more than 200 connections at once from 127.0.0.1" "$T/serve.log" && break
+		sleep 0.1
+	done
+	grep -q "more than 200 connections at once from 127.0.0.1: its new ones are closed" "$T/serve.log"
+	kill -0 "$SERVE_PID"
+	for fd in "${fds[@]}"; do exec {fd}>&-; done
+	for i in $(seq 1 60); do
+		cm-push status --tls "$T/tls" --manager "$M" >/dev/null 2>&1 && break
+		sleep 0.5
+	done
+	run cm-push status --tls "$T/tls" --manager "$M"
+	assert_success
+}
+
 @test "a field of the wrong type is refused with a clear error; the manager lives" {
 	keys
 	serve

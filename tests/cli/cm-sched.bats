@@ -460,3 +460,22 @@ assert s["s2"]["stale"] == ["www"] and s["s2"]["status"] == "failed", s["s2"]'
 	run ls "$T/runs"
 	assert_output "$(printf '1\n5\n6\n7\n77\n8')"
 }
+
+@test "quorum counts the servers that succeeded, not members cm-mcast did not expect" {
+	# Two expected servers, one failed; a host not in --members got it.
+	cat >"$T/report.json" <<'JSON'
+{"leaders":[{"id":"l1","group":{"members":[
+ {"id":"a","succeeded":false,"expected":true},
+ {"id":"b","succeeded":true,"expected":true},
+ {"id":"x","succeeded":true,"expected":false}]}}]}
+JSON
+	run -6 cm-sched quorum --expect 2 "$T/report.json"
+	assert_output --partial "1 of 2 servers succeeded (quorum 2): not met"
+	run cm-sched quorum --expect 2 --quorum 1 "$T/report.json"
+	assert_success
+	assert_output "1 of 2 servers succeeded (quorum 1): met"
+	# A report of an older cm-mcast (no "expected"): every member counts.
+	sed 's/,"expected":[a-z]*//' "$T/report.json" >"$T/old.json"
+	run cm-sched quorum --expect 2 "$T/old.json"
+	assert_success
+}

@@ -33,7 +33,8 @@ commands() {
 				# Pages name it by its short form.
 				--output) grep -q 'Fl o\b' "$page" && continue ;;
 				esac
-				grep -q -- "Fl ${o#-}\b" "$page" || missing="$missing $p${c:+ $c}:$o"
+				# The whole option: --keep is not documented by --keep-runs.
+				grep -Eq -- "Fl ${o#-}( |,|\$)" "$page" || missing="$missing $p${c:+ $c}:$o"
 			done
 		done < <(commands "$p")
 	done

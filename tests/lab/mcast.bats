@@ -208,6 +208,12 @@ import json, sys
 j = json.load(sys.stdin)
 ms = j["members"]
 assert j["succeeded"] and ms[0]["id"] == "leader" and ms[0]["output"] == sys.argv[1], ms[0]' "$sum"
+	# Renamed before the sender opens it (a fast fetch): sent whole, as a
+	# file that does not change (exit 0, not 5).
+	rm -f "$T"/r*/f.bin
+	run send out/f.bin --expect 3 --follow out/f.bin.part --size "$size" --sha256 "$sum"
+	assert_success
+	same f.bin 3
 	# A writer that stops: the sender gives up after --follow-idle.
 	head -c 1000000 f.bin >out/g.part
 	run send out/g --expect 3 --follow out/g.part --size "$size" --sha256 "$sum" --follow-idle 1
