@@ -6,8 +6,11 @@
 // END on the data channel; receivers answer it by unicast with JOIN, NACK, DONE
 // and REPORT. With a key every packet carries HMAC-SHA256 (first 16 bytes)
 // over all that precedes it; receivers and sender drop and count packets
-// that fail it, and replays (the session id is random, DATA is idempotent,
-// and the control packets carry sequence numbers checked per peer).
+// that fail it. Replays are not refused: the session id is random (a
+// packet of another session is ignored) and a packet taken twice within
+// its session changes no outcome (DATA, a JOIN or a REPORT again is the
+// same; a NACK again costs frames sent again at most); the sequence
+// numbers control packets carry are not checked.
 #pragma once
 
 #include <array>
