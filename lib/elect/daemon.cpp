@@ -227,15 +227,17 @@ Status run_daemon(DaemonOptions opt) {
   // The manager's copy of the report: failures are heard at normal
   // verbosity (the manager would silently never get reports), once each.
   ReportTrouble to_trouble("--report-to " + opt.report_to), cmd_trouble("--report-cmd");
-  auto outcome = [&](ReportTrouble& t, const std::string& failure) {
-    std::string line = failure.empty() ? t.succeeded() : t.failed(failure);
-    if (line.empty())
-      return;
-    const auto& say = failure.empty() ? opt.info : opt.warn;
-    if (say)
-      say(line);
+  // What the administrator must hear (or, with no such sink, the log).
+  auto say = [&](const std::function<void(const std::string&)>& to, const std::string& line) {
+    if (to)
+      to(line);
     else
       log(line);
+  };
+  auto outcome = [&](ReportTrouble& t, const std::string& failure) {
+    std::string line = failure.empty() ? t.succeeded() : t.failed(failure);
+    if (!line.empty())
+      say(failure.empty() ? opt.info : opt.warn, line);
   };
   size_t report_cmds_queued = 0;
   // Signals arrive through a descriptor, in the poll loop.
@@ -307,13 +309,10 @@ Status run_daemon(DaemonOptions opt) {
   auto send_one = [&](const net::Endpoint& to, const std::string& wire) {
     Status s = sock.send_to(to, wire);
     bool& failing = send_failing[to.str()];
-    std::string line = !s.ok() && !failing ? s.error().message + "; counted as lost, sending on"
-                       : s.ok() && failing ? "sending to '" + to.str() + "' works again"
-                                           : std::string();
-    if (!line.empty() && opt.warn)
-      opt.warn(line);
-    else if (!line.empty())
-      log(line);
+    if (!s.ok() && !failing)
+      say(opt.warn, s.error().message + "; counted as lost, sending on");
+    else if (s.ok() && failing)
+      say(opt.warn, "sending to '" + to.str() + "' works again");
     failing = !s.ok();
   };
   auto flush = [&](Nanos now) -> Status {
@@ -327,12 +326,8 @@ Status run_daemon(DaemonOptions opt) {
       }
       sent++;
     }
-    for (const std::string& w : e.take_warnings()) {
-      if (opt.warn)
-        opt.warn(w);
-      else
-        log(w);
-    }
+    for (const std::string& w : e.take_warnings())
+      say(opt.warn, w);
     bool changed = false;
     for (const Event& ev : e.take_events()) {
       changed = true;

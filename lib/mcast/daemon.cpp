@@ -742,6 +742,15 @@ Status run_recv(const RecvOptions& opt) {
     }
     return hash_cache[path].first == a.sha256;
   };
+  // This member's JOIN: 0 joining, 1 "I have it", 2 "announce it again".
+  auto join = [&](uint64_t session, uint8_t status) {
+    Packet j;
+    j.type = Type::Join;
+    j.session = session;
+    j.member = opt.id;
+    j.status = status;
+    return j;
+  };
   auto on_announce = [&](const Packet& a, const net::Endpoint& from, Nanos now) {
     net::Endpoint sender{from.addr, static_cast<uint16_t>(a.reply_port)};
     auto it = sessions.find(a.session);
@@ -751,14 +760,8 @@ Status run_recv(const RecvOptions& opt) {
       // reach the sender: said again at each announce, so that a lost
       // JOIN does not leave the member "missing" (the sender takes it as
       // often as it comes).
-      if (it->second.had_it) {
-        Packet j;
-        j.type = Type::Join;
-        j.session = a.session;
-        j.member = opt.id;
-        j.status = 1;
-        send_to(it->second.sender, j);
-      }
+      if (it->second.had_it)
+        send_to(it->second.sender, join(a.session, 1));
       return;
     }
     if (finished.count(a.session))
@@ -767,10 +770,7 @@ Status run_recv(const RecvOptions& opt) {
     s.sender = sender;
     s.last_heard = s.started = now;
     s.final_path = opt.dir + "/" + a.name;
-    Packet j;
-    j.type = Type::Join;
-    j.session = a.session;
-    j.member = opt.id;
+    Packet j = join(a.session, 0);
     if (have_it(a, s.final_path)) {
       s.had_it = true;
       j.status = 1;
@@ -942,13 +942,8 @@ Status run_recv(const RecvOptions& opt) {
             !finished.count(p.session)) {
           if (now - asked[p.session] > 50 * kMs) {
             asked[p.session] = now;
-            Packet j;
-            j.type = Type::Join;
-            j.session = p.session;
-            j.member = opt.id;
-            j.status = 2;
             // The sender's port is in its announce; its data comes from it.
-            send_to(d->from, j);
+            send_to(d->from, join(p.session, 2));
           }
         }
         continue;

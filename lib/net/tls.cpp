@@ -217,10 +217,7 @@ Result<std::unique_ptr<TlsStream>> TlsStream::accept(const std::shared_ptr<TlsCo
                                                      int timeout_ms) {
   std::unique_ptr<TlsStream> s(new TlsStream());
   s->ctx_ = ctx;
-  sockaddr_in sa{};
-  socklen_t len = sizeof sa;
-  ::getpeername(fd.get(), reinterpret_cast<sockaddr*>(&sa), &len);
-  s->where_ = Endpoint{sa.sin_addr, ntohs(sa.sin_port)}.str();
+  s->where_ = peer_of(fd.get()).str();
   s->fd_ = std::move(fd);
   tune_stream(s->fd_.get());
   CM_TRY(s->handshake(true, timeout_ms));

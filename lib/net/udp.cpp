@@ -14,10 +14,22 @@
 
 namespace cm::net {
 
-std::string Endpoint::str() const {
+std::string Endpoint::host() const {
   char buf[INET_ADDRSTRLEN];
   ::inet_ntop(AF_INET, &addr, buf, sizeof buf);
-  return std::string(buf) + ":" + std::to_string(port);
+  return buf;
+}
+
+std::string Endpoint::str() const {
+  return host() + ":" + std::to_string(port);
+}
+
+Endpoint peer_of(int fd) {
+  sockaddr_in sa{};
+  socklen_t len = sizeof sa;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0 || sa.sin_family != AF_INET)
+    return Endpoint{};
+  return Endpoint{sa.sin_addr, ntohs(sa.sin_port)};
 }
 
 Result<in_addr> parse_address(const std::string& s) {

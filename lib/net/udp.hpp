@@ -22,13 +22,16 @@ namespace cm::net {
 struct Endpoint {
   in_addr addr{};
   uint16_t port = 0;
-  std::string str() const;
+  std::string str() const;   // "10.0.0.1:7800"
+  std::string host() const;  // "10.0.0.1"
   bool operator==(const Endpoint& o) const { return addr.s_addr == o.addr.s_addr && port == o.port; }
 };
 
 // "239.1.2.3:7000" (or a host address for peers).
 Result<Endpoint> parse_endpoint(const std::string& s);
 Result<in_addr> parse_address(const std::string& s);
+// The peer of a connected IPv4 socket (0.0.0.0:0 when it has none).
+Endpoint peer_of(int fd);
 bool is_multicast(const in_addr& a);
 // The MTU of the interface holding address `a`; 1500 when none is found.
 uint32_t interface_mtu(const in_addr& a);

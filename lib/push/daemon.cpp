@@ -1,9 +1,6 @@
 #include "push/daemon.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 
 #include <chrono>
 #include <map>
@@ -25,17 +22,17 @@ void block_stop_signals() {
 
 void accept_until_stopped(net::Listener& l, std::atomic<bool>& stop, const std::function<void(Fd)>& handle,
                           const std::function<void(const std::string&)>& log) {
-  // Connections being handled: beyond kMaxConnections a new one is closed
-  // at once (a flood of connects, each holding a thread in its TLS
-  // handshake, must not exhaust the process's threads or descriptors).
-  auto active = std::make_shared<std::atomic<size_t>>(0);
-  // And per peer address: one host (no certificate needed to connect)
-  // cannot take all of them.
-  struct PerPeer {
+  // Connections being handled, in all and per peer address: beyond
+  // kMaxConnections, or kMaxConnectionsPerPeer from one host (no
+  // certificate is needed to connect), a new one is closed at once. A
+  // flood of connects, each holding a thread in its TLS handshake, must
+  // not exhaust the process's threads or descriptors.
+  struct Slots {
     std::mutex mu;
-    std::map<std::string, size_t> n;
+    size_t total = 0;
+    std::map<uint32_t, size_t> per_peer;  // by IPv4 address
   };
-  auto per_peer = std::make_shared<PerPeer>();
+  auto slots = std::make_shared<Slots>();
   auto last_said = std::chrono::steady_clock::time_point{};
   auto say_once_a_second = [&](const std::string& m) {
     auto now = std::chrono::steady_clock::now();
@@ -61,37 +58,30 @@ void accept_until_stopped(net::Listener& l, std::atomic<bool>& stop, const std::
     }
     if (!*fd)
       continue;
-    if (*active >= kMaxConnections) {
-      say_once_a_second("more than " + std::to_string(kMaxConnections) +
-                        " connections at once: new ones are closed until some end");
-      continue;  // the Fd closes here
-    }
-    std::string peer;
-    sockaddr_storage sa{};
-    socklen_t sl = sizeof sa;
-    if (::getpeername((*fd)->get(), reinterpret_cast<sockaddr*>(&sa), &sl) == 0 && sa.ss_family == AF_INET) {
-      char buf[INET_ADDRSTRLEN];
-      if (::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&sa)->sin_addr, buf, sizeof buf) != nullptr)
-        peer = buf;
-    }
+    net::Endpoint peer = net::peer_of((*fd)->get());
     {
-      std::lock_guard<std::mutex> g(per_peer->mu);
-      if (per_peer->n[peer] >= kMaxConnectionsPerPeer) {
-        say_once_a_second("more than " + std::to_string(kMaxConnectionsPerPeer) +
-                          " connections at once from " + (peer.empty() ? std::string("one peer") : peer) +
-                          ": its new ones are closed");
+      std::lock_guard<std::mutex> g(slots->mu);
+      size_t& mine = slots->per_peer[peer.addr.s_addr];
+      if (slots->total >= kMaxConnections || mine >= kMaxConnectionsPerPeer) {
+        say_once_a_second(slots->total >= kMaxConnections
+                              ? "more than " + std::to_string(kMaxConnections) +
+                                    " connections at once: new ones are closed until some end"
+                              : "more than " + std::to_string(kMaxConnectionsPerPeer) +
+                                    " connections at once from " + peer.host() + ": its new ones are closed");
+        if (mine == 0)
+          slots->per_peer.erase(peer.addr.s_addr);
         continue;  // the Fd closes here
       }
-      per_peer->n[peer]++;
+      mine++;
+      slots->total++;
     }
-    auto release = [active, per_peer, peer] {
-      --*active;
-      std::lock_guard<std::mutex> g(per_peer->mu);
-      if (--per_peer->n[peer] == 0)
-        per_peer->n.erase(peer);
+    auto release = [slots, addr = peer.addr.s_addr] {
+      std::lock_guard<std::mutex> g(slots->mu);
+      slots->total--;
+      if (--slots->per_peer[addr] == 0)
+        slots->per_peer.erase(addr);
     };
     auto f = std::make_shared<Fd>(std::move(**fd));
-    ++*active;
     detached(
         [handle, f, release] {
           // Counted down however the handler ends (detached() catches).

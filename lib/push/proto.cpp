@@ -97,6 +97,12 @@ Message error_msg(const std::string& why) {
   return Message{Msg::Error, {{"error", why}}, ""};
 }
 
+Message error_msg(const std::string& why, const char* flag) {
+  Message m = error_msg(why);
+  m.body[flag] = true;
+  return m;
+}
+
 Status send(Writer& w, Msg type, const nlohmann::json& body, std::string_view blob) {
   size_t json_size = 0;
   std::string head = encode_head(type, body, blob.size(), &json_size);

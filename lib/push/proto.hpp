@@ -71,6 +71,10 @@ struct Message {
 
 // An ERROR message saying why.
 Message error_msg(const std::string& why);
+// An ERROR with `flag` set true in its body: what kind of refusal it is
+// ("denied": the peer's certificate; "usage": the sender's options), for
+// the client's exit status.
+Message error_msg(const std::string& why, const char* flag);
 
 std::string encode(const Message& m);
 // Decodes one message's bytes (after the length).

@@ -205,9 +205,11 @@ Message Server::on_status(const Message& m, const std::string& peer) {
                     m.body.value("error", std::string()), steady_ms(), wall_ms(), out);
   if (!err.empty())
     return error_msg(err);
-  const LeaderState* now_l = e.plan.find(peer);
-  if (*state == "complete" && now_l != nullptr && now_l->state == "failed")
-    log("job " + std::to_string(*id) + ": " + peer + " has a verified copy, not counted (" + now_l->failure +
+  // (status() found it; carry_out() below changes no leader.)
+  const LeaderState* l = e.plan.find(peer);
+  bool given_up = l != nullptr && l->state == "failed";
+  if (*state == "complete" && given_up)
+    log("job " + std::to_string(*id) + ": " + peer + " has a verified copy, not counted (" + l->failure +
         ")");
   else if (*state == "complete")
     log("job " + std::to_string(*id) + ": " + peer + " has a verified copy");
@@ -219,8 +221,7 @@ Message Server::on_status(const Message& m, const std::string& peer) {
         " lost its source: " + m.body.value("error", std::string("?")));
   carry_out(*id, e, out);
   changed_.notify_all();
-  const LeaderState* l = e.plan.find(peer);
-  if (l != nullptr && l->state == "failed")
+  if (given_up)
     return Message{Msg::None, {{"note", "given up: " + l->failure}}, ""};
   return Message{Msg::Ok, nlohmann::json::object(), ""};
 }
@@ -285,12 +286,9 @@ Message Server::on_cluster(const Message& m, const std::string& peer) {
   // as the agent's is): another leader's certificate could otherwise evict
   // a segment's leader and send its jobs anywhere. The manager's own may
   // relay any.
-  if (peer != l.id && peer != opt_.tls->name()) {
-    Message denied =
-        error_msg("a report for leader '" + l.id + "' must come with its certificate, not '" + peer + "'");
-    denied.body["denied"] = true;
-    return denied;
-  }
+  if (peer != l.id && peer != opt_.tls->name())
+    return error_msg("a report for leader '" + l.id + "' must come with its certificate, not '" + peer + "'",
+                     "denied");
   l.agent = net::Endpoint{*addr, opt_.agent_port};
   l.location = r.value("location", std::string());
   l.segment = r.value("segment", std::string());
@@ -333,11 +331,9 @@ Status Server::on_send(net::TlsStream& s, const Message& m) {
   // A job makes every leader fetch and deliver what it names: only the
   // manager (a peer showing serve's own certificate name) may start one,
   // not a leader whose certificate the same CA signed.
-  if (s.peer() != opt_.tls->name()) {
-    Message denied = error_msg("only '" + opt_.tls->name() + "' may send a job, not '" + s.peer() + "'");
-    denied.body["denied"] = true;
-    return send(s, denied);
-  }
+  if (s.peer() != opt_.tls->name())
+    return send(
+        s, error_msg("only '" + opt_.tls->name() + "' may send a job, not '" + s.peer() + "'", "denied"));
   CM_ASSIGN(std::string path, m.str("path"));
   uint64_t chunk = m.body.value("chunk_size", uint64_t{kDefaultChunk});
   if (chunk < kMinChunk || chunk > kMaxChunk)
@@ -382,13 +378,10 @@ Status Server::on_send(net::TlsStream& s, const Message& m) {
   auto q = m.body.contains("quorum") ? parse_quorum(m.body.value("quorum", std::string()))
                                      : Result<Quorum>(Quorum{});
   Status qs = q.ok() ? q->check_count(leaders.size(), "leader(s)") : Status(q.error());
-  if (!qs.ok()) {
-    // The sender's option is wrong (the leaders are known only here, with
-    // --group or none): a usage error there, as with --leaders.
-    Message e = error_msg(qs.error().message);
-    e.body["usage"] = true;
-    return send(s, e);
-  }
+  // The sender's option is wrong (the leaders are known only here, with
+  // --group or none): a usage error there, as with --leaders.
+  if (!qs.ok())
+    return send(s, error_msg(qs.error().message, "usage"));
   uint64_t id;
   {
     std::lock_guard<std::mutex> g(mu_);

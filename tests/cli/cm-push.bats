@@ -15,6 +15,7 @@ setup() {
 	PORT=$((20000 + RANDOM % 20000))
 	APORT=$((PORT + 1))
 	M="127.0.0.1:$PORT"
+	SERVE_WRAP=()
 }
 
 teardown() {
@@ -28,9 +29,10 @@ keys() {
 	cm-push ca issue "$T/tls" manager l1 l2 l3
 }
 
-# serve [options]: the manager on 127.0.0.1:$PORT, state in $T/state.
+# serve [options]: the manager on 127.0.0.1:$PORT, state in $T/state
+# (run under the command in SERVE_WRAP, when a test sets one).
 serve() {
-	cm-push serve --tls "$T/tls" --listen "$M" --state "$T/state" --agent-port "$APORT" "$@" 2>>"$T/serve.log" &
+	"${SERVE_WRAP[@]}" cm-push serve --tls "$T/tls" --listen "$M" --state "$T/state" --agent-port "$APORT" "$@" 2>>"$T/serve.log" &
 	PIDS+=($!)
 	SERVE_PID=$!
 	wait_port 127.0.0.1 "$PORT"
@@ -45,6 +47,29 @@ agent() {
 		--dir "$T/a$n" --idle 3 --deliver "${DELIVER:-$GOOD_DELIVER}" "$@" 2>>"$T/agent$n.log" &
 	PIDS+=($!)
 	wait_port "127.0.0.$((10 + n))" "$APORT"
+}
+
+# flood N: N idle TCP connections to the manager, kept open in FLOOD.
+flood() {
+	local i fd
+	FLOOD=()
+	for i in $(seq 1 "$1"); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+		FLOOD+=("$fd")
+	done
+}
+
+# served_after_flood: the flood's connections closed, the manager serves
+# again (once the handshakes it was in have failed).
+served_after_flood() {
+	local i fd
+	for fd in "${FLOOD[@]}"; do exec {fd}>&-; done
+	for i in $(seq 1 60); do
+		cm-push status --tls "$T/tls" --manager "$M" >/dev/null 2>&1 && break
+		sleep 0.5
+	done
+	run cm-push status --tls "$T/tls" --manager "$M"
+	assert_success
 }
 
 wait_port() {
@@ -310,16 +335,10 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 	keys
 	# Few descriptors: the flood runs it out of them (accept fails EMFILE
 	# while the connections stay queued).
-	prlimit --nofile=40:40 cm-push serve --tls "$T/tls" --listen "$M" --state "$T/state" \
-		--agent-port "$APORT" 2>>"$T/serve.log" &
-	PIDS+=($!)
-	SERVE_PID=$!
-	wait_port 127.0.0.1 "$PORT"
-	local fds=() i fd t0 t1
-	for i in $(seq 1 80); do
-		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
-		fds+=("$fd")
-	done
+	SERVE_WRAP=(prlimit --nofile=40:40)
+	serve
+	local t0 t1
+	flood 80
 	t0=$(awk '{ print $14 + $15 }' "/proc/$SERVE_PID/stat")
 	sleep 2
 	t1=$(awk '{ print $14 + $15 }' "/proc/$SERVE_PID/stat")
@@ -331,37 +350,21 @@ assert [l["source"] for l in r["leaders"]].count("manager") < 3, r["leaders"]'
 		return 1
 	}
 	[ "$(grep -c "Too many open files" "$T/serve.log")" -le 4 ]
-	for fd in "${fds[@]}"; do exec {fd}>&-; done
-	# Served again once the flood has gone (the handshakes time out).
-	for i in $(seq 1 60); do
-		cm-push status --tls "$T/tls" --manager "$M" >/dev/null 2>&1 && break
-		sleep 0.5
-	done
-	run cm-push status --tls "$T/tls" --manager "$M"
-	assert_success
+	served_after_flood
 }
 
 @test "one address cannot hold more than its share of the manager's connections" {
 	keys
 	serve
-	local fds=() i fd
-	for i in $(seq 1 230); do
-		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
-		fds+=("$fd")
-	done
+	local i
+	flood 230
 	for i in $(seq 1 50); do
 		grep -q "more than 200 connections at once from 127.0.0.1" "$T/serve.log" && break
 		sleep 0.1
 	done
 	grep -q "more than 200 connections at once from 127.0.0.1: its new ones are closed" "$T/serve.log"
 	kill -0 "$SERVE_PID"
-	for fd in "${fds[@]}"; do exec {fd}>&-; done
-	for i in $(seq 1 60); do
-		cm-push status --tls "$T/tls" --manager "$M" >/dev/null 2>&1 && break
-		sleep 0.5
-	done
-	run cm-push status --tls "$T/tls" --manager "$M"
-	assert_success
+	served_after_flood
 }
 
 @test "a field of the wrong type is refused with a clear error; the manager lives" {

@@ -20,6 +20,12 @@ teardown() {
 	if mountpoint -q "$T/r2"; then umount -l "$T/r2"; fi
 }
 
+# r2_on_1m: receiver r2's directory a 1 MiB tmpfs (teardown unmounts it).
+r2_on_1m() {
+	mkdir -p "$T/r2"
+	mount -t tmpfs -o size=1m tmpfs "$T/r2"
+}
+
 # receivers N [options]: cm-mcast recv on hosts 2..N+1.
 receivers() {
 	local n=$1 i
@@ -358,8 +364,7 @@ PY
 
 @test "a receiver without room for the file says so, takes nothing, and the others complete" {
 	lab_up mc 4
-	mkdir -p "$T/r2"
-	mount -t tmpfs -o size=1m tmpfs "$T/r2"
+	r2_on_1m
 	receivers 2
 	head -c 3000000 /dev/urandom >f.bin
 	run send f.bin --expect 2 --quorum 1 --max-idle-passes 1 --report-timeout 1
@@ -376,8 +381,7 @@ PY
 
 @test "two files at once that fit one by one but not together: one is taken, one refused at its start" {
 	lab_up mc 2
-	mkdir -p "$T/r2"
-	mount -t tmpfs -o size=1m tmpfs "$T/r2"
+	r2_on_1m
 	receivers 1
 	head -c 700000 /dev/urandom >f1.bin
 	head -c 700000 /dev/urandom >f2.bin
