@@ -3,6 +3,8 @@
 #include <zstd.h>
 
 #include <cstring>
+#include <memory>
+#include <span>
 #include <vector>
 
 #include "crypto/aead.hpp"
@@ -100,6 +102,14 @@ class FrameReader : public Reader {
   bool checked_ = false;
   bool hashed_;
 };
+
+// A copy buffer per thread, kept and never zero-filled: a fresh zeroed
+// 256 KiB vector per call is page faults for every assignment read.
+std::span<char> copy_buffer() {
+  constexpr size_t kSize = 256 * 1024;
+  thread_local std::unique_ptr<char[]> storage(new char[kSize]);
+  return {storage.get(), kSize};
+}
 
 struct DCtxFree {
   void operator()(ZSTD_DCtx* d) const { ZSTD_freeDCtx(d); }
@@ -289,7 +299,7 @@ struct PackReader::Impl {
   }
 
   static Status drain(Reader& r) {
-    std::vector<char> buf(256 * 1024);
+    std::span<char> buf = copy_buffer();
     for (;;) {
       CM_ASSIGN(size_t got, r.read(buf.data(), buf.size()));
       if (got == 0)
@@ -382,7 +392,7 @@ Status PackReader::open() {
   Chain c = impl_->make_chain(header_, Member::Commands, stored, &impl_->trailer);
   CM_ASSIGN(TempFile spool, TempFile::create());
   impl_->commands = std::make_unique<TempFile>(std::move(spool));
-  std::vector<char> buf(256 * 1024);
+  std::span<char> buf = copy_buffer();
   for (;;) {
     CM_ASSIGN(size_t got, c.top->read(buf.data(), buf.size()));
     if (got == 0)

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -338,7 +339,7 @@ Status Output::commit_as(const std::string& final_path) {
   return {};
 }
 
-Status write_file_atomic(const std::string& path, std::string_view data, unsigned mode) {
+Status write_file_atomic(const std::string& path, std::string_view data, unsigned mode, Fd* unsynced) {
   // Our own files (state, lists, manifests): a device is written in place,
   // but a symbolic link is replaced, not followed: daemons running as root
   // write these in directories others may write to.
@@ -359,12 +360,16 @@ Status write_file_atomic(const std::string& path, std::string_view data, unsigne
   Status s = write_all(fd.get(), data.data(), data.size(), path);
   if (s.ok() && ::fchmod(fd.get(), mode) != 0)
     s = sys_error("cannot set the mode of", path, errno);
-  if (s.ok() && ::fsync(fd.get()) != 0)
+  if (s.ok() && unsynced == nullptr && ::fsync(fd.get()) != 0)
     s = sys_error("cannot write", path, errno);
   if (s.ok() && ::rename(name.c_str(), path.c_str()) != 0)
     s = sys_error("cannot rename a temporary file to", path, errno);
-  if (!s.ok())
+  if (!s.ok()) {
     ::unlink(name.c_str());
+    return s;
+  }
+  if (unsynced != nullptr)
+    *unsynced = std::move(fd);
   return s;
 }
 
@@ -373,9 +378,12 @@ Status write_file_atomic(const std::string& path, std::string_view data, unsigne
 namespace cm {
 
 Result<TempFile> TempFile::create() {
+  return TempFile();
+}
+
+Status TempFile::spill() {
   const char* dir = std::getenv("TMPDIR");
   std::string base = dir != nullptr && *dir ? dir : "/tmp";
-  TempFile t;
   int fd = ::open(base.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) {
     std::string tmpl = base + "/cm-tmp.XXXXXX";
@@ -384,17 +392,34 @@ Result<TempFile> TempFile::create() {
       return sys_error("cannot create a temporary file in", base, errno);
     ::unlink(tmpl.c_str());
   }
-  t.fd_.reset(fd);
-  t.writer_ = std::make_unique<FdWriter>(fd, "temporary file in " + base);
-  return t;
+  fd_.reset(fd);
+  writer_ = std::make_unique<FdWriter>(fd, "temporary file in " + base);
+  CM_TRY(writer_->write(mem_.data(), mem_.size()));
+  std::string().swap(mem_);
+  return {};
 }
 
 Status TempFile::write(const void* p, size_t n) {
+  if (!writer_) {
+    if (mem_.size() + n <= kInMemory) {
+      mem_.append(static_cast<const char*>(p), n);
+      size_ += n;
+      return {};
+    }
+    CM_TRY(spill());
+  }
   size_ += n;
   return writer_->write(p, n);
 }
 
 Result<size_t> TempFile::pread(void* p, size_t n, uint64_t offset) {
+  if (!writer_) {
+    if (offset >= mem_.size())
+      return size_t{0};
+    size_t k = std::min<size_t>(n, mem_.size() - static_cast<size_t>(offset));
+    std::memcpy(p, mem_.data() + offset, k);
+    return k;
+  }
   CM_TRY(writer_->flush());
   for (;;) {
     ssize_t got = ::pread(fd_.get(), p, n, static_cast<off_t>(offset));
@@ -406,10 +431,13 @@ Result<size_t> TempFile::pread(void* p, size_t n, uint64_t offset) {
 }
 
 Status TempFile::clear() {
+  size_ = 0;
+  mem_.clear();
+  if (!writer_)
+    return {};
   CM_TRY(writer_->flush());
   if (::ftruncate(fd_.get(), 0) != 0 || ::lseek(fd_.get(), 0, SEEK_SET) < 0)
     return sys_error("cannot truncate", "temporary file", errno);
-  size_ = 0;
   return {};
 }
 

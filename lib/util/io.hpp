@@ -170,34 +170,43 @@ class Output {
 
 // Writes a whole file atomically (temporary file + fsync + rename); a
 // device or FIFO in place. A symbolic link there is replaced, not
-// followed (daemons write their own files with this).
-Status write_file_atomic(const std::string& path, std::string_view data, unsigned mode = 0644);
+// followed (daemons write their own files with this). With `unsynced`,
+// the file is renamed unsynced and its descriptor handed over: the caller
+// syncs it before anything relies on it (left invalid for a device).
+Status write_file_atomic(const std::string& path, std::string_view data, unsigned mode = 0644,
+                         Fd* unsynced = nullptr);
 
 }  // namespace cm
 
 namespace cm {
 
-// An unlinked temporary file (in $TMPDIR or /tmp): appended to, read back
-// at any offset, gone when closed.
+// A temporary spool: appended to, read back at any offset. Held in memory
+// up to kInMemory bytes (an assignment's command list, a small build's
+// members: no file to create, write and read back); beyond, an unlinked
+// file in $TMPDIR or /tmp, gone when closed.
 class TempFile : public Writer {
  public:
+  static constexpr size_t kInMemory = 1 << 20;
   static Result<TempFile> create();
   using Writer::write;
   TempFile(TempFile&&) = default;
   TempFile& operator=(TempFile&&) = default;
   Status write(const void* p, size_t n) override;
-  Status flush() override { return writer_->flush(); }
+  Status flush() override { return writer_ ? writer_->flush() : Status{}; }
   Result<size_t> pread(void* p, size_t n, uint64_t offset);
   uint64_t size() const { return size_; }
-  // Empties the file for reuse.
+  // Empties the spool for reuse.
   Status clear();
   // Copies [offset, offset+n) to `out`.
   Status copy_to(Writer& out, uint64_t offset, uint64_t n);
 
  private:
   TempFile() = default;
+  // Moves what is in memory to a file.
+  Status spill();
+  std::string mem_;
   Fd fd_;
-  std::unique_ptr<FdWriter> writer_;
+  std::unique_ptr<FdWriter> writer_;  // once spilled
   uint64_t size_ = 0;
 };
 

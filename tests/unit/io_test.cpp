@@ -130,3 +130,57 @@ TEST(QuotePath, PrintableUtf8StaysAndControlsAreEscaped) {
   EXPECT_EQ(cm::show_path("x y"), "'x y'");
   EXPECT_EQ(cm::show_path("x\ny"), "\"x\\ny\"");
 }
+
+TEST(TempFile, SmallStaysInMemoryLargeSpillsAndBothReadBack) {
+  // $TMPDIR missing: a spool that stays in memory never needs it, one that
+  // grows past kInMemory says where it could not go.
+  cm::test::TempDir tmp;
+  std::string missing = tmp / "missing";
+  const char* old = std::getenv("TMPDIR");
+  std::string saved = old != nullptr ? old : "";
+  ::setenv("TMPDIR", missing.c_str(), 1);
+  auto small = cm::TempFile::create();
+  ASSERT_TRUE(small.ok());
+  ASSERT_TRUE(small->write("hello, ", 7).ok());
+  ASSERT_TRUE(small->write("world", 5).ok());
+  char buf[16] = {};
+  auto got = small->pread(buf, sizeof buf, 7);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(std::string(buf, *got), "world");
+  std::string chunk(300 * 1024, 'x');
+  cm::Status full;
+  for (int i = 0; i < 5 && full.ok(); i++)
+    full = small->write(chunk.data(), chunk.size());
+  if (old != nullptr)
+    ::setenv("TMPDIR", saved.c_str(), 1);
+  else
+    ::unsetenv("TMPDIR");
+  ASSERT_FALSE(full.ok());
+  EXPECT_NE(full.error().message.find(missing), std::string::npos) << full.error().message;
+
+  // Across the spill: every byte where it was written.
+  auto t = cm::TempFile::create();
+  ASSERT_TRUE(t.ok());
+  std::string all;
+  for (int i = 0; all.size() <= cm::TempFile::kInMemory + 100000; i++) {
+    std::string piece(70000 + i, static_cast<char>('a' + i % 26));
+    ASSERT_TRUE(t->write(piece.data(), piece.size()).ok());
+    all += piece;
+  }
+  EXPECT_EQ(t->size(), all.size());
+  for (uint64_t off : {uint64_t{0}, uint64_t{cm::TempFile::kInMemory - 5}, uint64_t{all.size() - 10}}) {
+    std::string back(20, '\0');
+    auto n = t->pread(back.data(), back.size(), off);
+    ASSERT_TRUE(n.ok());
+    EXPECT_EQ(back.substr(0, *n), all.substr(off, 20));
+  }
+  cm::StringWriter copy;
+  ASSERT_TRUE(t->copy_to(copy, 1000, all.size() - 1000).ok());
+  EXPECT_EQ(copy.data(), all.substr(1000));
+  ASSERT_TRUE(t->clear().ok());
+  EXPECT_EQ(t->size(), 0u);
+  ASSERT_TRUE(t->write("again", 5).ok());
+  auto m = t->pread(buf, sizeof buf, 0);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(std::string(buf, *m), "again");
+}
