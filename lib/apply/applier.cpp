@@ -9,6 +9,8 @@
 #include <cstring>
 #include <functional>
 #include <future>
+#include <memory>
+#include <span>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -37,6 +39,23 @@ std::vector<char>& copy_buffer() {
 bool matches(const Digest& d, const std::string& check) {
   return !check.empty() && check.size() <= d.size() && std::memcmp(d.data(), check.data(), check.size()) == 0;
 }
+
+// A buffer kept from one use to the next and grown as needed; never
+// zero-filled (the bytes are read or decoded into it before use).
+class Room {
+ public:
+  char* at_least(size_t n) {
+    if (n > size_) {
+      p_.reset(new char[n]);
+      size_ = n;
+    }
+    return p_.get();
+  }
+
+ private:
+  std::unique_ptr<char[]> p_;
+  size_t size_ = 0;
+};
 
 std::string temp_name() {
   return ".cm-tmp." + random_name(12);
@@ -241,6 +260,13 @@ Status Applier::apply(const Op& op, Reader* data) {
     case Kind::Copy:
     case Kind::CopyNew: return copy(dir.get(), name, op);
     case Kind::Symlink: {
+      if (opt_.direct) {
+        if (::unlinkat(dir.get(), name.c_str(), 0) != 0 && errno != ENOENT)
+          return sys_error("cannot replace", where(op.path), errno);
+        if (::symlinkat(op.target.c_str(), dir.get(), name.c_str()) != 0)
+          return sys_error("cannot create symlink", where(op.path), errno);
+        return {};
+      }
       std::string tmp = temp_name();
       int tdir = scratch(dir.get());
       if (::symlinkat(op.target.c_str(), tdir, tmp.c_str()) != 0)
@@ -265,8 +291,13 @@ Status Applier::apply(const Op& op, Reader* data) {
 
 Status Applier::make_file(int dir, const std::string& name, const Op& e,
                           const std::function<Status(Writer&)>& fill, const char* what) {
-  std::string tmp = temp_name();
-  int tdir = scratch(dir);
+  // Written under a temporary name and renamed over `name` when complete,
+  // or (direct) at `name` itself: the old file's name goes first (a hard
+  // link to the base's inode, whose content stays as it is).
+  std::string tmp = opt_.direct ? name : temp_name();
+  int tdir = opt_.direct ? dir : scratch(dir);
+  if (opt_.direct && ::unlinkat(dir, name.c_str(), 0) != 0 && errno != ENOENT)
+    return sys_error("cannot replace", where(e.path), errno);
   int fd = ::openat(tdir, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0)
     return sys_error("cannot create a file in", where(fs::parent_of(e.path)), errno);
@@ -301,7 +332,7 @@ Status Applier::make_file(int dir, const std::string& name, const Op& e,
     (void)::sync_file_range(out.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
     opt_.track->inodes.push_back(e.path);
   }
-  if (s.ok() && ::renameat(tdir, tmp.c_str(), dir, name.c_str()) != 0)
+  if (s.ok() && !opt_.direct && ::renameat(tdir, tmp.c_str(), dir, name.c_str()) != 0)
     s = sys_error("cannot replace", where(e.path), errno);
   if (!s.ok()) {
     ::unlinkat(tdir, tmp.c_str(), 0);
@@ -312,6 +343,7 @@ Status Applier::make_file(int dir, const std::string& name, const Op& e,
     opt_.syncer->add(std::move(out), where(e.path));
   return {};
 }
+
 
 // From this size on, a zstd patch's basis is hashed beside the patching.
 constexpr size_t kHashBesideBytes = size_t{1} << 20;
@@ -337,52 +369,59 @@ Status Applier::patch(int dir, const std::string& name, const Op& e, Reader& del
     return {};
   };
   if (e.format == DeltaFormat::Zstd) {
-    // The whole basis is the prefix; its size is bounded like the sender's.
-    // Read into a buffer kept from one patch to the next.
-    thread_local std::string whole;
+    // In memory, whole: the basis (the prefix), the delta and the result.
+    // Their sizes are bounded like the sender's.
     struct stat st;
     if (::fstat(basis.fd(), &st) != 0)
       return sys_error("cannot read", e.source, errno);
     if (static_cast<uint64_t>(st.st_size) > delta::kMaxZstdPatch)
       return Error("basis '" + e.source + "' is too large for a zstd delta", kExitBadInput);
-    // Read straight into the buffer, one byte more than the size: a file
-    // that grew meanwhile is caught.
-    whole.resize(static_cast<size_t>(st.st_size) + 1);
+    if (e.size > delta::kMaxZstdPatch || e.length > delta::kMaxZstdDelta)
+      return Error("'" + where(e.path) + "': too large for a zstd delta", kExitBadInput);
+    // Buffers kept from one patch to the next, never zero-filled: the
+    // bytes are read or decoded straight into them.
+    thread_local Room whole, zdelta, result;
+    // Read one byte more than the size: a file that grew meanwhile is caught.
+    size_t want = static_cast<size_t>(st.st_size) + 1;
+    char* b = whole.at_least(want);
     size_t have = 0;
     for (;;) {
-      CM_ASSIGN(size_t got, basis.read(whole.data() + have, whole.size() - have));
+      CM_ASSIGN(size_t got, basis.read(b + have, want - have));
       if (got == 0)
         break;
       have += got;
-      if (have == whole.size())
+      if (have == want)
         return Error("basis '" + e.source + "' changed while it was read", kExitFailure);
     }
-    whole.resize(have);
-    // A large basis is hashed on another thread while the patch runs into
-    // the scratch file; a mismatch still stops it before it is renamed
-    // into the tree. A small one (or with no thread to be had) here, first.
+    std::string_view prefix(b, have);
+    char* d = zdelta.at_least(static_cast<size_t>(e.length));
+    for (size_t at = 0; at < e.length;) {
+      CM_ASSIGN(size_t got, in.read(d + at, static_cast<size_t>(e.length) - at));
+      at += got;
+    }
+    // A large basis is hashed on another thread while the patch runs; a
+    // mismatch still stops it before it is renamed into the tree. A small
+    // one (or with no thread to be had) here, first.
     std::future<Digest> hashed;
-    if (whole.size() >= kHashBesideBytes) {
+    if (prefix.size() >= kHashBesideBytes) {
       try {
-        // By value: `whole` names another thread's buffer over there.
-        hashed = std::async(std::launch::async, [bytes = std::string_view(whole)] { return sha256(bytes); });
+        hashed = std::async(std::launch::async, [prefix] { return sha256(prefix); });
       } catch (const std::system_error&) {
         // No thread to be had: hashed below.
       }
     }
-    if (!hashed.valid() && !matches(sha256(whole), e.basis_check))
+    if (!hashed.valid() && !matches(sha256(prefix), e.basis_check))
       return mismatch();
+    // Room for one byte more than expected: a delta that makes more is
+    // caught by the size check.
+    std::span<char> out(result.at_least(static_cast<size_t>(e.size) + 1), static_cast<size_t>(e.size) + 1);
+    auto made = delta::zstd_patch(prefix, std::string_view(d, static_cast<size_t>(e.length)), out, in.name());
+    if (hashed.valid() && !matches(hashed.get(), e.basis_check))
+      return mismatch();
+    if (!made.ok())
+      return std::move(made).error();
     return make_file(
-        dir, name, e,
-        [&](Writer& w) -> Status {
-          Status s = delta::zstd_patch(whole, in, w, e.size);
-          if (s.ok())
-            s = drain();
-          if (hashed.valid() && !matches(hashed.get(), e.basis_check))
-            return mismatch();
-          return s;
-        },
-        "patched file");
+        dir, name, e, [&](Writer& w) { return w.write(out.data(), *made); }, "patched file");
   }
   // Patching the wrong basis gives garbage silently: check it first.
   CM_ASSIGN(HashedSize hs, sha256_stream(basis));

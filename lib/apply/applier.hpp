@@ -99,6 +99,10 @@ struct ApplyOptions {
   // that a killed run leaves no half-written file inside the target; -1:
   // beside the final name.
   int scratch_dir = -1;
+  // The target is thrown away whenever a run stops before the end (one
+  // part, on a tree this run made): files are written at their names
+  // (what was there unlinked first), with no temporary name to rename.
+  bool direct = false;
   // Note what changed here (for sync_changed()), and start each written
   // file's write-back before it is renamed, so that syncing them later has
   // little to wait for.

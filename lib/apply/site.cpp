@@ -527,7 +527,7 @@ struct Site::Impl {
   Status clone_version(uint64_t id, const std::string& dir, bool sync);
   Status prepare_spare();
   Status run_commands(assign::PackReader& pack, int base_fd, int target_fd, int scratch_fd,
-                      const std::string& name, Syncer* syncer, Report& rep);
+                      const std::string& name, Syncer* syncer, bool direct, Report& rep);
   Status switch_to(uint64_t id, bool rollback, const assign::Header& h, Report& rep);
   void finish_switch(Report* rep);
   Status reload_once(Report& rep);
@@ -685,7 +685,10 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
               h.type == assign::Type::Remove || h.base == 0;
   std::string sdir = staging_dir(h.id);
 
-  if (h.part == 1 && !(state.staging && state.staging->id == h.id && state.staging->phase == "applying")) {
+  // Whether this run makes the staging tree (not a resumed one).
+  bool fresh =
+      h.part == 1 && !(state.staging && state.staging->id == h.id && state.staging->phase == "applying");
+  if (fresh) {
     uint64_t base_id = 0;
     if (!full) {
       const VersionInfo* base = state.by_sequence(h.base);
@@ -767,8 +770,12 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
                   h.commands + changed.dirs.size() <= kMaxTargetedSync;
   // Targeted: each file written is synced on other threads meanwhile.
   Syncer syncer;
-  Status s =
-      run_commands(pack, base.get(), target.get(), scratch.get(), sdir, targeted ? &syncer : nullptr, rep);
+  // A tree this run made for the whole assignment is thrown away if the
+  // run stops before the end (the state does not name it until then): its
+  // files are written at their names, not renamed into place.
+  bool direct = fresh && h.last_part;
+  Status s = run_commands(pack, base.get(), target.get(), scratch.get(), sdir, targeted ? &syncer : nullptr,
+                          direct, rep);
   if (!s.ok())
     return fail(std::move(s).error());  // an unusable staging tree takes space
   state.staging->parts_done = h.part;
@@ -777,8 +784,14 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
     // part only; a version without a record just cannot serve that way).
     if (h.part == 1 && state.staging->base_id != 0) {
       ChangeRecord rec{state.staging->base_id, std::move(touched)};
-      if (make_dir(changes_dir(), 0755).ok())
-        (void)write_file_atomic(changes_path(h.id), encode_changes(rec));
+      // Targeted, it is synced with the tree's files on the syncer's
+      // threads (before the state names the version, as here).
+      Fd unsynced;
+      if (make_dir(changes_dir(), 0755).ok() &&
+          write_file_atomic(changes_path(h.id), encode_changes(rec), 0644, targeted ? &unsynced : nullptr)
+              .ok() &&
+          unsynced.valid())
+        syncer.add(std::move(unsynced), changes_path(h.id));
     }
     // Everything written reaches the disk before the version counts. A
     // tree staged from the spare by this one run, with a few commands:
@@ -832,9 +845,10 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
 #undef CM_TRY_STAGE
 
 Status Site::Impl::run_commands(assign::PackReader& pack, int base_fd, int target_fd, int scratch_fd,
-                                const std::string& name, Syncer* syncer, Report& rep) {
+                                const std::string& name, Syncer* syncer, bool direct, Report& rep) {
   ApplyOptions ao;
   ao.scratch_dir = scratch_fd;
+  ao.direct = direct;
   ao.track = syncer != nullptr ? &changed : nullptr;
   ao.syncer = syncer;
   Applier applier(base_fd, target_fd, name, ao);

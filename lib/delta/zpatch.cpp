@@ -59,10 +59,20 @@ Result<bool> zstd_delta(std::string_view basis, std::string_view next, Writer& o
   return true;
 }
 
-Status zstd_patch(std::string_view basis, Reader& delta, Writer& out, uint64_t max_output) {
-  // One decoder per thread, kept with its buffers from one patch to the
-  // next (an update patches many files; each new decoder allocated and
-  // faulted in a window's worth of memory).
+Result<size_t> zstd_patch(std::string_view basis, std::string_view delta, std::span<char> out,
+                          const std::string& name) {
+  if (delta.empty())
+    return Error("'" + name + "': empty zstd delta", kExitBadInput);
+  // Exactly one frame: what zstd_delta makes.
+  size_t frame = ZSTD_findFrameCompressedSize(delta.data(), delta.size());
+  if (ZSTD_isError(frame)) {
+    if (ZSTD_getErrorCode(frame) == ZSTD_error_srcSize_wrong)
+      return Error("'" + name + "': truncated zstd delta", kExitBadInput);
+    return Error("'" + name + "': bad zstd delta (" + ZSTD_getErrorName(frame) + ")", kExitBadInput);
+  }
+  if (frame != delta.size())
+    return Error("'" + name + "': trailing bytes after the zstd delta", kExitBadInput);
+  // One decoder per thread, kept from one patch to the next.
   thread_local std::unique_ptr<ZSTD_DCtx, DCtxFree> dctx(ZSTD_createDCtx());
   if (!dctx)
     return Error("zstd: out of memory");
@@ -71,49 +81,13 @@ Status zstd_patch(std::string_view basis, Reader& delta, Writer& out, uint64_t m
   size_t r = ZSTD_DCtx_refPrefix(dctx.get(), basis.data(), basis.size());
   if (ZSTD_isError(r))
     return Error(std::string("zstd: ") + ZSTD_getErrorName(r));
-  thread_local std::vector<char> in(ZSTD_DStreamInSize()), obuf(ZSTD_DStreamOutSize());
-  uint64_t produced = 0;
-  size_t last = 1;  // nonzero: a frame is not finished
-  bool any = false;
-  for (;;) {
-    CM_ASSIGN(size_t got, delta.read(in.data(), in.size()));
-    if (got == 0)
-      break;
-    if (any && last == 0)
-      return Error("'" + delta.name() + "': trailing bytes after the zstd delta", kExitBadInput);
-    any = true;
-    ZSTD_inBuffer ib{in.data(), got, 0};
-    while (ib.pos < ib.size) {
-      ZSTD_outBuffer ob{obuf.data(), obuf.size(), 0};
-      last = ZSTD_decompressStream(dctx.get(), &ob, &ib);
-      if (ZSTD_isError(last))
-        return Error("'" + delta.name() + "': bad zstd delta (" + ZSTD_getErrorName(last) + ")",
-                     kExitBadInput);
-      produced += ob.pos;
-      if (produced > max_output)
-        return Error("'" + delta.name() + "': zstd delta produces more than expected", kExitBadInput);
-      CM_TRY(out.write(obuf.data(), ob.pos));
-      if (last == 0 && ib.pos < ib.size)
-        return Error("'" + delta.name() + "': trailing bytes after the zstd delta", kExitBadInput);
-    }
+  size_t n = ZSTD_decompressDCtx(dctx.get(), out.data(), out.size(), delta.data(), delta.size());
+  if (ZSTD_isError(n)) {
+    if (ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall)
+      return Error("'" + name + "': zstd delta produces more than expected", kExitBadInput);
+    return Error("'" + name + "': bad zstd delta (" + ZSTD_getErrorName(n) + ")", kExitBadInput);
   }
-  // Flush what the decoder still holds.
-  while (any && last != 0) {
-    ZSTD_inBuffer ib{nullptr, 0, 0};
-    ZSTD_outBuffer ob{obuf.data(), obuf.size(), 0};
-    last = ZSTD_decompressStream(dctx.get(), &ob, &ib);
-    if (ZSTD_isError(last))
-      return Error("'" + delta.name() + "': bad zstd delta (" + ZSTD_getErrorName(last) + ")", kExitBadInput);
-    if (ob.pos == 0 && last != 0)
-      return Error("'" + delta.name() + "': truncated zstd delta", kExitBadInput);
-    produced += ob.pos;
-    if (produced > max_output)
-      return Error("'" + delta.name() + "': zstd delta produces more than expected", kExitBadInput);
-    CM_TRY(out.write(obuf.data(), ob.pos));
-  }
-  if (!any)
-    return Error("'" + delta.name() + "': empty zstd delta", kExitBadInput);
-  return {};
+  return n;
 }
 
 }  // namespace cm::delta

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -16,14 +17,21 @@ namespace cm::delta {
 
 inline constexpr uint64_t kMaxZstdPatch = 16 << 20;
 inline constexpr int kZstdPatchLevel = 9;
+// The most a delta for a file of up to kMaxZstdPatch bytes may take
+// (ZSTD_COMPRESSBOUND of that size).
+inline constexpr uint64_t kMaxZstdDelta = kMaxZstdPatch + (kMaxZstdPatch >> 8);
 
 // Compresses `next` against `basis` into `out`; false when the result
 // would exceed `limit` bytes.
 Result<bool> zstd_delta(std::string_view basis, std::string_view next, Writer& out, uint64_t limit,
                         int level = kZstdPatchLevel);
 
-// Decompresses a delta made by zstd_delta with the same basis, writing at
-// most `max_output` bytes (more is an error).
-Status zstd_patch(std::string_view basis, Reader& delta, Writer& out, uint64_t max_output);
+// Decompresses a delta made by zstd_delta (one frame, whole in memory)
+// with the same basis into `out`, in one pass: the output is the window,
+// so no window buffer is allocated and nothing is copied twice. Returns
+// the bytes produced; more than out.size() is an error. `name` names the
+// delta in errors.
+Result<size_t> zstd_patch(std::string_view basis, std::string_view delta, std::span<char> out,
+                          const std::string& name);
 
 }  // namespace cm::delta

@@ -1761,9 +1761,15 @@ feed_and_kill() {
 	}
 }
 
-# in_a_file: the applier is writing a file (its temporary exists).
+# in_a_file: the applier is writing a file: a temporary name in the
+# scratch directory, or (a one-part assignment, written in place in a tree
+# that a stopped run leaves for the trash) huge.jpg in the staging tree,
+# not yet whole.
 in_a_file() {
-	[ -n "$(find S/versions -name '.cm-tmp.*' 2>/dev/null)" ]
+	[ -n "$(find S/versions -name '.cm-tmp.*' 2>/dev/null)" ] && return 0
+	local n
+	n=$(stat -c %s S/versions/.staging-3/huge.jpg 2>/dev/null) || return 1
+	[ "$n" -gt 0 ] && [ "$n" -lt 3000000 ]
 }
 
 # pipe_drained: cm-apply has read everything in the pipe, and had time to

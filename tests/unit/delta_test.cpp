@@ -5,11 +5,13 @@
 #include "delta/delta.hpp"
 #include "delta/zpatch.hpp"
 #include "mem_tree.hpp"
+#include "support.hpp"
 #include "util/hash.hpp"
 
 using namespace cm;
 using namespace cm::delta;
 using cm::test::MemTree;
+using cm::test::random_bytes;
 
 namespace {
 
@@ -473,4 +475,47 @@ TEST(Delta, OutputIsDeterministic) {
   b.file("x", text(3000, 2), 0644, 2);
   b.file("y", "y");
   EXPECT_EQ(run(a, b).table, run(a, b).table);
+}
+
+namespace {
+std::string zdelta(const std::string& basis, const std::string& next) {
+  StringWriter out;
+  auto fits = delta::zstd_delta(basis, next, out, UINT64_MAX, 3);
+  EXPECT_TRUE(fits.ok() && *fits);
+  return out.data();
+}
+}  // namespace
+
+TEST(ZstdPatch, DecodesInOnePassIntoTheCallersBuffer) {
+  std::string basis = random_bytes(300000, 7);
+  std::string next = basis.substr(1000) + "appended";
+  std::string d = zdelta(basis, next);
+  std::string out(next.size() + 1, '\0');
+  auto n = delta::zstd_patch(basis, d, out, "d");
+  ASSERT_TRUE(n.ok()) << n.error().message;
+  EXPECT_EQ(out.substr(0, *n), next);
+}
+
+TEST(ZstdPatch, RejectsWhatZstdDeltaDoesNotMake) {
+  std::string basis = random_bytes(50000, 8);
+  std::string next = basis + "more";
+  std::string d = zdelta(basis, next);
+  std::string out(next.size() + 1, '\0');
+  auto message = [&](std::string_view delta, size_t room) {
+    std::string buf(room, '\0');
+    auto n = delta::zstd_patch(basis, delta, buf, "d");
+    EXPECT_FALSE(n.ok());
+    EXPECT_EQ(n.ok() ? 0 : n.error().code, kExitBadInput);
+    return n.ok() ? std::string() : n.error().message;
+  };
+  EXPECT_NE(message("", out.size()).find("empty zstd delta"), std::string::npos);
+  EXPECT_NE(message(d.substr(0, d.size() - 3), out.size()).find("truncated"), std::string::npos);
+  EXPECT_NE(message(d + d, out.size()).find("trailing bytes"), std::string::npos);
+  EXPECT_NE(message(d, next.size() - 1).find("more than expected"), std::string::npos);
+  EXPECT_NE(message("not a zstd frame at all", out.size()).find("bad zstd delta"), std::string::npos);
+  // Against another basis the frame decodes to something else, or fails:
+  // never the new content (the caller's hash check names the basis).
+  std::string other = random_bytes(50000, 9);
+  auto n = delta::zstd_patch(other, d, out, "d");
+  EXPECT_TRUE(!n.ok() || out.substr(0, *n) != next);
 }

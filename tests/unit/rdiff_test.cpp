@@ -4,9 +4,11 @@
 #include <random>
 
 #include "delta/rdiff.hpp"
+#include "support.hpp"
 
 using namespace cm;
 using namespace cm::delta;
+using cm::test::random_bytes;
 
 namespace {
 
@@ -33,14 +35,6 @@ class StringFile : public fs::File {
   std::string name_ = "mem";
   uint64_t pos_ = 0;
 };
-
-std::string random_bytes(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s)
-    c = static_cast<char>(rng());
-  return s;
-}
 
 std::string roundtrip(const std::string& basis, const std::string& next, uint64_t* delta_size) {
   StringReader br(basis);

@@ -15,14 +15,15 @@ using namespace cm::test;
 
 namespace {
 
-Status apply_table(const std::string& table, const std::string& base, const std::string& target) {
+Status apply_table(const std::string& table, const std::string& base, const std::string& target,
+                   apply::ApplyOptions opt = {}) {
   Fd bfd(::open(base.c_str(), O_RDONLY | O_DIRECTORY));
   Fd tfd(::open(target.c_str(), O_RDONLY | O_DIRECTORY));
   CM_TRY(apply::clone_tree(bfd.get(), tfd.get(), base));
   StringReader in(table);
   TableReader reader(in, "table");
   CM_TRY(reader.open());
-  apply::Applier applier(bfd.get(), tfd.get(), target);
+  apply::Applier applier(bfd.get(), tfd.get(), target, opt);
   EntryData data(reader, "table");
   for (;;) {
     CM_ASSIGN(auto e, reader.next());
@@ -67,6 +68,17 @@ TEST_P(RoundTrip, ApplyingTheTableGivesTheNewTree) {
   auto diff = tree_diff(next, target);
   EXPECT_TRUE(diff.empty()) << diff.front();
   EXPECT_EQ(tree_listing(base), before) << "BASE was modified";
+  // Written in place (a tree thrown away if the run stops): the same tree,
+  // and BASE, whose inodes the clone shares, still untouched.
+  std::string direct = tmp / "direct";
+  make_dir(direct);
+  apply::ApplyOptions opt;
+  opt.direct = true;
+  s = apply_table(table, base, direct, opt);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  diff = tree_diff(next, direct);
+  EXPECT_TRUE(diff.empty()) << diff.front();
+  EXPECT_EQ(tree_listing(base), before) << "BASE was modified in place";
 }
 
 INSTANTIATE_TEST_SUITE_P(RandomTrees, RoundTrip, ::testing::Range(1, 41));

@@ -19,6 +19,14 @@
 
 namespace cm::test {
 
+std::string random_bytes(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s)
+    c = static_cast<char>(rng());
+  return s;
+}
+
 TempDir::TempDir() {
   const char* base = std::getenv("CM_TEST_TMPDIR");
   std::string dir = base != nullptr && *base ? base : "/tmp";

@@ -38,6 +38,9 @@ std::vector<std::string> tree_diff(const std::string& a, const std::string& b);
 // A listing of a tree: path, type, mode, and content hash or link target.
 std::string tree_listing(const std::string& root);
 
+// n pseudo-random bytes, the same for the same seed.
+std::string random_bytes(size_t n, uint64_t seed);
+
 // Random trees for property tests.
 class RandomTree {
  public:
