@@ -272,11 +272,14 @@ struct Site::Impl {
   Changed changed;               // in the staging tree, by this run
   std::string state_path() const { return cm_dir() + "/state.json"; }
 
-  Status save() {
+  // Writes the state; with `durable`, its new name is synced too. (Not
+  // needed where a state already on disk leads the next open to the same
+  // one: reconcile() finishes a switch from its saved intent.)
+  Status save(bool durable = true) {
     if (opt.read_only)
       return {};
     CM_TRY(write_file_atomic(state_path(), json_text(to_json(state), 1) + "\n", 0644));
-    return fsync_dir(cm_dir());
+    return durable ? fsync_dir(cm_dir()) : Status{};
   }
 
   Status take_lock() {
@@ -651,7 +654,10 @@ Status Site::Impl::apply(assign::PackReader& pack, Report& rep) {
       CM_TRY(switch_to(target, rollback, h, rep));
       if (rep.result != "switched")
         record(h);
-      CM_TRY(save());
+      // After a switch, the intent saved before the rename is on disk: a
+      // crash that loses this save has the next open finish the switch's
+      // bookkeeping from it.
+      CM_TRY(save(rep.result != "switched"));
       (void)cleanup();
       if (!opt.reload.empty() && rep.result == "switched")
         CM_TRY(reload_once(rep));
