@@ -30,20 +30,28 @@ need() {
 	done
 }
 
-# now_ns — monotonic-enough wall clock in nanoseconds.
-now_ns() { date +%s%N; }
+# now_ns — the wall clock in nanoseconds, from bash's $EPOCHREALTIME (in
+# microseconds): no program started to read it.
+now_ns() {
+	local t=${EPOCHREALTIME/[.,]/}
+	echo "${t}000"
+}
 
 # secs NS — nanoseconds as seconds with 3 decimals.
 secs() { awk -v n="$1" 'BEGIN { printf "%.3f", n / 1e9 }'; }
 
 # timed CMD... — run CMD (a program or a shell function), stdout and stderr
-# left alone; sets T_WALL (seconds, 3 decimals).
+# left alone; sets T_WALL (seconds, 3 decimals); returns CMD's status.
 timed() {
-	local t0 t1
-	t0=$(now_ns)
-	"$@"
-	t1=$(now_ns)
-	T_WALL=$(secs $((t1 - t0)))
+	local t0 t1 rc=0
+	# Read in place, not through $(now_ns): a subshell's fork would be
+	# timed too (a date(1) started for each read, as before 2026-11-27
+	# 16:30 UTC, added about 1 ms to every time).
+	t0=${EPOCHREALTIME/[.,]/}
+	"$@" || rc=$?
+	t1=${EPOCHREALTIME/[.,]/}
+	T_WALL=$(secs $(((t1 - t0) * 1000)))
+	return "$rc"
 }
 
 # timed_rss CMD... — run a program under GNU time; sets T_WALL (seconds, 3
