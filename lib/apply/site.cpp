@@ -381,7 +381,7 @@ struct Site::Impl {
     // The symlink a commit or rollback killed before its rename had made
     // (switch_to()): never `live`, only litter in the site's directory.
     if (!opt.read_only)
-      remove_stray_links();
+      remove_strays();
     // A spare the state names but the disk lost (a run killed after it
     // became a staging tree): none, so that a new one is made.
     struct stat ss;
@@ -443,20 +443,25 @@ struct Site::Impl {
       state.staging.reset();
   }
 
-  // Removes the site directory's `.live-*` symlinks (see reconcile()).
-  void remove_stray_links() {
-    Fd d(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!d.valid())
-      return;
-    auto names = fs::list_names(d.get(), root);
-    if (!names.ok())
-      return;
-    for (const std::string& n : *names) {
-      struct stat ls;
-      if (n.rfind(".live-", 0) == 0 && ::fstatat(d.get(), n.c_str(), &ls, AT_SYMLINK_NOFOLLOW) == 0 &&
-          S_ISLNK(ls.st_mode))
-        (void)::unlinkat(d.get(), n.c_str(), 0);
-    }
+  // Removes the site directory's `.live-*` symlinks (see reconcile()),
+  // and a state a run killed while saving it wrote but never renamed.
+  void remove_strays() {
+    auto remove = [](const std::string& dir, const char* prefix, mode_t type) {
+      Fd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!d.valid())
+        return;
+      auto names = fs::list_names(d.get(), dir);
+      if (!names.ok())
+        return;
+      for (const std::string& n : *names) {
+        struct stat ls;
+        if (n.rfind(prefix, 0) == 0 && ::fstatat(d.get(), n.c_str(), &ls, AT_SYMLINK_NOFOLLOW) == 0 &&
+            (ls.st_mode & S_IFMT) == type)
+          (void)::unlinkat(d.get(), n.c_str(), 0);
+      }
+    };
+    remove(root, ".live-", S_IFLNK);
+    remove(cm_dir(), ".state.json.tmp.", S_IFREG);
   }
 
   // Moves a directory out of the way, then deletes it: deleting first

@@ -1982,6 +1982,21 @@ json.dump(s, open(sys.argv[2], "w"))' state.before S/.cm/state.json
 	live_is S 1
 }
 
+@test "a state a run killed before naming it is removed by the next run, and not read" {
+	base_site
+	mkchange src new
+	publish 3 3 1 src new
+	# What a run killed while saving the state leaves: the next state,
+	# written beside state.json under a temporary name, not renamed.
+	sed 's/"live": 1/"live": 3/' S/.cm/state.json >S/.cm/.state.json.tmp.killed
+	run cm-apply --root S p.3
+	assert_success
+	assert_output --partial "staged"
+	[ -z "$(find S/.cm -maxdepth 1 -name '.state.json.tmp.*')" ]
+	live_is S 1
+	[ "$(versions S)" = "1 3" ]
+}
+
 @test "a full disk while the staging tree is cloned: nothing left, the space back" {
 	MNT=$T/disk
 	mkdir "$MNT"
