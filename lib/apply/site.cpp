@@ -804,6 +804,31 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
           unsynced.valid())
         syncer.add(std::move(unsynced), changes_path(h.id));
     }
+    // The state that names the version, written now beside state.json and
+    // synced with the tree (targeted: on the syncer's threads, so that no
+    // fsync of its own waits after the tree's); its name comes after the
+    // sync and before the tree's, as one save would do it.
+    Staging was = *state.staging;
+    state.versions.push_back(VersionInfo{h.id, h.sequence, assign::type_name(h.type), h.created_ns});
+    state.staging.reset();
+    record(h);
+    // Not named on disk: as if never staged (fail() drops the tree).
+    auto unsaved = [&](Error e) {
+      std::erase_if(state.versions, [&](const VersionInfo& v) { return v.id == h.id; });
+      state.staging = was;
+      return fail(std::move(e));
+    };
+    auto next = write_temp_beside(state_path(), json_text(to_json(state), 1) + "\n", 0644);
+    if (!next.ok())
+      return unsaved(std::move(next).error());
+    std::string next_name = next->name;
+    if (targeted) {
+      syncer.add(std::move(next->fd), state_path());
+    } else if (::fsync(next->fd.get()) != 0) {
+      int err = errno;
+      ::unlink(next_name.c_str());
+      return unsaved(sys_error("cannot write", state_path(), err));
+    }
     // Everything written reaches the disk before the version counts. A
     // tree staged from the spare by this one run, with a few commands:
     // what changed, one fsync each (syncfs would wait for every other
@@ -813,32 +838,29 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
     // file: a 12-server replicate went 5 x slower file by file).
     if (opt.progress)
       opt.progress(ApplyProgress{"syncing", rep.commands, h.commands, rep.bytes_written});
-    if (targeted) {
-      CM_TRY_STAGE(sync_changed(target.get(), changed, sdir, syncer));
-    } else if (::syncfs(target.get()) != 0) {
-      return fail(sys_error("cannot sync", sdir, errno));
-    }
+    Status synced = targeted                      ? sync_changed(target.get(), changed, sdir, syncer)
+                    : ::syncfs(target.get()) != 0 ? sys_error("cannot sync", sdir, errno)
+                                                  : Status{};
     // A directory of that name the state does not know is a leftover; out
     // of the way for good before the state names the version. (A version
     // the state knows is never staged again: apply() says "already".)
     struct stat old;
-    if (::lstat(version_dir(h.id).c_str(), &old) == 0) {
-      CM_TRY_STAGE(trash(version_dir(h.id)));
-      CM_TRY_STAGE(fsync_dir(versions_dir()));
+    if (synced.ok() && ::lstat(version_dir(h.id).c_str(), &old) == 0) {
+      synced = trash(version_dir(h.id));
+      if (synced.ok())
+        synced = fsync_dir(versions_dir());
     }
-    // The state names the version before the tree takes its name: one
-    // save, and a run killed between the two (or a failed rename) has the
-    // rename finished by the next open (reconcile()).
-    Staging was = *state.staging;
-    state.versions.push_back(VersionInfo{h.id, h.sequence, assign::type_name(h.type), h.created_ns});
-    state.staging.reset();
-    record(h);
-    if (Status saved = save(); !saved.ok()) {
-      // Not named on disk: as if never staged (fail() drops the tree).
-      std::erase_if(state.versions, [&](const VersionInfo& v) { return v.id == h.id; });
-      state.staging = was;
-      return fail(std::move(saved).error());
+    // The state names the version before the tree takes its name: a run
+    // killed between the two (or a failed rename) has the rename finished
+    // by the next open (reconcile()).
+    if (synced.ok() && ::rename(next_name.c_str(), state_path().c_str()) != 0)
+      synced = sys_error("cannot rename a temporary file to", state_path(), errno);
+    if (!synced.ok()) {
+      ::unlink(next_name.c_str());
+      return unsaved(std::move(synced).error());
     }
+    if (Status named = fsync_dir(cm_dir()); !named.ok())
+      return unsaved(std::move(named).error());
     if (::rename(sdir.c_str(), version_dir(h.id).c_str()) != 0)
       return sys_error("cannot rename the staged version to", version_dir(h.id), errno);
     CM_TRY(fsync_dir(versions_dir()));

@@ -339,6 +339,18 @@ Status Output::commit_as(const std::string& final_path) {
   return {};
 }
 
+Result<TempBeside> write_temp_beside(const std::string& path, std::string_view data, unsigned mode) {
+  CM_ASSIGN(auto tmp, make_temp_beside(path));
+  Status s = write_all(tmp.first.get(), data.data(), data.size(), path);
+  if (s.ok() && ::fchmod(tmp.first.get(), mode) != 0)
+    s = sys_error("cannot set the mode of", path, errno);
+  if (!s.ok()) {
+    ::unlink(tmp.second.c_str());
+    return std::move(s).error();
+  }
+  return TempBeside{std::move(tmp.first), std::move(tmp.second)};
+}
+
 Status write_file_atomic(const std::string& path, std::string_view data, unsigned mode, Fd* unsynced) {
   // Our own files (state, lists, manifests): a device is written in place,
   // but a symbolic link is replaced, not followed: daemons running as root

@@ -176,6 +176,15 @@ class Output {
 Status write_file_atomic(const std::string& path, std::string_view data, unsigned mode = 0644,
                          Fd* unsynced = nullptr);
 
+// The first half of write_file_atomic(): `data` written whole to a new
+// file beside `path`, not synced and not renamed. The caller syncs `fd`,
+// then renames `name` to `path` (or removes it).
+struct TempBeside {
+  Fd fd;
+  std::string name;
+};
+Result<TempBeside> write_temp_beside(const std::string& path, std::string_view data, unsigned mode);
+
 }  // namespace cm
 
 namespace cm {
