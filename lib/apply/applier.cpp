@@ -344,7 +344,6 @@ Status Applier::make_file(int dir, const std::string& name, const Op& e,
   return {};
 }
 
-
 // From this size on, a zstd patch's basis is hashed beside the patching.
 constexpr size_t kHashBesideBytes = size_t{1} << 20;
 
@@ -553,12 +552,17 @@ Status sync_changed(int root, const Changed& changed, const std::string& root_na
   for (const std::string& d : changed.dirs)
     if (s.ok() && !d.empty())
       s = sync_one(d);
+  // The root too, beside the rest rather than after it.
+  if (s.ok()) {
+    Fd again(::dup(root));
+    if (again.valid())
+      syncer.add(std::move(again), root_name);
+    else
+      s = sys_error("cannot sync", root_name, errno);
+  }
   Status synced = syncer.finish();
   CM_TRY(s);
-  CM_TRY(synced);
-  if (::fsync(root) != 0)
-    return sys_error("cannot sync", root_name, errno);
-  return {};
+  return synced;
 }
 
 // ---- clone

@@ -142,8 +142,8 @@ class Applier {
 };
 
 // Makes what `changed` lists under `root` durable: fsync of every file and
-// directory it names (through `syncer`), then of root itself, once all
-// that `syncer` was given is done.
+// directory it names and of root itself, all through `syncer`; returns
+// once everything `syncer` was given is done.
 Status sync_changed(int root, const Changed& changed, const std::string& root_name, Syncer& syncer);
 
 // Makes `target` (an empty directory) a clone of `base`: directories copied
