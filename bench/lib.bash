@@ -48,7 +48,10 @@ timed() {
 	# timed too (a date(1) started for each read, as before 2026-11-27
 	# 16:30 UTC, added about 1 ms to every time).
 	t0=${EPOCHREALTIME/[.,]/}
-	"$@" || rc=$?
+	# Not `"$@" || rc=$?`: that would turn set -e off inside a function
+	# timed, and a failing step in it would go unnoticed.
+	"$@"
+	rc=$?
 	t1=${EPOCHREALTIME/[.,]/}
 	T_WALL=$(secs $(((t1 - t0) * 1000)))
 	return "$rc"

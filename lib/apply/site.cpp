@@ -345,6 +345,23 @@ struct Site::Impl {
 
   // The `live` symlink is the truth: a kill between the switch and the
   // state update leaves the state behind, and this catches it up.
+  // Forgets the versions the state names whose tree is gone, neither in
+  // place nor still staged, and drops them from the history (not live: a
+  // live version without a tree is for a person to see).
+  Status forget_lost_versions() {
+    size_t known = state.versions.size();
+    std::erase_if(state.versions, [&](const VersionInfo& v) {
+      struct stat vs;
+      return v.id != state.live && !(state.staging && state.staging->id == v.id) &&
+             ::lstat(version_dir(v.id).c_str(), &vs) != 0 && errno == ENOENT &&
+             ::lstat(staging_dir(v.id).c_str(), &vs) != 0 && errno == ENOENT;
+    });
+    if (state.versions.size() == known)
+      return {};
+    std::erase_if(state.history, [&](uint64_t id) { return state.version(id) == nullptr; });
+    return save();
+  }
+
   Status reconcile() {
     // Killed (or the rename failed) after the state named a staged version
     // but before its tree was renamed into place: finish the rename. If it
@@ -367,17 +384,7 @@ struct Site::Impl {
     // aside but before the state said so. Forgotten, so that a rollback or
     // a publish on it is refused as for any version this server lacks.
     // (Not live: a live version without a tree is for a person to see.)
-    size_t known = state.versions.size();
-    std::erase_if(state.versions, [&](const VersionInfo& v) {
-      struct stat vs;
-      return v.id != state.live && !(state.staging && state.staging->id == v.id) &&
-             ::lstat(version_dir(v.id).c_str(), &vs) != 0 && errno == ENOENT &&
-             ::lstat(staging_dir(v.id).c_str(), &vs) != 0 && errno == ENOENT;
-    });
-    if (state.versions.size() != known) {
-      std::erase_if(state.history, [&](uint64_t id) { return state.version(id) == nullptr; });
-      CM_TRY(save());
-    }
+    CM_TRY(forget_lost_versions());
     // The symlink a commit or rollback killed before its rename had made
     // (switch_to()): never `live`, only litter in the site's directory.
     if (!opt.read_only)
@@ -430,7 +437,10 @@ struct Site::Impl {
       state.live = actual;
       CM_TRY(save());
     }
-    return {};
+    // Once more, now that live is settled: the version a finished switch
+    // left, if its tree went meanwhile (cleanup() after a commit whose
+    // last save, not synced, a crash lost).
+    return forget_lost_versions();
   }
 
   // Drops the staging tree of assignment `id` (to the trash) and forgets

@@ -689,6 +689,38 @@ PY
 	assert_output --partial "no earlier version"
 }
 
+@test "a commit's switch finished from its intent forgets the old live version whose tree went" {
+	base_site
+	mkchange src new
+	publish 3 3 1 src new
+	cm-apply --root S p.3
+	cm-apply status --root S >/dev/null
+	# What a crash can leave after a commit with --keep 0: the intent saved
+	# before the switch (its last save, not synced, lost), live switched,
+	# and version 1 moved aside by the cleanup that followed.
+	python3 - S/.cm/state.json <<'PY'
+import json, sys
+p = sys.argv[1]
+s = json.load(open(p))
+s["switching"] = {"assignment": 4, "part": 1, "sequence": 0, "type": "commit",
+                  "target": 3, "from": 1, "rollback": False}
+json.dump(s, open(p, "w"))
+PY
+	ln -s versions/3 S/live.new
+	mv -T S/live.new S/live
+	mv S/versions/1 S/versions/.trash-crashed
+	run cm-apply status --root S --json
+	assert_success
+	[ "$(jfield "$output" live)" = 3 ]
+	[ "$(jfield "$output" history)" = "[]" ]
+	# Nothing to go back to, said as such (not "no tree at versions/1").
+	switch rollback 5 0
+	run cm-apply --root S rollback.5
+	assert_failure 1
+	assert_output --partial "no earlier version"
+	live_is S 3
+}
+
 @test "rollback without a target goes to the previous version; a second one fails clearly" {
 	base_site
 	mkchange src new
