@@ -261,8 +261,7 @@ Status Applier::apply(const Op& op, Reader* data) {
     case Kind::CopyNew: return copy(dir.get(), name, op);
     case Kind::Symlink: {
       if (opt_.direct) {
-        if (::unlinkat(dir.get(), name.c_str(), 0) != 0 && errno != ENOENT)
-          return sys_error("cannot replace", where(op.path), errno);
+        CM_TRY(make_way(dir.get(), name, op.path));
         if (::symlinkat(op.target.c_str(), dir.get(), name.c_str()) != 0)
           return sys_error("cannot create symlink", where(op.path), errno);
         return {};
@@ -289,6 +288,12 @@ Status Applier::apply(const Op& op, Reader* data) {
   return Error("unknown operation");
 }
 
+Status Applier::make_way(int dir, const std::string& name, const std::string& path) {
+  if (::unlinkat(dir, name.c_str(), 0) != 0 && errno != ENOENT)
+    return sys_error("cannot replace", where(path), errno);
+  return {};
+}
+
 Status Applier::make_file(int dir, const std::string& name, const Op& e,
                           const std::function<Status(Writer&)>& fill, const char* what) {
   // Written under a temporary name and renamed over `name` when complete,
@@ -296,8 +301,8 @@ Status Applier::make_file(int dir, const std::string& name, const Op& e,
   // link to the base's inode, whose content stays as it is).
   std::string tmp = opt_.direct ? name : temp_name();
   int tdir = opt_.direct ? dir : scratch(dir);
-  if (opt_.direct && ::unlinkat(dir, name.c_str(), 0) != 0 && errno != ENOENT)
-    return sys_error("cannot replace", where(e.path), errno);
+  if (opt_.direct)
+    CM_TRY(make_way(dir, name, e.path));
   int fd = ::openat(tdir, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0)
     return sys_error("cannot create a file in", where(fs::parent_of(e.path)), errno);
@@ -394,10 +399,7 @@ Status Applier::patch(int dir, const std::string& name, const Op& e, Reader& del
     }
     std::string_view prefix(b, have);
     char* d = zdelta.at_least(static_cast<size_t>(e.length));
-    for (size_t at = 0; at < e.length;) {
-      CM_ASSIGN(size_t got, in.read(d + at, static_cast<size_t>(e.length) - at));
-      at += got;
-    }
+    CM_TRY(read_exact(in, d, static_cast<size_t>(e.length)));
     // A large basis is hashed on another thread while the patch runs; a
     // mismatch still stops it before it is renamed into the tree. A small
     // one (or with no thread to be had) here, first.

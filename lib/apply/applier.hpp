@@ -128,6 +128,9 @@ class Applier {
   // size and hash against e, sets mode and mtime, renames it over `name`.
   Status make_file(int dir, const std::string& name, const Op& op, const std::function<Status(Writer&)>& fill,
                    const char* what);
+  // Direct: unlinks what is at `name` (nothing there is fine), so that the
+  // new file or symlink is created in its place.
+  Status make_way(int dir, const std::string& name, const std::string& path);
   Status patch(int dir, const std::string& name, const Op& op, Reader& delta);
   Status copy(int dir, const std::string& name, const Op& op);
   Status chmod(int dir, const std::string& name, const Op& op);

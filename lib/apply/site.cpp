@@ -272,13 +272,16 @@ struct Site::Impl {
   Changed changed;               // in the staging tree, by this run
   std::string state_path() const { return cm_dir() + "/state.json"; }
 
+  // The state file's content.
+  std::string state_text() const { return json_text(to_json(state), 1) + "\n"; }
+
   // Writes the state; with `durable`, its new name is synced too. (Not
   // needed where a state already on disk leads the next open to the same
   // one: reconcile() finishes a switch from its saved intent.)
   Status save(bool durable = true) {
     if (opt.read_only)
       return {};
-    CM_TRY(write_file_atomic(state_path(), json_text(to_json(state), 1) + "\n", 0644));
+    CM_TRY(write_file_atomic(state_path(), state_text(), 0644));
     return durable ? fsync_dir(cm_dir()) : Status{};
   }
 
@@ -456,7 +459,7 @@ struct Site::Impl {
   // Removes the site directory's `.live-*` symlinks (see reconcile()),
   // and a state a run killed while saving it wrote but never renamed.
   void remove_strays() {
-    auto remove = [](const std::string& dir, const char* prefix, mode_t type) {
+    auto remove = [](const std::string& dir, const std::string& prefix, mode_t type) {
       Fd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
       if (!d.valid())
         return;
@@ -471,7 +474,7 @@ struct Site::Impl {
       }
     };
     remove(root, ".live-", S_IFLNK);
-    remove(cm_dir(), ".state.json.tmp.", S_IFREG);
+    remove(cm_dir(), fs::name_of(temp_prefix(state_path())), S_IFREG);
   }
 
   // Moves a directory out of the way, then deletes it: deleting first
@@ -828,7 +831,7 @@ Status Site::Impl::stage(assign::PackReader& pack, Report& rep) {
       state.staging = was;
       return fail(std::move(e));
     };
-    auto next = write_temp_beside(state_path(), json_text(to_json(state), 1) + "\n", 0644);
+    auto next = write_temp_beside(state_path(), state_text(), 0644);
     if (!next.ok())
       return unsaved(std::move(next).error());
     std::string next_name = next->name;

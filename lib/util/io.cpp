@@ -142,14 +142,14 @@ Result<std::unique_ptr<FdReader>> open_input(const std::string& path) {
   return std::make_unique<FdReader>(Fd(fd), path);
 }
 
-namespace {
-// "DIR/.NAME.tmp." for path DIR/NAME: what temporary files beside it start with.
 std::string temp_prefix(const std::string& path) {
   auto slash = path.rfind('/');
   std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
   std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
   return dir + "." + base + ".tmp.";
 }
+
+namespace {
 
 // temp_prefix(path) and random characters; nothing is created.
 std::string temp_name_beside(const std::string& path) {

@@ -176,6 +176,10 @@ class Output {
 Status write_file_atomic(const std::string& path, std::string_view data, unsigned mode = 0644,
                          Fd* unsynced = nullptr);
 
+// "DIR/.NAME.tmp." for path DIR/NAME: what the temporary files that
+// write_file_atomic() and write_temp_beside() make beside it start with.
+std::string temp_prefix(const std::string& path);
+
 // The first half of write_file_atomic(): `data` written whole to a new
 // file beside `path`, not synced and not renamed. The caller syncs `fd`,
 // then renames `name` to `path` (or removes it).

@@ -8,9 +8,11 @@
 #include "mcast/fec.hpp"
 #include "mcast/receiver.hpp"
 #include "mcast/sender.hpp"
+#include "support.hpp"
 
 using namespace cm;
 using namespace cm::mcast;
+using cm::test::random_bytes;
 
 namespace {
 
@@ -31,14 +33,6 @@ class MemSink : public FrameSink {
   }
   std::string data_;
 };
-
-std::string random_file(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s)
-    c = static_cast<char>(rng());
-  return s;
-}
 
 struct Rx {
   std::string id;
@@ -184,7 +178,7 @@ void simulate(McRun& r, uint64_t seed = 1) {
 
 McRun basic(size_t size, int receivers, double loss) {
   McRun r;
-  r.file = random_file(size, size + 7);
+  r.file = random_bytes(size, size + 7);
   for (int i = 0; i < receivers; i++) {
     Rx x;
     x.id = "m" + std::to_string(i);
@@ -249,7 +243,7 @@ TEST(McastRepair, AnyKOfTheFramesAndRepairsGiveTheBlockBack) {
     std::vector<std::string> block(k);
     std::vector<const uint8_t*> ptrs;
     for (auto& f : block) {
-      f = random_file(len, rng());
+      f = random_bytes(len, rng());
       ptrs.push_back(reinterpret_cast<const uint8_t*>(f.data()));
     }
     // Two passes' worth of repairs, the second starting where the first ended.
@@ -323,7 +317,7 @@ TEST(McastRepair, MostRepairsGoOutWithinTheFirstPass) {
 TEST(McastRepair, EarlyNacksOnlyCountForThePassInProgressAndBlocksBehindIt) {
   // Found in review: a stranger's early NACK, for another pass or for
   // blocks not sent yet, made the sender spend every repair of a block.
-  std::string file = random_file(200'000, 3);  // 200 frames: 13 blocks of 16
+  std::string file = random_bytes(200'000, 3);  // 200 frames: 13 blocks of 16
   SenderConfig cfg;
   cfg.session = 9;
   cfg.size = file.size();
@@ -375,7 +369,7 @@ TEST(McastRepair, AFileThatCannotBeReadBackFailsTheSession) {
    public:
     Result<size_t> read(uint64_t, void*, size_t) override { return Error("cannot read (test)"); }
   };
-  std::string file = random_file(10'000, 5);
+  std::string file = random_bytes(10'000, 5);
   Packet a;
   a.type = Type::Announce;
   a.session = 4;
@@ -524,7 +518,7 @@ TEST(Mcast, ZeroByteOneFrameAndExactMultiple) {
 
 TEST(Mcast, ASmallFileGoesOutRightBehindTheAnnounce) {
   for (size_t size : {size_t{3000}, size_t{200000}}) {
-    std::string file = random_file(size, 9);
+    std::string file = random_bytes(size, 9);
     SenderConfig cfg;
     cfg.session = 7;
     cfg.size = size;
