@@ -28,34 +28,17 @@ namespace {
 
 constexpr size_t kBuf = 256 * 1024;
 
-// One copy buffer per thread, kept: a fresh one per file costs a
-// zero-fill and page faults each time.
-std::vector<char>& copy_buffer() {
-  thread_local std::vector<char> buf(kBuf);
-  return buf;
+// One copy buffer per thread, kept and never zero-filled: a fresh one per
+// file costs page faults each time.
+std::span<char> copy_buffer() {
+  thread_local Buffer buf(kBuf);
+  return {buf.data(), kBuf};
 }
 
 // Whether a digest starts with the given check.
 bool matches(const Digest& d, const std::string& check) {
   return !check.empty() && check.size() <= d.size() && std::memcmp(d.data(), check.data(), check.size()) == 0;
 }
-
-// A buffer kept from one use to the next and grown as needed; never
-// zero-filled (the bytes are read or decoded into it before use).
-class Room {
- public:
-  char* at_least(size_t n) {
-    if (n > size_) {
-      p_.reset(new char[n]);
-      size_ = n;
-    }
-    return p_.get();
-  }
-
- private:
-  std::unique_ptr<char[]> p_;
-  size_t size_ = 0;
-};
 
 std::string temp_name() {
   return ".cm-tmp." + random_name(12);
@@ -126,7 +109,7 @@ class Exactly : public Reader {
 };
 
 Status pump(Reader& in, Writer& out) {
-  std::vector<char>& buf = copy_buffer();
+  std::span<char> buf = copy_buffer();
   for (;;) {
     CM_ASSIGN(size_t got, in.read(buf.data(), buf.size()));
     if (got == 0)
@@ -384,7 +367,7 @@ Status Applier::patch(int dir, const std::string& name, const Op& e, Reader& del
       return Error("'" + where(e.path) + "': too large for a zstd delta", kExitBadInput);
     // Buffers kept from one patch to the next, never zero-filled: the
     // bytes are read or decoded straight into them.
-    thread_local Room whole, zdelta, result;
+    thread_local Buffer whole, zdelta, result;
     // Read one byte more than the size: a file that grew meanwhile is caught.
     size_t want = static_cast<size_t>(st.st_size) + 1;
     char* b = whole.at_least(want);

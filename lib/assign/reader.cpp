@@ -107,8 +107,8 @@ class FrameReader : public Reader {
 // 256 KiB vector per call is page faults for every assignment read.
 std::span<char> copy_buffer() {
   constexpr size_t kSize = 256 * 1024;
-  thread_local std::unique_ptr<char[]> storage(new char[kSize]);
-  return {storage.get(), kSize};
+  thread_local Buffer storage(kSize);
+  return {storage.data(), kSize};
 }
 
 struct DCtxFree {
@@ -157,7 +157,7 @@ class ZstdReader : public Reader {
   Reader& in_;
   std::string what_;
   std::unique_ptr<ZSTD_DCtx, DCtxFree> ctx_;
-  std::vector<char> ibuf_;
+  Buffer ibuf_;  // not zero-filled: a small member touches a page or two of it
   size_t ilen_ = 0, ipos_ = 0;
   bool eof_ = false;
   bool done_ = false;

@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <span>
 #include <vector>
 
 namespace cm::delta {
@@ -85,7 +86,7 @@ Error rs_error(const char* what, rs_result r) {
 // output byte to sink. Returns RS_DONE when the job finished, RS_BLOCKED
 // when it ate the chunk and wants more.
 template <class Sink>
-Result<rs_result> crank(rs_job_t* job, const char* in, size_t n, bool eof, std::vector<char>& obuf,
+Result<rs_result> crank(rs_job_t* job, const char* in, size_t n, bool eof, std::span<char> obuf,
                         Sink&& sink) {
   rs_buffers_t b;
   std::memset(&b, 0, sizeof b);
@@ -217,7 +218,10 @@ rs_result copy_cb(void* opaque, rs_long_t pos, size_t* len, void** buf) {
 Status apply_delta(fs::File& basis, Reader& delta, Writer& out) {
   PatchSource src{&basis, Error(), false};
   Job job(rs_patch_begin(copy_cb, &src));
-  std::vector<char> in(kBuf), obuf(kBuf);
+  // Kept per thread and never zero-filled: two fresh zeroed 256 KiB vectors
+  // per patched file were a sixth of a publish's page faults.
+  thread_local Buffer in_buf(kBuf), out_buf(kBuf);
+  std::span<char> in(in_buf.data(), kBuf), obuf(out_buf.data(), kBuf);
   auto sink = [&](const char* p, size_t n) { return out.write(p, n); };
   bool eof = false;
   rs_result last = RS_BLOCKED;

@@ -1,14 +1,17 @@
 #include "util/io.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <span>
 #include <vector>
 
@@ -25,6 +28,50 @@ Error sys_error(std::string_view what, std::string_view path, int err) {
   m += ": ";
   m += std::strerror(err);
   return Error(std::move(m), kExitFailure);
+}
+
+namespace {
+constexpr size_t kHugePage = size_t{2} << 20;
+constexpr size_t kMapFrom = size_t{1} << 20;
+}  // namespace
+
+char* Buffer::at_least(size_t n) {
+  if (n <= size_ && p_ != nullptr)
+    return p_;
+  release();
+  if (n < kMapFrom) {
+    p_ = new char[n == 0 ? 1 : n];
+    size_ = n;
+    return p_;
+  }
+  // Mapped with a huge page's worth to spare, then trimmed to an aligned run.
+  size_t want = (n + kHugePage - 1) / kHugePage * kHugePage;
+  void* raw = ::mmap(nullptr, want + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED)
+    throw std::bad_alloc();
+  auto start = reinterpret_cast<uintptr_t>(raw);
+  uintptr_t aligned = (start + kHugePage - 1) & ~(uintptr_t{kHugePage} - 1);
+  if (aligned > start)
+    ::munmap(raw, aligned - start);
+  if (size_t tail = start + want + kHugePage - (aligned + want); tail > 0)
+    ::munmap(reinterpret_cast<void*>(aligned + want), tail);
+  (void)::madvise(reinterpret_cast<void*>(aligned), want, MADV_HUGEPAGE);  // a hint
+  p_ = reinterpret_cast<char*>(aligned);
+  size_ = want;
+  mapped_ = true;
+  return p_;
+}
+
+void Buffer::release() {
+  if (p_ == nullptr)
+    return;
+  if (mapped_)
+    ::munmap(p_, size_);
+  else
+    delete[] p_;
+  p_ = nullptr;
+  size_ = 0;
+  mapped_ = false;
 }
 
 Fd& Fd::operator=(Fd&& o) noexcept {
@@ -455,8 +502,8 @@ Status TempFile::clear() {
 
 Status TempFile::copy_to(Writer& out, uint64_t offset, uint64_t n) {
   // One buffer per thread, not a zeroed one per call (32% of a small build).
-  thread_local std::unique_ptr<char[]> storage(new char[256 * 1024]);
-  std::span<char> buf(storage.get(), 256 * 1024);
+  thread_local Buffer storage(256 * 1024);
+  std::span<char> buf(storage.data(), 256 * 1024);
   while (n > 0) {
     CM_ASSIGN(size_t got, pread(buf.data(), static_cast<size_t>(std::min<uint64_t>(n, buf.size())), offset));
     if (got == 0)

@@ -4,6 +4,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdint>
+#include <cstring>
 #include <set>
 #include <string>
 #include <thread>
@@ -183,4 +185,34 @@ TEST(TempFile, SmallStaysInMemoryLargeSpillsAndBothReadBack) {
   auto m = t->pread(buf, sizeof buf, 0);
   ASSERT_TRUE(m.ok());
   EXPECT_EQ(std::string(buf, *m), "again");
+}
+
+TEST(Buffer, GrowsKeepsItsMemoryAndAlignsLargeOnesToHugePages) {
+  cm::Buffer b;
+  EXPECT_EQ(b.size(), 0u);
+  char* small = b.at_least(1000);
+  ASSERT_NE(small, nullptr);
+  EXPECT_GE(b.size(), 1000u);
+  std::memset(small, 'a', b.size());
+  // A request that fits is the same memory, its bytes as they were.
+  EXPECT_EQ(b.at_least(10), small);
+  EXPECT_EQ(small[999], 'a');
+  // From 1 MiB on: a mapping aligned to 2 MiB, every byte of it writable.
+  size_t n = (size_t{3} << 20) / 2 + 7;
+  char* big = b.at_least(n);
+  ASSERT_NE(big, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(big) % (size_t{2} << 20), 0u);
+  EXPECT_GE(b.size(), n);
+  EXPECT_EQ(b.size() % (size_t{2} << 20), 0u);
+  std::memset(big, 'b', b.size());
+  EXPECT_EQ(big[b.size() - 1], 'b');
+  EXPECT_EQ(b.at_least(n - 1), big);
+  // Growing again gives room for the larger size.
+  size_t m = size_t{5} << 20;
+  char* bigger = b.at_least(m);
+  std::memset(bigger, 'c', m);
+  EXPECT_EQ(bigger[m - 1], 'c');
+  cm::Buffer preset(300);
+  EXPECT_GE(preset.size(), 300u);
+  std::memset(preset.data(), 0, 300);
 }
