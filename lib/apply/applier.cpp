@@ -10,6 +10,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <span>
 #include <system_error>
 #include <utility>
@@ -18,6 +19,7 @@
 #include "delta/rdiff.hpp"
 #include "delta/zpatch.hpp"
 #include "fs/tree.hpp"
+#include "util/mapped.hpp"
 #include "util/text.hpp"
 
 namespace cm::apply {
@@ -334,6 +336,8 @@ Status Applier::make_file(int dir, const std::string& name, const Op& e,
 
 // From this size on, a zstd patch's basis is hashed beside the patching.
 constexpr size_t kHashBesideBytes = size_t{1} << 20;
+// From this size on, a zstd patch's basis is mapped rather than read.
+constexpr uint64_t kMapFrom = 256 * 1024;
 
 Status Applier::patch(int dir, const std::string& name, const Op& e, Reader& delta) {
   int bfd = fs::open_beneath(base_, e.source, O_RDONLY);
@@ -346,6 +350,7 @@ Status Applier::patch(int dir, const std::string& name, const Op& e, Reader& del
             "' does not have the expected content (sha256): the delta was made against another version",
         kExitFailure);
   };
+  auto changed = [&] { return Error("basis '" + e.source + "' changed while it was read", kExitFailure); };
   Exactly in(delta, e.length);
   // librsync may stop before the end of its delta; keep the stream in step.
   auto drain = [&]() -> Status {
@@ -365,27 +370,40 @@ Status Applier::patch(int dir, const std::string& name, const Op& e, Reader& del
       return Error("basis '" + e.source + "' is too large for a zstd delta", kExitBadInput);
     if (e.size > delta::kMaxZstdPatch || e.length > delta::kMaxZstdDelta)
       return Error("'" + where(e.path) + "': too large for a zstd delta", kExitBadInput);
+    // A large basis is mapped, not copied: no fresh memory to fault in.
     // Buffers kept from one patch to the next, never zero-filled: the
     // bytes are read or decoded straight into them.
     thread_local Buffer whole, zdelta, result;
-    // Read one byte more than the size: a file that grew meanwhile is caught.
-    size_t want = static_cast<size_t>(st.st_size) + 1;
-    char* b = whole.at_least(want);
-    size_t have = 0;
-    for (;;) {
-      CM_ASSIGN(size_t got, basis.read(b + have, want - have));
-      if (got == 0)
-        break;
-      have += got;
-      if (have == want)
-        return Error("basis '" + e.source + "' changed while it was read", kExitFailure);
+    std::optional<Mapped> mapped;
+    std::string_view prefix;
+    if (static_cast<uint64_t>(st.st_size) >= kMapFrom) {
+      auto m = Mapped::map(basis.fd(), static_cast<size_t>(st.st_size), e.source);
+      if (m.ok()) {
+        mapped.emplace(std::move(*m));
+        prefix = mapped->view();
+      }
     }
-    std::string_view prefix(b, have);
+    if (!mapped) {
+      // Read one byte more than the size: a file that grew meanwhile is caught.
+      size_t want = static_cast<size_t>(st.st_size) + 1;
+      char* b = whole.at_least(want);
+      size_t have = 0;
+      for (;;) {
+        CM_ASSIGN(size_t got, basis.read(b + have, want - have));
+        if (got == 0)
+          break;
+        have += got;
+        if (have == want)
+          return changed();
+      }
+      prefix = std::string_view(b, have);
+    }
     char* d = zdelta.at_least(static_cast<size_t>(e.length));
     CM_TRY(read_exact(in, d, static_cast<size_t>(e.length)));
     // A large basis is hashed on another thread while the patch runs; a
     // mismatch still stops it before it is renamed into the tree. A small
-    // one (or with no thread to be had) here, first.
+    // one (or with no thread to be had) here, first. (The future is
+    // declared after the mapping: it is joined before the unmapping.)
     std::future<Digest> hashed;
     if (prefix.size() >= kHashBesideBytes) {
       try {
@@ -395,12 +413,15 @@ Status Applier::patch(int dir, const std::string& name, const Op& e, Reader& del
       }
     }
     if (!hashed.valid() && !matches(sha256(prefix), e.basis_check))
-      return mismatch();
+      return mapped && mapped->cut() ? changed() : mismatch();
     // Room for one byte more than expected: a delta that makes more is
     // caught by the size check.
     std::span<char> out(result.at_least(static_cast<size_t>(e.size) + 1), static_cast<size_t>(e.size) + 1);
     auto made = delta::zstd_patch(prefix, std::string_view(d, static_cast<size_t>(e.length)), out, in.name());
-    if (hashed.valid() && !matches(hashed.get(), e.basis_check))
+    bool basis_ok = !hashed.valid() || matches(hashed.get(), e.basis_check);
+    if (mapped && mapped->cut())
+      return changed();
+    if (!basis_ok)
       return mismatch();
     if (!made.ok())
       return std::move(made).error();

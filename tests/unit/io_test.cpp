@@ -1,9 +1,12 @@
 // Output (a command's -o): what a killed run leaves, and where a commit
 // puts the file.
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdint>
 #include <cstring>
 #include <set>
@@ -15,6 +18,7 @@
 
 #include "support.hpp"
 #include "util/io.hpp"
+#include "util/mapped.hpp"
 #include "util/text.hpp"
 
 namespace cm {
@@ -215,4 +219,85 @@ TEST(Buffer, GrowsKeepsItsMemoryAndAlignsLargeOnesToHugePages) {
   cm::Buffer preset(300);
   EXPECT_GE(preset.size(), 300u);
   std::memset(preset.data(), 0, 300);
+}
+
+namespace {
+
+cm::Fd open_read(const std::string& path) {
+  return cm::Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+}
+
+}  // namespace
+
+TEST(Mapped, ShowsTheFileAndReleasesItsSlot) {
+  cm::test::TempDir t;
+  std::string content = cm::test::random_bytes(300000, 5);
+  cm::test::write_file(t / "f", content);
+  // More mappings one after the other than there are guard slots: each
+  // gives its slot back.
+  for (int i = 0; i < 40; i++) {
+    cm::Fd fd = open_read(t / "f");
+    ASSERT_TRUE(fd.valid());
+    auto m = cm::Mapped::map(fd.get(), content.size(), "f");
+    ASSERT_TRUE(m.ok()) << m.error().message;
+    ASSERT_EQ(m->view(), content);
+    EXPECT_FALSE(m->cut());
+  }
+  cm::Fd fd = open_read(t / "f");
+  EXPECT_FALSE(cm::Mapped::map(fd.get(), 0, "f").ok());
+}
+
+TEST(Mapped, AFileCutShortWhileMappedReadsAsZerosAndSaysSo) {
+  cm::test::TempDir t;
+  size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::string content(3 * page, 'x');
+  cm::test::write_file(t / "f", content);
+  cm::Fd fd = open_read(t / "f");
+  auto m = cm::Mapped::map(fd.get(), content.size(), "f");
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  // Someone truncates the file: its pages go, and reading them would raise
+  // SIGBUS. Read on another thread too: the guard is for every thread.
+  ASSERT_EQ(::truncate((t / "f").c_str(), static_cast<off_t>(page / 2)), 0);
+  size_t xs = 0;
+  std::thread other([&] {
+    for (char c : m->view().substr(page))
+      xs += c == 'x';
+  });
+  other.join();
+  EXPECT_EQ(xs, 0u);
+  EXPECT_TRUE(m->cut());
+  std::string_view v = m->view();
+  EXPECT_EQ(v.substr(0, page / 2), std::string(page / 2, 'x'));
+  EXPECT_EQ(v[2 * page + 1], '\0');
+}
+
+TEST(Mapped, ASigbusOutsideAMappingStillEndsTheProcess) {
+  cm::test::TempDir t;
+  size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  cm::test::write_file(t / "guarded", std::string(page, 'g'));
+  cm::test::write_file(t / "bare", std::string(2 * page, 'b'));
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // The guard is installed (a mapping exists), but this fault is in a
+    // mapping it does not know.
+    cm::Fd g = open_read(t / "guarded");
+    auto m = cm::Mapped::map(g.get(), page, "guarded");
+    if (!m.ok())
+      ::_exit(3);
+    int fd = ::open((t / "bare").c_str(), O_RDONLY);
+    auto* p = static_cast<volatile const char*>(::mmap(nullptr, 2 * page, PROT_READ, MAP_PRIVATE, fd, 0));
+    if (p == MAP_FAILED || ::truncate((t / "bare").c_str(), 0) != 0)
+      ::_exit(4);
+    char c = p[page];
+    ::_exit(c == 'b' ? 5 : 0);
+  }
+  int st = 0;
+  ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+  // Killed by SIGBUS, or under ASan by the report of its handler (the one
+  // before ours: an abort or exit 1); never a clean exit after reading a
+  // page that is gone.
+  bool killed = WIFSIGNALED(st) && (WTERMSIG(st) == SIGBUS || WTERMSIG(st) == SIGABRT);
+  bool reported = WIFEXITED(st) && WEXITSTATUS(st) == 1;
+  EXPECT_TRUE(killed || reported) << "status " << st;
 }
