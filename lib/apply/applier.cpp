@@ -412,14 +412,22 @@ Status Applier::patch(int dir, const std::string& name, const Op& e, Reader& del
         // No thread to be had: hashed below.
       }
     }
+    // A mapped basis is read where it lies: a change by someone else
+    // between the hashing and the patching (a cut within its last page
+    // raises no fault) must not pass for a bad delta or a wrong basis.
+    auto moved = [&] {
+      struct stat now;
+      return mapped && (mapped->cut() || ::fstat(basis.fd(), &now) != 0 || now.st_size != st.st_size ||
+                        now.st_ctim.tv_sec != st.st_ctim.tv_sec || now.st_ctim.tv_nsec != st.st_ctim.tv_nsec);
+    };
     if (!hashed.valid() && !matches(sha256(prefix), e.basis_check))
-      return mapped && mapped->cut() ? changed() : mismatch();
+      return moved() ? changed() : mismatch();
     // Room for one byte more than expected: a delta that makes more is
     // caught by the size check.
     std::span<char> out(result.at_least(static_cast<size_t>(e.size) + 1), static_cast<size_t>(e.size) + 1);
     auto made = delta::zstd_patch(prefix, std::string_view(d, static_cast<size_t>(e.length)), out, in.name());
     bool basis_ok = !hashed.valid() || matches(hashed.get(), e.basis_check);
-    if (mapped && mapped->cut())
+    if (moved())
       return changed();
     if (!basis_ok)
       return mismatch();

@@ -27,7 +27,30 @@ Slot g_slots[kSlots];
 struct sigaction g_previous;
 uintptr_t g_page = 4096;
 
-void on_sigbus(int, siginfo_t* info, void*) {
+// The handling there was before, for a SIGBUS that was sent, not a fault
+// (kill(1), sigqueue(3)): run as if this handler had never been installed.
+void forward(int sig, siginfo_t* info, void* ctx) {
+  if ((g_previous.sa_flags & SA_SIGINFO) != 0) {
+    if (g_previous.sa_sigaction != nullptr)
+      g_previous.sa_sigaction(sig, info, ctx);
+    return;
+  }
+  if (g_previous.sa_handler == SIG_IGN)
+    return;
+  if (g_previous.sa_handler == SIG_DFL) {
+    // Delivered again, by default, once this handler returns: the end.
+    ::sigaction(SIGBUS, &g_previous, nullptr);
+    ::raise(SIGBUS);
+    return;
+  }
+  g_previous.sa_handler(sig);
+}
+
+void on_sigbus(int sig, siginfo_t* info, void* ctx) {
+  if (info->si_code <= 0) {
+    forward(sig, info, ctx);
+    return;
+  }
   auto at = reinterpret_cast<uintptr_t>(info->si_addr);
   for (Slot& s : g_slots) {
     uintptr_t lo = s.lo.load(std::memory_order_acquire);

@@ -301,3 +301,24 @@ TEST(Mapped, ASigbusOutsideAMappingStillEndsTheProcess) {
   bool reported = WIFEXITED(st) && WEXITSTATUS(st) == 1;
   EXPECT_TRUE(killed || reported) << "status " << st;
 }
+
+TEST(Mapped, ASigbusSentByKillIsNotSwallowed) {
+  cm::test::TempDir t;
+  size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  cm::test::write_file(t / "guarded", std::string(page, 'g'));
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    cm::Fd g = open_read(t / "guarded");
+    auto m = cm::Mapped::map(g.get(), page, "guarded");
+    if (!m.ok())
+      ::_exit(3);
+    ::kill(::getpid(), SIGBUS);
+    ::_exit(0);
+  }
+  int st = 0;
+  ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+  bool killed = WIFSIGNALED(st) && (WTERMSIG(st) == SIGBUS || WTERMSIG(st) == SIGABRT);
+  bool reported = WIFEXITED(st) && WEXITSTATUS(st) == 1;
+  EXPECT_TRUE(killed || reported) << "status " << st;
+}

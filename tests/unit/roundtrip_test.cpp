@@ -3,11 +3,14 @@
 // left untouched even though the clone shares its files' inodes.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "apply/applier.hpp"
 #include "delta/delta.hpp"
+#include "delta/zpatch.hpp"
 #include "support.hpp"
+#include "util/hash.hpp"
 
 using namespace cm;
 using namespace cm::delta;
@@ -137,6 +140,81 @@ TEST(RoundTripFixed, PatchAgainstALargeWrongBasisIsRefused) {
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message.find("basis 'page'"), std::string::npos) << s.error().message;
   EXPECT_EQ(read_file(tmp / "target/page"), read_file(tmp / "base/page"));
+}
+
+// A large basis is mapped, not read: a basis that someone changes while it
+// is patched is reported as changed, not taken for a wrong basis or a bad
+// delta, and nothing takes the file's name. The delta's reader cuts it.
+TEST(RoundTripFixed, ABasisCutWhileItIsPatchedIsReportedAsChanged) {
+  RandomTree rt(9);
+  std::string basis = rt.random_content(300000);
+  basis.resize(300000, 'b');
+  std::string next = basis.substr(0, 5000) + "inserted" + basis.substr(5000);
+  StringWriter delta;
+  auto made = zstd_delta(basis, next, delta, next.size());
+  ASSERT_TRUE(made.ok() && *made);
+  auto digest = [](std::string_view s) {
+    Digest d = sha256(s);
+    return std::string(reinterpret_cast<const char*>(d.data()), d.size());
+  };
+  apply::Op op;
+  op.kind = apply::Kind::Patch;
+  op.path = op.source = "page";
+  op.mode = 0644;
+  op.mtime_ns = 1700000000LL * 1000000000;
+  op.size = next.size();
+  op.length = delta.data().size();
+  op.check = digest(next);
+  op.basis_check = digest(basis);
+  op.format = DeltaFormat::Zstd;
+  // Cut within the last page (no fault: its bytes read as zeros), and cut
+  // to nothing (every page gone: faults).
+  auto page = static_cast<off_t>(::sysconf(_SC_PAGESIZE));
+  off_t last_page = (300000 - 1) / page * page;
+  for (off_t cut_to : {last_page + (300000 - last_page) / 2, off_t{0}}) {
+    TempDir tmp;
+    make_dir(tmp / "base");
+    make_dir(tmp / "target");
+    write_file(tmp / "base/page", basis);
+    // Without the cut, the same patch succeeds.
+    {
+      make_dir(tmp / "good");
+      Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
+      Fd gfd(::open((tmp / "good").c_str(), O_RDONLY | O_DIRECTORY));
+      StringReader in(delta.data());
+      Status ok = apply::Applier(bfd.get(), gfd.get(), tmp / "good").apply(op, &in);
+      ASSERT_TRUE(ok.ok()) << ok.error().message;
+      EXPECT_EQ(read_file(tmp / "good/page"), next);
+    }
+    class CuttingReader : public Reader {
+     public:
+      CuttingReader(const std::string& data, std::string victim, off_t to)
+          : in_(data), victim_(std::move(victim)), to_(to) {}
+      Result<size_t> read(void* p, size_t n) override {
+        if (!done_ && ::truncate(victim_.c_str(), to_) != 0)
+          return Error("cannot truncate " + victim_);
+        done_ = true;
+        return in_.read(p, n);
+      }
+      const std::string& name() const override { return in_.name(); }
+
+     private:
+      StringReader in_;
+      std::string victim_;
+      off_t to_;
+      bool done_ = false;
+    };
+    Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
+    Fd tfd(::open((tmp / "target").c_str(), O_RDONLY | O_DIRECTORY));
+    CuttingReader in(delta.data(), tmp / "base/page", cut_to);
+    Status s = apply::Applier(bfd.get(), tfd.get(), tmp / "target").apply(op, &in);
+    ASSERT_FALSE(s.ok()) << "cut to " << cut_to;
+    EXPECT_NE(s.error().message.find("basis 'page' changed while it was read"), std::string::npos)
+        << "cut to " << cut_to << ": " << s.error().message;
+    EXPECT_EQ(s.error().code, kExitFailure);
+    struct stat st;
+    EXPECT_NE(::lstat((tmp / "target/page").c_str(), &st), 0);
+  }
 }
 
 TEST(RoundTripFixed, PatchAgainstAWrongBasisIsRefused) {
