@@ -415,10 +415,12 @@ Status Applier::patch(int dir, const std::string& name, const Op& e, Reader& del
     // A mapped basis is read where it lies: a change by someone else
     // between the hashing and the patching (a cut within its last page
     // raises no fault) must not pass for a bad delta or a wrong basis.
+    // Size and mtime, not ctime: a hard link made to the file meanwhile
+    // (a snapshot by cp -al) changes nothing that is read.
     auto moved = [&] {
       struct stat now;
       return mapped && (mapped->cut() || ::fstat(basis.fd(), &now) != 0 || now.st_size != st.st_size ||
-                        now.st_ctim.tv_sec != st.st_ctim.tv_sec || now.st_ctim.tv_nsec != st.st_ctim.tv_nsec);
+                        now.st_mtim.tv_sec != st.st_mtim.tv_sec || now.st_mtim.tv_nsec != st.st_mtim.tv_nsec);
     };
     if (!hashed.valid() && !matches(sha256(prefix), e.basis_check))
       return moved() ? changed() : mismatch();
