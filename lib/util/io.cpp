@@ -32,14 +32,14 @@ Error sys_error(std::string_view what, std::string_view path, int err) {
 
 namespace {
 constexpr size_t kHugePage = size_t{2} << 20;
-constexpr size_t kMapFrom = size_t{1} << 20;
+constexpr size_t kHugeFrom = size_t{1} << 20;
 }  // namespace
 
 char* Buffer::at_least(size_t n) {
   if (n <= size_ && p_ != nullptr)
     return p_;
   release();
-  if (n < kMapFrom) {
+  if (n < kHugeFrom) {
     p_ = new char[n == 0 ? 1 : n];
     size_ = n;
     return p_;

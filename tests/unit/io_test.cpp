@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <set>
 #include <string>
 #include <thread>
@@ -227,6 +228,30 @@ cm::Fd open_read(const std::string& path) {
   return cm::Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
 }
 
+// Runs `then` in a child process that holds a guarded mapping (the SIGBUS
+// guard is installed), and expects the child to end by SIGBUS, or under
+// ASan by the report of its handler (the one before ours: an abort or exit
+// 1); never a clean exit after `then`.
+void expect_ended_by_sigbus(const std::string& dir, const std::function<void()>& then) {
+  size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  cm::test::write_file(dir + "/guarded", std::string(page, 'g'));
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    cm::Fd g = open_read(dir + "/guarded");
+    auto m = cm::Mapped::map(g.get(), page, "guarded");
+    if (!m.ok())
+      ::_exit(3);
+    then();
+    ::_exit(0);
+  }
+  int st = 0;
+  ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+  bool killed = WIFSIGNALED(st) && (WTERMSIG(st) == SIGBUS || WTERMSIG(st) == SIGABRT);
+  bool reported = WIFEXITED(st) && WEXITSTATUS(st) == 1;
+  EXPECT_TRUE(killed || reported) << "status " << st;
+}
+
 }  // namespace
 
 TEST(Mapped, ShowsTheFileAndReleasesItsSlot) {
@@ -274,51 +299,19 @@ TEST(Mapped, AFileCutShortWhileMappedReadsAsZerosAndSaysSo) {
 TEST(Mapped, ASigbusOutsideAMappingStillEndsTheProcess) {
   cm::test::TempDir t;
   size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  cm::test::write_file(t / "guarded", std::string(page, 'g'));
   cm::test::write_file(t / "bare", std::string(2 * page, 'b'));
-  pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    // The guard is installed (a mapping exists), but this fault is in a
-    // mapping it does not know.
-    cm::Fd g = open_read(t / "guarded");
-    auto m = cm::Mapped::map(g.get(), page, "guarded");
-    if (!m.ok())
-      ::_exit(3);
+  // The guard is installed, but this fault is in a mapping it does not know.
+  expect_ended_by_sigbus(t.path(), [&] {
     int fd = ::open((t / "bare").c_str(), O_RDONLY);
     auto* p = static_cast<volatile const char*>(::mmap(nullptr, 2 * page, PROT_READ, MAP_PRIVATE, fd, 0));
     if (p == MAP_FAILED || ::truncate((t / "bare").c_str(), 0) != 0)
       ::_exit(4);
     char c = p[page];
-    ::_exit(c == 'b' ? 5 : 0);
-  }
-  int st = 0;
-  ASSERT_EQ(::waitpid(pid, &st, 0), pid);
-  // Killed by SIGBUS, or under ASan by the report of its handler (the one
-  // before ours: an abort or exit 1); never a clean exit after reading a
-  // page that is gone.
-  bool killed = WIFSIGNALED(st) && (WTERMSIG(st) == SIGBUS || WTERMSIG(st) == SIGABRT);
-  bool reported = WIFEXITED(st) && WEXITSTATUS(st) == 1;
-  EXPECT_TRUE(killed || reported) << "status " << st;
+    (void)c;
+  });
 }
 
 TEST(Mapped, ASigbusSentByKillIsNotSwallowed) {
   cm::test::TempDir t;
-  size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  cm::test::write_file(t / "guarded", std::string(page, 'g'));
-  pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    cm::Fd g = open_read(t / "guarded");
-    auto m = cm::Mapped::map(g.get(), page, "guarded");
-    if (!m.ok())
-      ::_exit(3);
-    ::kill(::getpid(), SIGBUS);
-    ::_exit(0);
-  }
-  int st = 0;
-  ASSERT_EQ(::waitpid(pid, &st, 0), pid);
-  bool killed = WIFSIGNALED(st) && (WTERMSIG(st) == SIGBUS || WTERMSIG(st) == SIGABRT);
-  bool reported = WIFEXITED(st) && WEXITSTATUS(st) == 1;
-  EXPECT_TRUE(killed || reported) << "status " << st;
+  expect_ended_by_sigbus(t.path(), [] { ::kill(::getpid(), SIGBUS); });
 }
