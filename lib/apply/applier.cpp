@@ -280,7 +280,8 @@ Status Applier::make_way(int dir, const std::string& name, const std::string& pa
 }
 
 Status Applier::make_file(int dir, const std::string& name, const Op& e,
-                          const std::function<Status(Writer&)>& fill, const char* what) {
+                          const std::function<Status(Writer&)>& fill, const char* what,
+                          const std::function<Status()>& vouch) {
   // Written under a temporary name and renamed over `name` when complete,
   // or (direct) at `name` itself: the old file's name goes first (a hard
   // link to the base's inode, whose content stays as it is).
@@ -296,6 +297,8 @@ Status Applier::make_file(int dir, const std::string& name, const Op& e,
   Status s = fill(w);
   if (s.ok())
     s = w.flush();
+  if (s.ok() && vouch)
+    s = vouch();
   if (s.ok() && (w.size() != e.size || !matches(w.digest(), e.check)))
     s = Error("'" + where(e.path) + "': the " + what + " does not have the expected content (sha256)",
               kExitBadInput);
@@ -400,10 +403,11 @@ Status Applier::patch(int dir, const std::string& name, const Op& e, Reader& del
     }
     char* d = zdelta.at_least(static_cast<size_t>(e.length));
     CM_TRY(read_exact(in, d, static_cast<size_t>(e.length)));
-    // A large basis is hashed on another thread while the patch runs; a
-    // mismatch still stops it before it is renamed into the tree. A small
-    // one (or with no thread to be had) here, first. (The future is
-    // declared after the mapping: it is joined before the unmapping.)
+    // A large basis is hashed on another thread while the patch runs and
+    // its result is written; a mismatch still stops it before the result
+    // is judged or renamed into the tree. A small one (or with no thread
+    // to be had) here, first. (The future is declared after the mapping:
+    // it is joined before the unmapping.)
     std::future<Digest> hashed;
     if (prefix.size() >= kHashBesideBytes) {
       try {
@@ -428,15 +432,21 @@ Status Applier::patch(int dir, const std::string& name, const Op& e, Reader& del
     // caught by the size check.
     std::span<char> out(result.at_least(static_cast<size_t>(e.size) + 1), static_cast<size_t>(e.size) + 1);
     auto made = delta::zstd_patch(prefix, std::string_view(d, static_cast<size_t>(e.length)), out, in.name());
-    bool basis_ok = !hashed.valid() || matches(hashed.get(), e.basis_check);
-    if (moved())
-      return changed();
-    if (!basis_ok)
-      return mismatch();
-    if (!made.ok())
+    // The basis's verdicts before the delta's or the result's.
+    auto vouch = [&]() -> Status {
+      bool basis_ok = !hashed.valid() || matches(hashed.get(), e.basis_check);
+      if (moved())
+        return changed();
+      if (!basis_ok)
+        return mismatch();
+      return {};
+    };
+    if (!made.ok()) {
+      CM_TRY(vouch());
       return std::move(made).error();
+    }
     return make_file(
-        dir, name, e, [&](Writer& w) { return w.write(out.data(), *made); }, "patched file");
+        dir, name, e, [&](Writer& w) { return w.write(out.data(), *made); }, "patched file", vouch);
   }
   // Patching the wrong basis gives garbage silently: check it first.
   CM_ASSIGN(HashedSize hs, sha256_stream(basis));
