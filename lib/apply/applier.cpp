@@ -287,18 +287,26 @@ Status Applier::make_file(int dir, const std::string& name, const Op& e,
   // link to the base's inode, whose content stays as it is).
   std::string tmp = opt_.direct ? name : temp_name();
   int tdir = opt_.direct ? dir : scratch(dir);
+  // vouch()'s failure wins over any other, a failed write's too (a full
+  // disk must not hide a wrong basis).
+  auto vouched = [&](Status s) -> Status {
+    if (!vouch)
+      return s;
+    Status v = vouch();
+    return v.ok() ? s : v;
+  };
   if (opt_.direct)
-    CM_TRY(make_way(dir, name, e.path));
+    if (Status made_way = make_way(dir, name, e.path); !made_way.ok())
+      return vouched(std::move(made_way));
   int fd = ::openat(tdir, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0)
-    return sys_error("cannot create a file in", where(fs::parent_of(e.path)), errno);
+    return vouched(sys_error("cannot create a file in", where(fs::parent_of(e.path)), errno));
   Fd out(fd);
   HashingFdWriter w(out.get(), where(e.path));
   Status s = fill(w);
   if (s.ok())
     s = w.flush();
-  if (s.ok() && vouch)
-    s = vouch();
+  s = vouched(std::move(s));
   if (s.ok() && (w.size() != e.size || !matches(w.digest(), e.check)))
     s = Error("'" + where(e.path) + "': the " + what + " does not have the expected content (sha256)",
               kExitBadInput);
@@ -432,14 +440,15 @@ Status Applier::patch(int dir, const std::string& name, const Op& e, Reader& del
     // caught by the size check.
     std::span<char> out(result.at_least(static_cast<size_t>(e.size) + 1), static_cast<size_t>(e.size) + 1);
     auto made = delta::zstd_patch(prefix, std::string_view(d, static_cast<size_t>(e.length)), out, in.name());
-    // The basis's verdicts before the delta's or the result's.
+    // The basis's verdicts before the delta's, the result's or the
+    // write's; worked out once (the future gives its value once).
+    std::optional<Status> verdict;
     auto vouch = [&]() -> Status {
-      bool basis_ok = !hashed.valid() || matches(hashed.get(), e.basis_check);
-      if (moved())
-        return changed();
-      if (!basis_ok)
-        return mismatch();
-      return {};
+      if (!verdict) {
+        bool basis_ok = !hashed.valid() || matches(hashed.get(), e.basis_check);
+        verdict = moved() ? changed() : !basis_ok ? mismatch() : Status{};
+      }
+      return *verdict;
     };
     if (!made.ok()) {
       CM_TRY(vouch());

@@ -126,9 +126,9 @@ class Applier {
  private:
   // Creates a new file beside `name` from what fill() writes, checks its
   // size and hash against e, sets mode and mtime, renames it over `name`.
-  // `vouch`, if given, runs once the bytes are written and before they are
-  // judged: a failure it returns comes first (a patch's basis checked
-  // meanwhile on another thread).
+  // `vouch`, if given, runs once the bytes are written (or could not be)
+  // and before they are judged: a failure it returns wins over any other
+  // (a patch's basis, checked meanwhile on another thread).
   Status make_file(int dir, const std::string& name, const Op& op, const std::function<Status(Writer&)>& fill,
                    const char* what, const std::function<Status()>& vouch = {});
   // Direct: unlinks what is at `name` (nothing there is fine), so that the

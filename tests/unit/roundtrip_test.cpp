@@ -3,6 +3,8 @@
 // left untouched even though the clone shares its files' inodes.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,6 +37,57 @@ Status apply_table(const std::string& table, const std::string& base, const std:
     CM_TRY(applier.apply(apply::from_entry(*e), &data));
   }
 }
+
+// A zstd patch from `basis` to `next`, as one operation on "page", and its
+// delta.
+struct ZstdCase {
+  apply::Op op;
+  std::string delta;
+};
+ZstdCase zstd_case(const std::string& basis, const std::string& next) {
+  ZstdCase c;
+  StringWriter delta;
+  auto made = zstd_delta(basis, next, delta, next.size());
+  EXPECT_TRUE(made.ok() && *made);
+  c.delta = delta.data();
+  auto digest = [](std::string_view s) {
+    Digest d = sha256(s);
+    return std::string(reinterpret_cast<const char*>(d.data()), d.size());
+  };
+  c.op.kind = apply::Kind::Patch;
+  c.op.path = c.op.source = "page";
+  c.op.mode = 0644;
+  c.op.mtime_ns = 1700000000LL * 1000000000;
+  c.op.size = next.size();
+  c.op.length = c.delta.size();
+  c.op.check = digest(next);
+  c.op.basis_check = digest(basis);
+  c.op.format = DeltaFormat::Zstd;
+  return c;
+}
+
+// While it lives, a write past `bytes` fails with EFBIG (SIGXFSZ ignored):
+// a full disk without filling one. Each test runs in its own process.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    ::getrlimit(RLIMIT_FSIZE, &old_);
+    old_signal_ = ::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = old_;
+    lim.rlim_cur = bytes;
+    EXPECT_EQ(::setrlimit(RLIMIT_FSIZE, &lim), 0);
+  }
+  ~FileSizeLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &old_);
+    ::signal(SIGXFSZ, old_signal_);
+  }
+  FileSizeLimit(const FileSizeLimit&) = delete;
+  FileSizeLimit& operator=(const FileSizeLimit&) = delete;
+
+ private:
+  struct rlimit old_ {};
+  sighandler_t old_signal_ = SIG_DFL;
+};
 
 std::string make_table(const std::string& base, const std::string& next, Stats* stats = nullptr) {
   auto b = fs::open_disk_tree(base);
@@ -204,23 +257,7 @@ TEST(RoundTripFixed, ABasisCutWhileItIsPatchedIsReportedAsChanged) {
   std::string basis = rt.random_content(300000);
   basis.resize(300000, 'b');
   std::string next = basis.substr(0, 5000) + "inserted" + basis.substr(5000);
-  StringWriter delta;
-  auto made = zstd_delta(basis, next, delta, next.size());
-  ASSERT_TRUE(made.ok() && *made);
-  auto digest = [](std::string_view s) {
-    Digest d = sha256(s);
-    return std::string(reinterpret_cast<const char*>(d.data()), d.size());
-  };
-  apply::Op op;
-  op.kind = apply::Kind::Patch;
-  op.path = op.source = "page";
-  op.mode = 0644;
-  op.mtime_ns = 1700000000LL * 1000000000;
-  op.size = next.size();
-  op.length = delta.data().size();
-  op.check = digest(next);
-  op.basis_check = digest(basis);
-  op.format = DeltaFormat::Zstd;
+  auto [op, delta] = zstd_case(basis, next);
   // Cut within the last page (no fault: its bytes read as zeros), and cut
   // to nothing (every page gone: faults).
   auto page = static_cast<off_t>(::sysconf(_SC_PAGESIZE));
@@ -235,7 +272,7 @@ TEST(RoundTripFixed, ABasisCutWhileItIsPatchedIsReportedAsChanged) {
       make_dir(tmp / "good");
       Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
       Fd gfd(::open((tmp / "good").c_str(), O_RDONLY | O_DIRECTORY));
-      StringReader in(delta.data());
+      StringReader in(delta);
       Status ok = apply::Applier(bfd.get(), gfd.get(), tmp / "good").apply(op, &in);
       ASSERT_TRUE(ok.ok()) << ok.error().message;
       EXPECT_EQ(read_file(tmp / "good/page"), next);
@@ -260,7 +297,7 @@ TEST(RoundTripFixed, ABasisCutWhileItIsPatchedIsReportedAsChanged) {
     };
     Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
     Fd tfd(::open((tmp / "target").c_str(), O_RDONLY | O_DIRECTORY));
-    CuttingReader in(delta.data(), tmp / "base/page", cut_to);
+    CuttingReader in(delta, tmp / "base/page", cut_to);
     Status s = apply::Applier(bfd.get(), tfd.get(), tmp / "target").apply(op, &in);
     ASSERT_FALSE(s.ok()) << "cut to " << cut_to;
     EXPECT_NE(s.error().message.find("basis 'page' changed while it was read"), std::string::npos)
@@ -269,6 +306,87 @@ TEST(RoundTripFixed, ABasisCutWhileItIsPatchedIsReportedAsChanged) {
     struct stat st;
     EXPECT_NE(::lstat((tmp / "target/page").c_str(), &st), 0);
   }
+}
+
+// The basis's verdict comes before a failed write's: a full disk must not
+// hide a wrong basis (1 MiB or more: hashed beside the patching), whether
+// the file is written at its name or under a temporary one.
+TEST(RoundTripFixed, AWrongLargeBasisIsNamedEvenWhenTheResultCannotBeWritten) {
+  RandomTree rt(11);
+  std::string basis = rt.random_content(3 << 20);
+  basis.resize(3 << 20, 'b');
+  auto [op, delta] = zstd_case(basis, basis.substr(0, 5000) + "inserted" + basis.substr(5000));
+  basis[100] ^= 1;
+  for (bool direct : {false, true}) {
+    TempDir tmp;
+    make_dir(tmp / "base");
+    make_dir(tmp / "target");
+    write_file(tmp / "base/page", basis);
+    Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
+    Fd tfd(::open((tmp / "target").c_str(), O_RDONLY | O_DIRECTORY));
+    ASSERT_TRUE(apply::clone_tree(bfd.get(), tfd.get(), tmp / "base").ok());
+    apply::ApplyOptions opt;
+    opt.direct = direct;
+    StringReader in(delta);
+    Status s;
+    {
+      FileSizeLimit limit(1 << 20);
+      s = apply::Applier(bfd.get(), tfd.get(), tmp / "target", opt).apply(op, &in);
+    }
+    ASSERT_FALSE(s.ok()) << "direct " << direct;
+    EXPECT_NE(s.error().message.find("made against another version"), std::string::npos)
+        << "direct " << direct << ": " << s.error().message;
+    EXPECT_EQ(s.error().code, kExitFailure);
+    // Under a temporary name, the old file stays; written at its name (in
+    // a tree the caller drops on failure), nothing is left there.
+    struct stat st;
+    if (direct)
+      EXPECT_NE(::lstat((tmp / "target/page").c_str(), &st), 0);
+    else
+      EXPECT_EQ(read_file(tmp / "target/page"), basis);
+  }
+}
+
+// The same for a basis that changes while it is read (a mapped one under
+// 1 MiB, hashed before the patching, its mtime moved by the delta's reader).
+TEST(RoundTripFixed, ABasisChangedWhileReadIsNamedEvenWhenTheResultCannotBeWritten) {
+  RandomTree rt(12);
+  std::string basis = rt.random_content(600000);
+  basis.resize(600000, 'b');
+  auto [op, delta] = zstd_case(basis, basis.substr(0, 5000) + "inserted" + basis.substr(5000));
+  TempDir tmp;
+  make_dir(tmp / "base");
+  make_dir(tmp / "target");
+  write_file(tmp / "base/page", basis);
+  class TouchingReader : public Reader {
+   public:
+    TouchingReader(const std::string& data, std::string victim) : in_(data), victim_(std::move(victim)) {}
+    Result<size_t> read(void* p, size_t n) override {
+      struct timespec times[2] = {{0, UTIME_OMIT}, {1600000000, 0}};
+      if (!done_ && ::utimensat(AT_FDCWD, victim_.c_str(), times, 0) != 0)
+        return Error("cannot touch " + victim_);
+      done_ = true;
+      return in_.read(p, n);
+    }
+    const std::string& name() const override { return in_.name(); }
+
+   private:
+    StringReader in_;
+    std::string victim_;
+    bool done_ = false;
+  };
+  Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
+  Fd tfd(::open((tmp / "target").c_str(), O_RDONLY | O_DIRECTORY));
+  TouchingReader in(delta, tmp / "base/page");
+  Status s;
+  {
+    FileSizeLimit limit(100000);
+    s = apply::Applier(bfd.get(), tfd.get(), tmp / "target").apply(op, &in);
+  }
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("basis 'page' changed while it was read"), std::string::npos)
+      << s.error().message;
+  EXPECT_EQ(s.error().code, kExitFailure);
 }
 
 TEST(RoundTripFixed, PatchAgainstAWrongBasisIsRefused) {
