@@ -8,6 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <functional>
+#include <utility>
+
 #include "apply/applier.hpp"
 #include "delta/delta.hpp"
 #include "delta/zpatch.hpp"
@@ -65,6 +68,25 @@ ZstdCase zstd_case(const std::string& basis, const std::string& next) {
   c.op.format = DeltaFormat::Zstd;
   return c;
 }
+
+// A delta's reader that first does something to the basis (cuts it, moves
+// its mtime): someone else at work while the patch runs.
+class MeddlingReader : public Reader {
+ public:
+  MeddlingReader(const std::string& data, std::function<Status()> meddle)
+      : in_(data), meddle_(std::move(meddle)) {}
+  Result<size_t> read(void* p, size_t n) override {
+    if (meddle_) {
+      CM_TRY(std::exchange(meddle_, nullptr)());
+    }
+    return in_.read(p, n);
+  }
+  const std::string& name() const override { return in_.name(); }
+
+ private:
+  StringReader in_;
+  std::function<Status()> meddle_;
+};
 
 // While it lives, a write past `bytes` fails with EFBIG (SIGXFSZ ignored):
 // a full disk without filling one. Each test runs in its own process.
@@ -277,27 +299,14 @@ TEST(RoundTripFixed, ABasisCutWhileItIsPatchedIsReportedAsChanged) {
       ASSERT_TRUE(ok.ok()) << ok.error().message;
       EXPECT_EQ(read_file(tmp / "good/page"), next);
     }
-    class CuttingReader : public Reader {
-     public:
-      CuttingReader(const std::string& data, std::string victim, off_t to)
-          : in_(data), victim_(std::move(victim)), to_(to) {}
-      Result<size_t> read(void* p, size_t n) override {
-        if (!done_ && ::truncate(victim_.c_str(), to_) != 0)
-          return Error("cannot truncate " + victim_);
-        done_ = true;
-        return in_.read(p, n);
-      }
-      const std::string& name() const override { return in_.name(); }
-
-     private:
-      StringReader in_;
-      std::string victim_;
-      off_t to_;
-      bool done_ = false;
-    };
     Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
     Fd tfd(::open((tmp / "target").c_str(), O_RDONLY | O_DIRECTORY));
-    CuttingReader in(delta, tmp / "base/page", cut_to);
+    std::string victim = tmp / "base/page";
+    MeddlingReader in(delta, [&]() -> Status {
+      if (::truncate(victim.c_str(), cut_to) != 0)
+        return Error("cannot truncate " + victim);
+      return {};
+    });
     Status s = apply::Applier(bfd.get(), tfd.get(), tmp / "target").apply(op, &in);
     ASSERT_FALSE(s.ok()) << "cut to " << cut_to;
     EXPECT_NE(s.error().message.find("basis 'page' changed while it was read"), std::string::npos)
@@ -358,26 +367,15 @@ TEST(RoundTripFixed, ABasisChangedWhileReadIsNamedEvenWhenTheResultCannotBeWritt
   make_dir(tmp / "base");
   make_dir(tmp / "target");
   write_file(tmp / "base/page", basis);
-  class TouchingReader : public Reader {
-   public:
-    TouchingReader(const std::string& data, std::string victim) : in_(data), victim_(std::move(victim)) {}
-    Result<size_t> read(void* p, size_t n) override {
-      struct timespec times[2] = {{0, UTIME_OMIT}, {1600000000, 0}};
-      if (!done_ && ::utimensat(AT_FDCWD, victim_.c_str(), times, 0) != 0)
-        return Error("cannot touch " + victim_);
-      done_ = true;
-      return in_.read(p, n);
-    }
-    const std::string& name() const override { return in_.name(); }
-
-   private:
-    StringReader in_;
-    std::string victim_;
-    bool done_ = false;
-  };
   Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
   Fd tfd(::open((tmp / "target").c_str(), O_RDONLY | O_DIRECTORY));
-  TouchingReader in(delta, tmp / "base/page");
+  std::string victim = tmp / "base/page";
+  MeddlingReader in(delta, [&]() -> Status {
+    struct timespec times[2] = {{0, UTIME_OMIT}, {1600000000, 0}};
+    if (::utimensat(AT_FDCWD, victim.c_str(), times, 0) != 0)
+      return Error("cannot touch " + victim);
+    return {};
+  });
   Status s;
   {
     FileSizeLimit limit(100000);
