@@ -203,6 +203,7 @@ Status Applier::apply(const Op& op, Reader* data) {
   std::string parent = fs::parent_of(op.path);
   std::string name = fs::name_of(op.path);
   if (opt_.track != nullptr) {
+    std::lock_guard<std::mutex> lock(track_mu_);
     opt_.track->dirs.insert(parent);
     if (op.kind == Kind::Mkdir)
       opt_.track->dirs.insert(op.path);
@@ -331,6 +332,7 @@ Status Applier::make_file(int dir, const std::string& name, const Op& e,
     // A hint: sync_changed()'s fsync reports the errors. (A syncer's
     // fsync starts on another thread right after the rename.)
     (void)::sync_file_range(out.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+    std::lock_guard<std::mutex> lock(track_mu_);
     opt_.track->inodes.push_back(e.path);
   }
   if (s.ok() && !opt_.direct && ::renameat(tdir, tmp.c_str(), dir, name.c_str()) != 0)
@@ -506,6 +508,99 @@ Status Applier::chmod(int dir, const std::string& name, const Op& e) {
   copy.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   return make_file(
       dir, name, copy, [&](Writer& w) { return pump(src, w); }, "file");
+}
+
+// ---- Parallel
+
+Parallel::~Parallel() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    done_ = true;
+    queue_.clear();
+  }
+  more_.notify_all();
+  for (std::thread& t : pool_)
+    t.join();
+}
+
+std::optional<Parallel::Failure> Parallel::apply(uint64_t index, Op op, Reader* data, const char* what) {
+  auto failure = [&](Status s) { return Failure{index, what, op.path, std::move(s).error()}; };
+  std::unique_lock<std::mutex> lock(mu_);
+  if (first_) {
+    lock.unlock();
+    return finish();
+  }
+  if (data != nullptr && op.takes_data() && op.length <= kMaxBytes && !busy_.contains(op.path)) {
+    lock.unlock();
+    std::string bytes(static_cast<size_t>(op.length), '\0');
+    Exactly exactly(*data, op.length);
+    if (Status read = read_exact(exactly, bytes.data(), bytes.size()); !read.ok())
+      return earliest(failure(std::move(read)));
+    lock.lock();
+    if (pool_.size() < threads_ && pool_.size() < pending_ + 1) {
+      try {
+        pool_.emplace_back([this] { work(); });
+      } catch (const std::system_error&) {
+        // No thread to be had: written here, below.
+      }
+    }
+    if (!pool_.empty()) {
+      // Files in memory stay few.
+      room_.wait(lock, [&] { return queue_.size() < 2 * threads_; });
+      busy_.insert(op.path);
+      pending_++;
+      queue_.push_back(Job{index, what, std::move(op), std::move(bytes), data->name()});
+      more_.notify_one();
+      return std::nullopt;
+    }
+    lock.unlock();
+    StringReader in(std::move(bytes), data->name());
+    if (Status s = applier_.apply(op, &in); !s.ok())
+      return earliest(failure(std::move(s)));
+    return std::nullopt;
+  }
+  lock.unlock();
+  if (auto f = finish())
+    return f;
+  if (Status s = applier_.apply(op, data); !s.ok())
+    return failure(std::move(s));
+  return std::nullopt;
+}
+
+std::optional<Parallel::Failure> Parallel::earliest(Failure f) {
+  if (auto queued = finish(); queued && queued->index < f.index)
+    return queued;
+  return f;
+}
+
+void Parallel::work() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    more_.wait(lock, [&] { return done_ || !queue_.empty(); });
+    if (queue_.empty())
+      return;
+    Job job = std::move(queue_.front());
+    queue_.pop_front();
+    room_.notify_one();
+    // After a failure, the rest are dropped: all come after it.
+    if (!first_) {
+      lock.unlock();
+      StringReader in(std::move(job.data), std::move(job.from));
+      Status s = applier_.apply(job.op, &in);
+      lock.lock();
+      if (!s.ok() && (!first_ || job.index < first_->index))
+        first_ = Failure{job.index, job.what, job.op.path, std::move(s).error()};
+    }
+    busy_.erase(job.op.path);
+    if (--pending_ == 0)
+      idle_.notify_all();
+  }
+}
+
+std::optional<Parallel::Failure> Parallel::finish() {
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_.wait(lock, [&] { return pending_ == 0; });
+  return first_;
 }
 
 void Syncer::add(Fd fd, std::string name) {

@@ -13,10 +13,12 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -112,6 +114,8 @@ struct ApplyOptions {
   Syncer* syncer = nullptr;
 };
 
+// An Applier may carry out operations on several threads at once, as long
+// as they are independent (see Parallel).
 class Applier {
  public:
   // Borrowed descriptors of the BASE and target directories.
@@ -121,7 +125,7 @@ class Applier {
   // Carries out one operation; `data` supplies a file's bytes or a patch's
   // delta (exactly op.length bytes) and is unused by other operations.
   Status apply(const Op& op, Reader* data);
-  uint64_t bytes_written() const { return written_; }
+  uint64_t bytes_written() const { return written_.load(); }
 
  private:
   // Creates a new file beside `name` from what fill() writes, checks its
@@ -144,7 +148,66 @@ class Applier {
   int target_;
   std::string name_;
   ApplyOptions opt_;
-  uint64_t written_ = 0;
+  std::atomic<uint64_t> written_{0};
+  std::mutex track_mu_;  // opt_.track
+};
+
+// Carries out operations in their order, except that the files written
+// from data in memory (puts and patches with at most kMaxBytes of data) are
+// made on two threads, beside each other and beside what comes next: one
+// file's decoding, hashing and writing overlaps another's. Any other
+// operation (a directory made, a removal, a copy from the target ...), and
+// any on a path still being written, waits until every file queued before
+// it is done, so that each operation sees what came before it.
+class Parallel {
+ public:
+  static constexpr uint64_t kMaxBytes = uint64_t{1} << 20;
+
+  explicit Parallel(Applier& applier, size_t threads = 2) : applier_(applier), threads_(threads) {}
+  // Waits for the files being written; drops those queued.
+  ~Parallel();
+  Parallel(const Parallel&) = delete;
+  Parallel& operator=(const Parallel&) = delete;
+
+  struct Failure {
+    uint64_t index = 0;
+    const char* what = "";  // as given to apply()
+    std::string path;
+    Error error;
+  };
+  // Carries out (or queues) operation number `index`; `data` supplies a
+  // put's or a patch's op.length bytes; `what` (a string that lives as
+  // long) names the operation in a failure. A failure, this operation's or
+  // an earlier queued one's, ends the run: the one returned is the
+  // earliest by index, once nothing is being written any more. (Files
+  // queued after it may have been written: a failed run's tree is not
+  // used.)
+  std::optional<Failure> apply(uint64_t index, Op op, Reader* data, const char* what = "");
+  // Waits for everything queued; the earliest failure, if any.
+  std::optional<Failure> finish();
+
+ private:
+  struct Job {
+    uint64_t index;
+    const char* what;
+    Op op;
+    std::string data;
+    std::string from;  // the data's name, for errors
+  };
+  // `f`, unless one queued before it failed too.
+  std::optional<Failure> earliest(Failure f);
+  void work();
+
+  Applier& applier_;
+  size_t threads_;
+  std::vector<std::thread> pool_;
+  std::mutex mu_;
+  std::condition_variable more_, idle_, room_;
+  std::deque<Job> queue_;
+  std::set<std::string> busy_;  // paths queued or being written
+  size_t pending_ = 0;          // jobs queued or being written
+  bool done_ = false;
+  std::optional<Failure> first_;
 };
 
 // Makes what `changed` lists under `root` durable: fsync of every file and

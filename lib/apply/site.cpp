@@ -898,9 +898,18 @@ Status Site::Impl::run_commands(assign::PackReader& pack, int base_fd, int targe
   ao.track = syncer != nullptr ? &changed : nullptr;
   ao.syncer = syncer;
   Applier applier(base_fd, target_fd, name, ao);
+  // Files written two at a time (declared after the applier: its threads
+  // are joined first).
+  Parallel parallel(applier);
   // The applier checks every put's content (make_file()): stored data
   // only puts read need not be hashed as a member as well.
   pack.set_puts_checked(true);
+  auto failed = [&](Parallel::Failure f) -> Status {
+    rep.failures.push_back(Failure{f.index, f.what, std::move(f.path), f.error.message});
+    rep.commands = f.index;
+    rep.bytes_written = applier.bytes_written();
+    return std::move(f.error);
+  };
   uint64_t index = 0;
   for (;;) {
     CM_ASSIGN(auto c, pack.next_command());
@@ -914,18 +923,15 @@ Status Site::Impl::run_commands(assign::PackReader& pack, int base_fd, int targe
       CM_ASSIGN(data, pack.member(c->from));
     }
     touched.push_back(Touched{c->path, c->op == assign::Op::Remove || c->op == assign::Op::Rmdir});
-    Status s = applier.apply(from_command(*c), data);
-    if (!s.ok()) {
-      rep.failures.push_back(Failure{index, assign::op_name(c->op), c->path, s.error().message});
-      rep.commands = index;
-      rep.bytes_written = applier.bytes_written();
-      return s;
-    }
+    if (auto f = parallel.apply(index, from_command(*c), data, assign::op_name(c->op)))
+      return failed(std::move(*f));
     if (c->takes_data())
       rep.data_bytes += c->length;
     if (opt.progress)
       opt.progress(ApplyProgress{"applying", index, pack.header().commands, applier.bytes_written()});
   }
+  if (auto f = parallel.finish())
+    return failed(std::move(*f));
   rep.commands = index;
   rep.bytes_written = applier.bytes_written();
   // Every member checked against its SHA-256, the trailer too.

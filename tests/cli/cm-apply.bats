@@ -1533,6 +1533,44 @@ assert len(f) == 1 and f[0]["op"] == "patch" and f[0]["path"] == "big.txt", f
 assert "basis" in f[0]["error"], f' "$output"
 }
 
+@test "of several commands that fail, the report names the earliest" {
+	# Four patches, every basis wrong: they run two at a time, and the
+	# one reported is the first in the pack each time, though it takes the
+	# longest to fail (a.txt, the largest).
+	mkdir src S
+	seq 1 1000000 >src/a.txt
+	for f in b c d; do seq 1 30000 >"src/$f.txt"; done
+	pk --type replicate --id 1 --from src -o r1
+	switch commit 2 1
+	cm-apply --root S r1
+	cm-apply --root S commit.2
+	cp -a src new
+	for f in a b c d; do sed -i "s/^1000\$/one thousand $f/" "new/$f.txt"; done
+	publish 3 3 1 src new
+	for f in a b c d; do
+		rm "S/versions/1/$f.txt"
+		sed 's/^5$/five/' "src/$f.txt" >"S/versions/1/$f.txt"
+	done
+	packtool commands p.3 >cmds
+	[ "$(grep -c '^patch ' cmds)" = 4 ]
+	first=$(awk '$1 == "patch" { print NR, $2; exit }' cmds)
+	[ "${first#* }" = a.txt ]
+	for i in 1 2 3 4 5; do
+		run cm-apply --root S --json p.3
+		assert_failure
+		python3 -c '
+import json, sys
+r = json.loads(sys.argv[1].splitlines()[0])
+f = r["failures"]
+assert len(f) == 1, f
+assert "%d %s" % (f[0]["command"], f[0]["path"]) == sys.argv[2], (f, sys.argv[2])
+assert f[0]["op"] == "patch" and "basis" in f[0]["error"], f' "$output" "$first"
+		live_is S 1
+		[ "$(versions S)" = 1 ]
+		no_temps S
+	done
+}
+
 @test "a second cm-apply on the same site waits, then says busy (exit 7)" {
 	base_site
 	flock -x S/.cm/lock sleep 1.5 &

@@ -405,3 +405,174 @@ TEST(RoundTripFixed, PatchAgainstAWrongBasisIsRefused) {
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message.find("expected content"), std::string::npos);
 }
+
+// ---- Parallel: files written two at a time, yet each operation sees what
+// came before it, and a failure is the earliest one.
+
+namespace {
+
+std::string digest_of(std::string_view s) {
+  Digest d = sha256(s);
+  return std::string(reinterpret_cast<const char*>(d.data()), d.size());
+}
+
+apply::Op put_op(const std::string& path, const std::string& content) {
+  apply::Op op;
+  op.kind = apply::Kind::Put;
+  op.path = path;
+  op.mode = 0644;
+  op.mtime_ns = 1700000000LL * 1000000000;
+  op.size = op.length = content.size();
+  op.check = digest_of(content);
+  return op;
+}
+
+apply::Op op_at(apply::Kind kind, const std::string& path) {
+  apply::Op op;
+  op.kind = kind;
+  op.path = path;
+  op.mode = 0755;
+  return op;
+}
+
+// Gives operations to a Parallel one by one, as cm-apply does, each with
+// its data from "the-pack".
+struct Feed {
+  Feed(int base, int target, const std::string& name, apply::ApplyOptions opt)
+      : applier(base, target, name, opt), parallel(applier) {}
+  std::optional<apply::Parallel::Failure> add(apply::Op op, const std::string& data = "") {
+    StringReader in(data, "the-pack");
+    return parallel.apply(++index, std::move(op), &in, "the op");
+  }
+  apply::Applier applier;
+  apply::Parallel parallel;
+  uint64_t index = 0;
+};
+
+}  // namespace
+
+TEST(Parallel, EachOperationSeesWhatCameBeforeIt) {
+  for (bool direct : {false, true}) {
+    for (int round = 0; round < 10; round++) {
+      SCOPED_TRACE("direct " + std::to_string(direct) + ", round " + std::to_string(round));
+      TempDir tmp;
+      make_dir(tmp / "base");
+      make_dir(tmp / "target");
+      Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
+      Fd tfd(::open((tmp / "target").c_str(), O_RDONLY | O_DIRECTORY));
+      apply::ApplyOptions opt;
+      opt.direct = direct;
+      Feed feed(bfd.get(), tfd.get(), tmp / "target", opt);
+      std::vector<std::string> content;
+      std::string again = random_bytes(30000, round + 7);
+      for (int i = 0; i < 40; i++) {
+        // 3, 5 and 7 large, so that they are still being written when
+        // the next operation comes.
+        size_t size = i == 3 || i == 5 || i == 7 ? 900000 : 20000 + 997 * i;
+        content.push_back(random_bytes(size, round * 100 + i));
+        ASSERT_FALSE(feed.add(put_op("f" + std::to_string(i), content.back()), content.back()));
+        // The same path again: the second one wins.
+        if (i == 3) {
+          ASSERT_FALSE(feed.add(put_op("f3", again), again));
+        }
+        // A removal and a copy from the target of a file just queued.
+        if (i == 5) {
+          ASSERT_FALSE(feed.add(op_at(apply::Kind::Remove, "f5")));
+        }
+        if (i == 7) {
+          apply::Op copy = put_op("h", content[7]);
+          copy.kind = apply::Kind::CopyNew;
+          copy.source = "f7";
+          copy.length = 0;
+          ASSERT_FALSE(feed.add(copy));
+        }
+      }
+      // Into a directory made after files were queued, beside them.
+      ASSERT_FALSE(feed.add(op_at(apply::Kind::Mkdir, "d")));
+      for (int i = 0; i < 20; i++)
+        ASSERT_FALSE(feed.add(put_op("d/g" + std::to_string(i), content[i]), content[i]));
+      // Too large to hold in memory: streamed here, after the rest.
+      std::string large = random_bytes(apply::Parallel::kMaxBytes + 1000, round + 9);
+      ASSERT_FALSE(feed.add(put_op("d/large", large), large));
+      ASSERT_FALSE(feed.parallel.finish());
+
+      for (int i = 0; i < 40; i++) {
+        std::string path = tmp / ("target/f" + std::to_string(i));
+        if (i == 5)
+          EXPECT_NE(::access(path.c_str(), F_OK), 0) << path;
+        else
+          EXPECT_EQ(read_file(path), i == 3 ? again : content[i]) << path;
+      }
+      for (int i = 0; i < 20; i++)
+        EXPECT_EQ(read_file(tmp / ("target/d/g" + std::to_string(i))), content[i]);
+      EXPECT_EQ(read_file(tmp / "target/h"), content[7]);
+      EXPECT_EQ(read_file(tmp / "target/d/large"), large);
+      uint64_t total = 0;
+      for (int i = 0; i < 40; i++)
+        total += content[i].size() * (i < 20 ? 2 : 1);
+      total += again.size() + content[7].size() + large.size();
+      EXPECT_EQ(feed.applier.bytes_written(), total);
+    }
+  }
+}
+
+TEST(Parallel, TheEarliestFailureIsTheOneReported) {
+  for (int round = 0; round < 20; round++) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    TempDir tmp;
+    make_dir(tmp / "base");
+    make_dir(tmp / "target");
+    Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
+    Fd tfd(::open((tmp / "target").c_str(), O_RDONLY | O_DIRECTORY));
+    Feed feed(bfd.get(), tfd.get(), tmp / "target", {});
+    std::optional<apply::Parallel::Failure> failure;
+    for (int i = 1; i <= 40 && !failure; i++) {
+      std::string c = random_bytes(i == 10 ? 400000 : 30000, round * 100 + i);
+      apply::Op op = put_op("f" + std::to_string(i), c);
+      // Number 10 fails last (it is the largest), 11 and 25 first.
+      if (i == 10 || i == 11 || i == 25)
+        c[0] ^= 1;
+      failure = feed.add(op, c);
+    }
+    if (!failure)
+      failure = feed.parallel.finish();
+    ASSERT_TRUE(failure);
+    EXPECT_EQ(failure->index, 10u);
+    EXPECT_EQ(failure->path, "f10");
+    EXPECT_STREQ(failure->what, "the op");
+    EXPECT_NE(failure->error.message.find("target/f10'"), std::string::npos) << failure->error.message;
+    // Nothing runs after a failure: a directory asked for is not made.
+    EXPECT_TRUE(feed.add(op_at(apply::Kind::Mkdir, "late")));
+    EXPECT_NE(::access((tmp / "target/late").c_str(), F_OK), 0);
+  }
+}
+
+TEST(Parallel, ErrorsNameWhereTheDataCameFrom) {
+  TempDir tmp;
+  make_dir(tmp / "base");
+  make_dir(tmp / "target");
+  write_file(tmp / "base/page", std::string(300000, 'b'));
+  Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
+  Fd tfd(::open((tmp / "target").c_str(), O_RDONLY | O_DIRECTORY));
+  {
+    // A delta that is not one.
+    Feed feed(bfd.get(), tfd.get(), tmp / "target", {});
+    ZstdCase z = zstd_case(std::string(300000, 'b'), std::string(300000, 'b') + "more");
+    std::string junk(z.delta.size(), 'j');
+    auto f = feed.add(z.op, junk);
+    if (!f)
+      f = feed.parallel.finish();
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->index, 1u);
+    EXPECT_NE(f->error.message.find("the-pack"), std::string::npos) << f->error.message;
+  }
+  {
+    // Data shorter than the operation says.
+    Feed feed(bfd.get(), tfd.get(), tmp / "target", {});
+    std::string c = "some content";
+    auto f = feed.add(put_op("short", c), c.substr(0, 4));
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->index, 1u);
+    EXPECT_NE(f->error.message.find("'the-pack': data ends early"), std::string::npos) << f->error.message;
+  }
+}
