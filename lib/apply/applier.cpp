@@ -557,6 +557,8 @@ std::optional<Parallel::Failure> Parallel::apply(uint64_t index, Op op, Reader* 
     StringReader in(std::move(bytes), data->name());
     if (Status s = applier_.apply(op, &in); !s.ok())
       return earliest(failure(std::move(s)));
+    lock.lock();
+    data_bytes_ += op.length;
     return std::nullopt;
   }
   lock.unlock();
@@ -564,7 +566,16 @@ std::optional<Parallel::Failure> Parallel::apply(uint64_t index, Op op, Reader* 
     return f;
   if (Status s = applier_.apply(op, data); !s.ok())
     return failure(std::move(s));
+  if (op.takes_data()) {
+    lock.lock();
+    data_bytes_ += op.length;
+  }
   return std::nullopt;
+}
+
+uint64_t Parallel::data_bytes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return data_bytes_;
 }
 
 std::optional<Parallel::Failure> Parallel::earliest(Failure f) {
@@ -585,11 +596,18 @@ void Parallel::work() {
     // After a failure, the rest are dropped: all come after it.
     if (!first_) {
       lock.unlock();
-      StringReader in(std::move(job.data), std::move(job.from));
-      Status s = applier_.apply(job.op, &in);
+      Status s;
+      try {
+        StringReader in(std::move(job.data), std::move(job.from));
+        s = applier_.apply(job.op, &in);
+      } catch (const std::exception& e) {  // not across the thread's end
+        s = Error(std::string("internal error: ") + e.what(), kExitFailure);
+      }
       lock.lock();
       if (!s.ok() && (!first_ || job.index < first_->index))
         first_ = Failure{job.index, job.what, job.op.path, std::move(s).error()};
+      else if (s.ok())
+        data_bytes_ += job.op.length;
     }
     busy_.erase(job.op.path);
     if (--pending_ == 0)

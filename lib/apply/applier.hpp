@@ -185,6 +185,8 @@ class Parallel {
   std::optional<Failure> apply(uint64_t index, Op op, Reader* data, const char* what = "");
   // Waits for everything queued; the earliest failure, if any.
   std::optional<Failure> finish();
+  // The data (op.length) of the puts and patches done.
+  uint64_t data_bytes();
 
  private:
   struct Job {
@@ -206,6 +208,7 @@ class Parallel {
   std::deque<Job> queue_;
   std::set<std::string> busy_;  // paths queued or being written
   size_t pending_ = 0;          // jobs queued or being written
+  uint64_t data_bytes_ = 0;
   bool done_ = false;
   std::optional<Failure> first_;
 };

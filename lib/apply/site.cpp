@@ -904,15 +904,28 @@ Status Site::Impl::run_commands(assign::PackReader& pack, int base_fd, int targe
   // The applier checks every put's content (make_file()): stored data
   // only puts read need not be hashed as a member as well.
   pack.set_puts_checked(true);
+  const uint64_t data_before = rep.data_bytes;
   auto failed = [&](Parallel::Failure f) -> Status {
     rep.failures.push_back(Failure{f.index, f.what, std::move(f.path), f.error.message});
     rep.commands = f.index;
     rep.bytes_written = applier.bytes_written();
+    rep.data_bytes = data_before + parallel.data_bytes();
     return std::move(f.error);
+  };
+  // A damaged pack, unless a command before the damage failed (a patch
+  // still running on the bytes of a member found bad only at its end).
+  auto damaged = [&](Error e) -> Status {
+    if (auto f = parallel.finish())
+      return failed(std::move(*f));
+    rep.data_bytes = data_before + parallel.data_bytes();
+    return e;
   };
   uint64_t index = 0;
   for (;;) {
-    CM_ASSIGN(auto c, pack.next_command());
+    auto next = pack.next_command();
+    if (!next.ok())
+      return damaged(std::move(next).error());
+    const std::optional<assign::Command>& c = *next;
     if (!c)
       break;
     index++;
@@ -920,13 +933,14 @@ Status Site::Impl::run_commands(assign::PackReader& pack, int base_fd, int targe
       continue;
     Reader* data = nullptr;
     if (c->takes_data()) {
-      CM_ASSIGN(data, pack.member(c->from));
+      auto member = pack.member(c->from);
+      if (!member.ok())
+        return damaged(std::move(member).error());
+      data = *member;
     }
     touched.push_back(Touched{c->path, c->op == assign::Op::Remove || c->op == assign::Op::Rmdir});
     if (auto f = parallel.apply(index, from_command(*c), data, assign::op_name(c->op)))
       return failed(std::move(*f));
-    if (c->takes_data())
-      rep.data_bytes += c->length;
     if (opt.progress)
       opt.progress(ApplyProgress{"applying", index, pack.header().commands, applier.bytes_written()});
   }
@@ -934,6 +948,7 @@ Status Site::Impl::run_commands(assign::PackReader& pack, int base_fd, int targe
     return failed(std::move(*f));
   rep.commands = index;
   rep.bytes_written = applier.bytes_written();
+  rep.data_bytes = data_before + parallel.data_bytes();
   // Every member checked against its SHA-256, the trailer too.
   return pack.finish(false);
 }

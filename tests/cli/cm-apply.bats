@@ -1564,7 +1564,9 @@ r = json.loads(sys.argv[1].splitlines()[0])
 f = r["failures"]
 assert len(f) == 1, f
 assert "%d %s" % (f[0]["command"], f[0]["path"]) == sys.argv[2], (f, sys.argv[2])
-assert f[0]["op"] == "patch" and "basis" in f[0]["error"], f' "$output" "$first"
+assert f[0]["op"] == "patch" and "basis" in f[0]["error"], f
+# No command succeeded: none of their data counts.
+assert r["data_bytes"] == 0, r' "$output" "$first"
 		live_is S 1
 		[ "$(versions S)" = 1 ]
 		no_temps S
