@@ -530,7 +530,8 @@ std::optional<Parallel::Failure> Parallel::apply(uint64_t index, Op op, Reader* 
     lock.unlock();
     return finish();
   }
-  if (data != nullptr && op.takes_data() && op.length <= kMaxBytes && !busy_.contains(op.path)) {
+  if (threads_ > 0 && data != nullptr && op.takes_data() && op.length <= kMaxBytes &&
+      !busy_.contains(op.path)) {
     lock.unlock();
     std::string bytes(static_cast<size_t>(op.length), '\0');
     Exactly exactly(*data, op.length);

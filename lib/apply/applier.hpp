@@ -163,6 +163,8 @@ class Parallel {
  public:
   static constexpr uint64_t kMaxBytes = uint64_t{1} << 20;
 
+  // With no threads, every operation runs on the calling thread, its data
+  // streamed as it comes.
   explicit Parallel(Applier& applier, size_t threads = 2) : applier_(applier), threads_(threads) {}
   // Waits for the files being written; drops those queued.
   ~Parallel();

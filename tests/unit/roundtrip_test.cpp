@@ -438,8 +438,8 @@ apply::Op op_at(apply::Kind kind, const std::string& path) {
 // Gives operations to a Parallel one by one, as cm-apply does, each with
 // its data from "the-pack".
 struct Feed {
-  Feed(int base, int target, const std::string& name, apply::ApplyOptions opt)
-      : applier(base, target, name, opt), parallel(applier) {}
+  Feed(int base, int target, const std::string& name, apply::ApplyOptions opt, size_t threads = 2)
+      : applier(base, target, name, opt), parallel(applier, threads) {}
   std::optional<apply::Parallel::Failure> add(apply::Op op, const std::string& data = "") {
     StringReader in(data, "the-pack");
     return parallel.apply(++index, std::move(op), &in, "the op");
@@ -575,4 +575,23 @@ TEST(Parallel, ErrorsNameWhereTheDataCameFrom) {
     EXPECT_EQ(f->index, 1u);
     EXPECT_NE(f->error.message.find("'the-pack': data ends early"), std::string::npos) << f->error.message;
   }
+}
+
+TEST(Parallel, WithNoThreadsEachOperationIsDoneWhenItReturns) {
+  TempDir tmp;
+  make_dir(tmp / "base");
+  make_dir(tmp / "target");
+  Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
+  Fd tfd(::open((tmp / "target").c_str(), O_RDONLY | O_DIRECTORY));
+  Feed feed(bfd.get(), tfd.get(), tmp / "target", {}, 0);
+  uint64_t total = 0;
+  for (int i = 0; i < 20; i++) {
+    std::string c = random_bytes(300000, i);
+    ASSERT_FALSE(feed.add(put_op("f" + std::to_string(i), c), c));
+    total += c.size();
+    EXPECT_EQ(read_file(tmp / ("target/f" + std::to_string(i))), c);
+    EXPECT_EQ(feed.applier.bytes_written(), total);
+    EXPECT_EQ(feed.parallel.data_bytes(), total);
+  }
+  ASSERT_FALSE(feed.parallel.finish());
 }
