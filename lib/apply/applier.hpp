@@ -165,7 +165,7 @@ class Parallel {
 
   // With no threads, every operation runs on the calling thread, its data
   // streamed as it comes.
-  explicit Parallel(Applier& applier, size_t threads = 2) : applier_(applier), threads_(threads) {}
+  Parallel(Applier& applier, size_t threads) : applier_(applier), threads_(threads) {}
   // Waits for the files being written; drops those queued.
   ~Parallel();
   Parallel(const Parallel&) = delete;
@@ -184,7 +184,7 @@ class Parallel {
   // earliest by index, once nothing is being written any more. (Files
   // queued after it may have been written: a failed run's tree is not
   // used.)
-  std::optional<Failure> apply(uint64_t index, Op op, Reader* data, const char* what = "");
+  std::optional<Failure> apply(uint64_t index, Op op, Reader* data, const char* what);
   // Waits for everything queued; the earliest failure, if any.
   std::optional<Failure> finish();
   // The data (op.length) of the puts and patches done.

@@ -41,6 +41,12 @@ Status apply_table(const std::string& table, const std::string& base, const std:
   }
 }
 
+// Makes an empty directory at `path` and opens it, for an Applier.
+Fd made_dir(const std::string& path) {
+  make_dir(path);
+  return Fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY));
+}
+
 // A zstd patch from `basis` to `next`, as one operation on "page", and its
 // delta.
 struct ZstdCase {
@@ -286,21 +292,17 @@ TEST(RoundTripFixed, ABasisCutWhileItIsPatchedIsReportedAsChanged) {
   off_t last_page = (300000 - 1) / page * page;
   for (off_t cut_to : {last_page + (300000 - last_page) / 2, off_t{0}}) {
     TempDir tmp;
-    make_dir(tmp / "base");
-    make_dir(tmp / "target");
+    Fd bfd = made_dir(tmp / "base");
+    Fd tfd = made_dir(tmp / "target");
     write_file(tmp / "base/page", basis);
     // Without the cut, the same patch succeeds.
     {
-      make_dir(tmp / "good");
-      Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
-      Fd gfd(::open((tmp / "good").c_str(), O_RDONLY | O_DIRECTORY));
+      Fd gfd = made_dir(tmp / "good");
       StringReader in(delta);
       Status ok = apply::Applier(bfd.get(), gfd.get(), tmp / "good").apply(op, &in);
       ASSERT_TRUE(ok.ok()) << ok.error().message;
       EXPECT_EQ(read_file(tmp / "good/page"), next);
     }
-    Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
-    Fd tfd(::open((tmp / "target").c_str(), O_RDONLY | O_DIRECTORY));
     std::string victim = tmp / "base/page";
     MeddlingReader in(delta, [&]() -> Status {
       if (::truncate(victim.c_str(), cut_to) != 0)
@@ -328,11 +330,9 @@ TEST(RoundTripFixed, AWrongLargeBasisIsNamedEvenWhenTheResultCannotBeWritten) {
   basis[100] ^= 1;
   for (bool direct : {false, true}) {
     TempDir tmp;
-    make_dir(tmp / "base");
-    make_dir(tmp / "target");
+    Fd bfd = made_dir(tmp / "base");
+    Fd tfd = made_dir(tmp / "target");
     write_file(tmp / "base/page", basis);
-    Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
-    Fd tfd(::open((tmp / "target").c_str(), O_RDONLY | O_DIRECTORY));
     ASSERT_TRUE(apply::clone_tree(bfd.get(), tfd.get(), tmp / "base").ok());
     apply::ApplyOptions opt;
     opt.direct = direct;
@@ -364,11 +364,9 @@ TEST(RoundTripFixed, ABasisChangedWhileReadIsNamedEvenWhenTheResultCannotBeWritt
   basis.resize(600000, 'b');
   auto [op, delta] = zstd_case(basis, basis.substr(0, 5000) + "inserted" + basis.substr(5000));
   TempDir tmp;
-  make_dir(tmp / "base");
-  make_dir(tmp / "target");
+  Fd bfd = made_dir(tmp / "base");
+  Fd tfd = made_dir(tmp / "target");
   write_file(tmp / "base/page", basis);
-  Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
-  Fd tfd(::open((tmp / "target").c_str(), O_RDONLY | O_DIRECTORY));
   std::string victim = tmp / "base/page";
   MeddlingReader in(delta, [&]() -> Status {
     struct timespec times[2] = {{0, UTIME_OMIT}, {1600000000, 0}};
@@ -456,10 +454,8 @@ TEST(Parallel, EachOperationSeesWhatCameBeforeIt) {
     for (int round = 0; round < 10; round++) {
       SCOPED_TRACE("direct " + std::to_string(direct) + ", round " + std::to_string(round));
       TempDir tmp;
-      make_dir(tmp / "base");
-      make_dir(tmp / "target");
-      Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
-      Fd tfd(::open((tmp / "target").c_str(), O_RDONLY | O_DIRECTORY));
+      Fd bfd = made_dir(tmp / "base");
+      Fd tfd = made_dir(tmp / "target");
       apply::ApplyOptions opt;
       opt.direct = direct;
       Feed feed(bfd.get(), tfd.get(), tmp / "target", opt);
@@ -520,10 +516,8 @@ TEST(Parallel, TheEarliestFailureIsTheOneReported) {
   for (int round = 0; round < 20; round++) {
     SCOPED_TRACE("round " + std::to_string(round));
     TempDir tmp;
-    make_dir(tmp / "base");
-    make_dir(tmp / "target");
-    Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
-    Fd tfd(::open((tmp / "target").c_str(), O_RDONLY | O_DIRECTORY));
+    Fd bfd = made_dir(tmp / "base");
+    Fd tfd = made_dir(tmp / "target");
     Feed feed(bfd.get(), tfd.get(), tmp / "target", {});
     std::optional<apply::Parallel::Failure> failure;
     for (int i = 1; i <= 40 && !failure; i++) {
@@ -549,11 +543,9 @@ TEST(Parallel, TheEarliestFailureIsTheOneReported) {
 
 TEST(Parallel, ErrorsNameWhereTheDataCameFrom) {
   TempDir tmp;
-  make_dir(tmp / "base");
-  make_dir(tmp / "target");
+  Fd bfd = made_dir(tmp / "base");
+  Fd tfd = made_dir(tmp / "target");
   write_file(tmp / "base/page", std::string(300000, 'b'));
-  Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
-  Fd tfd(::open((tmp / "target").c_str(), O_RDONLY | O_DIRECTORY));
   {
     // A delta that is not one.
     Feed feed(bfd.get(), tfd.get(), tmp / "target", {});
@@ -579,10 +571,8 @@ TEST(Parallel, ErrorsNameWhereTheDataCameFrom) {
 
 TEST(Parallel, WithNoThreadsEachOperationIsDoneWhenItReturns) {
   TempDir tmp;
-  make_dir(tmp / "base");
-  make_dir(tmp / "target");
-  Fd bfd(::open((tmp / "base").c_str(), O_RDONLY | O_DIRECTORY));
-  Fd tfd(::open((tmp / "target").c_str(), O_RDONLY | O_DIRECTORY));
+  Fd bfd = made_dir(tmp / "base");
+  Fd tfd = made_dir(tmp / "target");
   Feed feed(bfd.get(), tfd.get(), tmp / "target", {}, 0);
   uint64_t total = 0;
   for (int i = 0; i < 20; i++) {
